@@ -1,0 +1,33 @@
+/* lxr-shim: `create PLAN` starts a container's monitor; `exec PLAN` runs a
+ * process inside a running container. The plan format is ../PLAN.md; the
+ * one-line JSON reports go to fd 3 when the caller opened it. */
+#include "shim.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+
+int main(int argc, char **argv)
+{
+	struct lxr_err err = { 0 };
+	int report_fd = fcntl(3, F_GETFD) >= 0 ? 3 : -1;
+	if (report_fd >= 0) fcntl(report_fd, F_SETFD, FD_CLOEXEC);
+	if (argc != 3 || (strcmp(argv[1], "create") && strcmp(argv[1], "exec"))) {
+		fprintf(stderr, "usage: lxr-shim create|exec PLANFILE\n");
+		return 2;
+	}
+	if (self_protect(argv) < 0) {
+		lxr_fail(&err, errno, "self-protect", "re-execute from a sealed copy");
+		report_error(report_fd, &err);
+		fprintf(stderr, "lxr-shim: %s\n", err.msg);
+		return 1;
+	}
+	static struct plan plan;
+	if (plan_load(argv[2], &plan, &err) < 0) {
+		report_error(report_fd, &err);
+		fprintf(stderr, "lxr-shim: %s\n", err.msg);
+		return 1;
+	}
+	return !strcmp(argv[1], "create") ? cmd_create(&plan, report_fd) : cmd_exec(&plan, report_fd);
+}

@@ -1,0 +1,132 @@
+/* lxr-shim: the per-container monitor and the namespace-joining exec helper.
+ * Shared declarations: the error record every function fills, the parsed
+ * launch plan (see ../PLAN.md) and the steps each file implements. */
+#ifndef LXR_SHIM_H
+#define LXR_SHIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct lxr_err {
+	int errnum;          /* errno of the failed call, 0 if none */
+	int exit_code;       /* 127/126 for a missing/non-executable binary */
+	char step[128];      /* what was being done, e.g. "mount /proc" */
+	char msg[768];
+};
+
+/* Fills err and returns -1. errnum is errno (0 for a logic error). */
+int lxr_fail(struct lxr_err *err, int errnum, const char *step, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+struct mount_op {
+	int is_remount;
+	const char *src, *dst, *type, *data;
+	unsigned long flags, pflags;
+};
+
+struct dev_op {
+	const char *path;
+	char type;
+	unsigned major, minor;
+	unsigned mode;
+	uid_t uid;
+	gid_t gid;
+};
+
+struct kv { const char *a, *b; };
+struct rlimit_op { int resource; unsigned long long soft, hard; };
+struct ns_op { int type; const char *path; }; /* type: CLONE_NEW* */
+struct scmp_arg_op { unsigned index; int op; uint64_t v1, v2; };
+struct scmp_rule_op { uint32_t action; const char *name; int nargs; struct scmp_arg_op args[6]; };
+
+#define VEC(T) struct { T *v; size_t n, cap; }
+
+struct plan {
+	const char *id;
+	const char *rootfs;
+	int rootfs_readonly;
+	const char *ov_upper, *ov_work;
+	VEC(const char *) ov_lower;
+	VEC(struct ns_op) ns;
+	VEC(const char *) uid_map;   /* "c h n" lines */
+	VEC(const char *) gid_map;
+	VEC(const char *) cgroup_procs;
+	VEC(struct mount_op) mounts; /* mounts and remounts, in order */
+	VEC(struct dev_op) devs;
+	VEC(struct kv) symlinks;
+	VEC(const char *) masked;
+	VEC(const char *) readonly;
+	unsigned long propagation;
+	const char *hostname, *domainname;
+	VEC(struct kv) sysctls;
+	VEC(struct rlimit_op) rlimits;
+	int has_oom_score_adj, oom_score_adj;
+	int has_umask; unsigned umask_val;
+	int has_user; uid_t uid; gid_t gid;
+	int has_groups; VEC(gid_t) groups;
+	int has_caps; uint64_t caps[5]; /* bounding effective permitted inheritable ambient */
+	int no_new_privs;
+	int has_seccomp; uint32_t seccomp_default;
+	VEC(const char *) seccomp_arches;
+	VEC(struct scmp_rule_op) seccomp_rules;
+	const char *cwd;
+	VEC(char *) env;   /* NULL-terminated when used */
+	VEC(char *) args;  /* NULL-terminated when used */
+	int terminal; unsigned rows, cols;
+	const char *console_socket;
+	int stdio_log; const char *log_path;
+	const char *control;
+	const char *exit_file;
+	const char *oom_file, *oom_key;
+	/* exec mode */
+	pid_t target;
+	int detach;
+};
+
+int plan_load(const char *path, struct plan *p, struct lxr_err *err);
+
+/* util.c */
+int write_file(const char *path, const char *data, struct lxr_err *err);
+int write_all(int fd, const void *buf, size_t len);
+ssize_t read_all(int fd, char **out);
+void json_str(char *dst, size_t cap, const char *s);
+int report(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int report_error(int fd, const struct lxr_err *err);
+const char *errno_name(int e);
+int self_protect(char **argv);
+
+/* mounts.c: the container's filesystem view */
+int setup_rootfs(const struct plan *p, struct lxr_err *err);
+int finish_rootfs(const struct plan *p, struct lxr_err *err);
+
+/* process.c: the process's identity and limits, then exec */
+int apply_rlimits(const struct plan *p, struct lxr_err *err);
+int enter_cwd(const struct plan *p, struct lxr_err *err);
+int set_identity(const struct plan *p, struct lxr_err *err);
+int find_binary(const struct plan *p, char *out, size_t cap, struct lxr_err *err);
+int load_seccomp(const struct plan *p, struct lxr_err *err);
+int apply_no_new_privs(const struct plan *p, struct lxr_err *err);
+int exec_process(const struct plan *p, const char *path, struct lxr_err *err);
+int finalize_and_exec(const struct plan *p, int sync_fd, int (*wait_go)(int), struct lxr_err *err);
+
+/* terminal.c */
+int setup_terminal(const struct plan *p, int console_fd, struct lxr_err *err);
+int connect_console(const char *path, struct lxr_err *err);
+
+/* namespaces.c */
+int join_namespaces(const struct plan *p, int skip_pid, struct lxr_err *err);
+int open_ns_fds(const struct plan *p, int *fds, struct lxr_err *err);
+int setns_fds(const struct plan *p, const int *fds, struct lxr_err *err);
+int write_id_maps(pid_t pid, const struct plan *p, struct lxr_err *err);
+int join_cgroups(const struct plan *p, pid_t pid, struct lxr_err *err);
+
+/* sync.c: messages between monitor and container init */
+int sync_send(int fd, char kind, const char *payload);
+int sync_recv(int fd, char *kind, char *payload, size_t cap);
+int send_child_error(int fd, const struct lxr_err *err);
+
+int cmd_create(struct plan *p, int report_fd);
+int cmd_exec(struct plan *p, int report_fd);
+
+#endif

@@ -1,0 +1,174 @@
+/* Small utilities shared by the monitor and the exec helper: error records,
+ * whole-file I/O, one-line JSON reports to the agent, and the self-protection
+ * that keeps the helper's binary out of reach of the container. */
+#include "shim.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int lxr_fail(struct lxr_err *err, int errnum, const char *step, const char *fmt, ...)
+{
+	va_list ap;
+	err->errnum = errnum;
+	snprintf(err->step, sizeof err->step, "%s", step);
+	va_start(ap, fmt);
+	vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+	va_end(ap);
+	if (errnum) {
+		size_t l = strlen(err->msg);
+		snprintf(err->msg + l, sizeof err->msg - l, ": %s", strerror(errnum));
+	}
+	return -1;
+}
+
+int write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+	while (len) {
+		ssize_t w = write(fd, p, len);
+		if (w < 0) {
+			if (errno == EINTR) continue;
+			return -1;
+		}
+		p += w;
+		len -= (size_t)w;
+	}
+	return 0;
+}
+
+ssize_t read_all(int fd, char **out)
+{
+	size_t cap = 4096, len = 0;
+	char *buf = malloc(cap + 1);
+	if (!buf) return -1;
+	for (;;) {
+		if (len == cap) {
+			cap *= 2;
+			char *n = realloc(buf, cap + 1);
+			if (!n) { free(buf); return -1; }
+			buf = n;
+		}
+		ssize_t r = read(fd, buf + len, cap - len);
+		if (r < 0) {
+			if (errno == EINTR) continue;
+			free(buf);
+			return -1;
+		}
+		if (r == 0) break;
+		len += (size_t)r;
+	}
+	buf[len] = 0;
+	*out = buf;
+	return (ssize_t)len;
+}
+
+int write_file(const char *path, const char *data, struct lxr_err *err)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0) return lxr_fail(err, errno, "write file", "open %s", path);
+	if (write_all(fd, data, strlen(data)) < 0) {
+		int e = errno;
+		close(fd);
+		return lxr_fail(err, e, "write file", "write %s to %s", data, path);
+	}
+	if (close(fd) < 0) return lxr_fail(err, errno, "write file", "close %s", path);
+	return 0;
+}
+
+void json_str(char *dst, size_t cap, const char *s)
+{
+	size_t o = 0;
+	for (; *s && o + 8 < cap; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\') { dst[o++] = '\\'; dst[o++] = (char)c; }
+		else if (c == '\n') { dst[o++] = '\\'; dst[o++] = 'n'; }
+		else if (c < 0x20) o += (size_t)snprintf(dst + o, cap - o, "\\u%04x", c);
+		else dst[o++] = (char)c;
+	}
+	dst[o] = 0;
+}
+
+int report(int fd, const char *fmt, ...)
+{
+	if (fd < 0) return 0;
+	char line[2048];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(line, sizeof line - 1, fmt, ap);
+	va_end(ap);
+	if (n < 0) return -1;
+	if ((size_t)n > sizeof line - 2) n = sizeof line - 2;
+	line[n++] = '\n';
+	return write_all(fd, line, (size_t)n);
+}
+
+const char *errno_name(int e)
+{
+	switch (e) {
+	case 0: return "";
+	case EPERM: return "EPERM"; case ENOENT: return "ENOENT"; case ESRCH: return "ESRCH";
+	case EINTR: return "EINTR"; case EIO: return "EIO"; case E2BIG: return "E2BIG";
+	case ENOEXEC: return "ENOEXEC"; case EBADF: return "EBADF"; case ECHILD: return "ECHILD";
+	case EAGAIN: return "EAGAIN"; case ENOMEM: return "ENOMEM"; case EACCES: return "EACCES";
+	case EFAULT: return "EFAULT"; case EBUSY: return "EBUSY"; case EEXIST: return "EEXIST";
+	case ENOTDIR: return "ENOTDIR"; case EISDIR: return "EISDIR"; case EINVAL: return "EINVAL";
+	case ENOSPC: return "ENOSPC"; case EROFS: return "EROFS"; case ENAMETOOLONG: return "ENAMETOOLONG";
+	case ENOSYS: return "ENOSYS"; case ELOOP: return "ELOOP"; case ENODEV: return "ENODEV";
+	case EXDEV: return "EXDEV"; case ETXTBSY: return "ETXTBSY"; case EOPNOTSUPP: return "EOPNOTSUPP";
+	case ECONNREFUSED: return "ECONNREFUSED"; case ENOTEMPTY: return "ENOTEMPTY";
+	default: return "EUNKNOWN";
+	}
+}
+
+int report_error(int fd, const struct lxr_err *err)
+{
+	char step[300], msg[1600];
+	json_str(step, sizeof step, err->step);
+	json_str(msg, sizeof msg, err->msg);
+	if (err->exit_code)
+		return report(fd, "{\"type\":\"error\",\"step\":\"%s\",\"errno\":\"%s\",\"errnum\":%d,\"message\":\"%s\",\"exitCode\":%d}",
+			step, errno_name(err->errnum), err->errnum, msg, err->exit_code);
+	return report(fd, "{\"type\":\"error\",\"step\":\"%s\",\"errno\":\"%s\",\"errnum\":%d,\"message\":\"%s\"}",
+		step, errno_name(err->errnum), err->errnum, msg);
+}
+
+/* A process that enters a container runs this binary inside it until it
+ * execs the user's program. Were it the installed file, a process in the
+ * container could reopen /proc/PID/exe for writing and replace the host's
+ * helper (CVE-2019-5736). So the helper re-executes itself from a sealed
+ * in-memory copy: the container can only ever reach that copy. */
+int self_protect(char **argv)
+{
+	int self = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+	if (self < 0) return -1;
+	if (fcntl(self, F_GET_SEALS) >= 0) { /* already running from the sealed copy */
+		close(self);
+		return 0;
+	}
+	struct stat st;
+	if (fstat(self, &st) < 0) { close(self); return -1; }
+	int mfd = memfd_create("lxr-shim", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (mfd < 0) { close(self); return -1; }
+	off_t off = 0;
+	while (off < st.st_size) {
+		ssize_t n = sendfile(mfd, self, &off, (size_t)(st.st_size - off));
+		if (n <= 0) { close(self); close(mfd); return -1; }
+	}
+	close(self);
+	if (fcntl(mfd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) < 0) {
+		close(mfd);
+		return -1;
+	}
+	extern char **environ;
+	fexecve(mfd, argv, environ);
+	close(mfd);
+	return -1;
+}
