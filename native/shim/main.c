@@ -12,7 +12,6 @@ int main(int argc, char **argv)
 {
 	struct lxr_err err = { 0 };
 	int report_fd = fcntl(3, F_GETFD) >= 0 ? 3 : -1;
-	if (report_fd >= 0) fcntl(report_fd, F_SETFD, FD_CLOEXEC);
 	if (argc != 3 || (strcmp(argv[1], "create") && strcmp(argv[1], "exec"))) {
 		fprintf(stderr, "usage: lxr-shim create|exec PLANFILE\n");
 		return 2;
@@ -23,6 +22,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "lxr-shim: %s\n", err.msg);
 		return 1;
 	}
+	/* Only now: the re-exec above must keep the report descriptor. */
+	if (report_fd >= 0) fcntl(report_fd, F_SETFD, FD_CLOEXEC);
 	static struct plan plan;
 	if (plan_load(argv[2], &plan, &err) < 0) {
 		report_error(report_fd, &err);

@@ -150,11 +150,19 @@ static int do_mount(int rootfd, const struct mount_op *m, struct lxr_err *err)
 	} else if (m->flags & MS_BIND) {
 		if (mount(m->src, target, NULL, MS_BIND | (m->flags & MS_REC), NULL) < 0)
 			rc = lxr_fail(err, errno, "mount", "%s from %s", what, m->src);
-		else if ((m->flags & ~(MS_BIND | MS_REC)) && remount_bind(target, m->flags, err, what) < 0)
-			rc = -1;
 	} else if (mount(m->src, target, m->type, m->flags, m->data[0] ? m->data : NULL) < 0) {
 		rc = lxr_fail(err, errno, "mount", "%s", what);
 	}
+	close(fd);
+	if (rc) return rc;
+	int bind_flags = !m->is_remount && (m->flags & MS_BIND) && (m->flags & ~(MS_BIND | MS_REC));
+	if (!bind_flags && !m->pflags) return 0;
+	/* The descriptor above is the directory *under* the new mount: reopen
+	 * the path to reach the mount itself. */
+	fd = open_in_root(rootfd, m->dst, O_PATH);
+	if (fd < 0) return lxr_fail(err, errno, "mount", "%s: reopen", what);
+	snprintf(target, sizeof target, "/proc/self/fd/%d", fd);
+	if (bind_flags && remount_bind(target, m->flags, err, what) < 0) rc = -1;
 	if (!rc && m->pflags && mount(NULL, target, NULL, m->pflags, NULL) < 0)
 		rc = lxr_fail(err, errno, "mount", "%s: propagation", what);
 	close(fd);

@@ -1,6 +1,6 @@
 // Logging setup shared by every LXR component: one pino root logger per
 // process; child loggers carry {host, container, rpc}.
-import { pino, type Logger } from 'pino';
+import pino, { type Logger } from 'pino';
 
 export type { Logger };
 

@@ -1,0 +1,360 @@
+// LXR's OCI runtime, in process: create/start/state/kill/delete/exec/wait
+// on runtime-spec bundles, without starting a Node process per container.
+// A thin orchestrator over the planner (plan.ts), the native helper
+// (shim.ts), cgroups and the state store; the lxr-runtime command line and
+// the agent both drive this class.
+import { watch } from 'node:fs';
+import { access, readFile, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { failAfterCleanup, invalidArgument, invalidSpec, LxrError, notFound } from '../../proto/shared/errors.js';
+import type { CgroupHandle, CgroupLimits, CgroupManager } from '../cgroups/cgroup.js';
+import type { RootfsOverlay } from '../rootfs/overlay.js';
+import { assertLegal, type Operation } from './lifecycle.js';
+import type { Process, Spec, State, Status } from './oci.js';
+import { encodePlan, planCreate, planExec, type Stdio } from './plan.js';
+import { LinuxShimLauncher, type ShimLauncher, type ShimReport, type ShimStdio } from './shim.js';
+import { checkId, StateStore, writeAtomic, type ContainerRecord, type ExitRecord } from './store.js';
+import { validateSpec } from './validate.js';
+
+export interface RuntimeOptions {
+  /** State root, e.g. /run/lxr/runtime. */
+  root: string;
+  cgroups: CgroupManager | null;
+  launcher?: ShimLauncher;
+  /** Parent cgroup for containers whose spec names no cgroupsPath. */
+  cgroupParent?: string;
+}
+
+export interface CreateOptions {
+  consoleSocket?: string;
+  pidFile?: string;
+  /** Where the container's stdio goes: the caller's fds (runc style) or a CRI log file. */
+  stdio?: Stdio;
+  /** With stdio inherit: the descriptors to hand over (default: ignore all). */
+  stdioFds?: ShimStdio;
+  /** An overlay rootfs mounted inside the container's mount namespace. */
+  overlay?: RootfsOverlay;
+}
+
+export interface ExecOptions {
+  consoleSocket?: string;
+  pidFile?: string;
+  detach?: boolean;
+  stdioFds?: ShimStdio;
+}
+
+export interface ExecHandle {
+  pid: number;
+  /** Exit code of the process (128+signal when killed); null if unknown (detached). */
+  exited: Promise<number | null>;
+}
+
+export interface ExitStatus {
+  exitCode: number;
+  signal: number;
+  oomKilled: boolean;
+  error?: string;
+}
+
+/** Reads field 22 (starttime) of /proc/PID/stat; null if the process is gone. */
+export async function processStartTime(pid: number): Promise<string | null> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return rest[19] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+export function cgroupLimitsFromSpec(spec: Spec): CgroupLimits {
+  const r = spec.linux?.resources ?? {};
+  const limits: CgroupLimits = {};
+  if (r.memory) {
+    limits.memory = {};
+    if (r.memory.limit !== undefined) limits.memory.limit = r.memory.limit;
+    if (r.memory.reservation !== undefined) limits.memory.reservation = r.memory.reservation;
+    if (r.memory.swap !== undefined) limits.memory.swap = r.memory.swap;
+  }
+  if (r.cpu) {
+    limits.cpu = {};
+    for (const k of ['shares', 'quota', 'period', 'cpus', 'mems'] as const) {
+      const v = r.cpu[k];
+      if (v !== undefined) (limits.cpu as Record<string, number | string>)[k] = v;
+    }
+  }
+  if (r.pids) limits.pids = { limit: r.pids.limit };
+  return limits;
+}
+
+export class Runtime {
+  readonly store: StateStore;
+  private readonly launcher: ShimLauncher;
+  /** Exit reports of containers this process created, for wait() without polling. */
+  private readonly exits = new Map<string, Promise<ShimReport | null>>();
+
+  constructor(private readonly opts: RuntimeOptions) {
+    this.store = new StateStore(opts.root);
+    this.launcher = opts.launcher ?? new LinuxShimLauncher();
+  }
+
+  async loadBundle(bundle: string): Promise<Spec> {
+    if (!path.isAbsolute(bundle)) throw invalidArgument('bundle', `${bundle} must be an absolute path`);
+    let text: string;
+    try {
+      text = await readFile(path.join(bundle, 'config.json'), 'utf8');
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') throw notFound('bundle config', path.join(bundle, 'config.json'));
+      throw e;
+    }
+    let raw: unknown;
+    try {
+      raw = JSON.parse(text);
+    } catch (e) {
+      throw invalidSpec('config.json', `not valid JSON: ${(e as Error).message}`);
+    }
+    return validateSpec(raw);
+  }
+
+  private cgroupPath(id: string, spec: Spec): string {
+    const p = spec.linux?.cgroupsPath;
+    if (p) return p.replace(/^\/+/, '');
+    return `${this.opts.cgroupParent ?? 'lxr'}/${id}`;
+  }
+
+  async create(id: string, bundle: string, o: CreateOptions = {}): Promise<State> {
+    checkId(id);
+    const spec = await this.loadBundle(bundle);
+    const rootfs = path.resolve(bundle, spec.root?.path ?? 'rootfs');
+    await this.store.claim(id);
+    const paths = this.store.paths(id);
+    const cleanups: Array<() => Promise<void>> = [() => this.store.remove(id)];
+    let cgroup: CgroupHandle | null = null;
+    try {
+      if (this.opts.cgroups) {
+        cgroup = await this.opts.cgroups.create(this.cgroupPath(id, spec), cgroupLimitsFromSpec(spec));
+        const made = cgroup;
+        cleanups.unshift(() => made.destroy());
+      }
+      const records = planCreate({
+        id,
+        spec,
+        rootfs,
+        cgroup,
+        overlay: o.overlay,
+        stdio: o.stdio ?? { mode: 'inherit' },
+        consoleSocket: o.consoleSocket,
+        controlSocket: paths.control,
+        exitFile: paths.exit,
+      });
+      await writeFile(paths.plan, encodePlan(records), { mode: 0o600 });
+      const shim = await this.launcher.create(paths.plan, o.stdioFds ?? ['ignore', 'ignore', 'ignore']);
+      const pid = shim.first.pid!;
+      const rec: ContainerRecord = {
+        ociVersion: spec.ociVersion,
+        id,
+        bundle,
+        rootfs,
+        pid,
+        pidStartTime: (await processStartTime(pid)) ?? '',
+        monitorPid: shim.first.monitor ?? 0,
+        created: new Date().toISOString(),
+        cgroupPath: cgroup?.path ?? null,
+        annotations: spec.annotations ?? {},
+        spec,
+      };
+      this.exits.set(id, shim.exited);
+      cleanups.unshift(async () => {
+        this.exits.delete(id);
+        shim.detach();
+        await this.killAndWait(rec);
+      });
+      await this.store.write(rec);
+      if (o.pidFile) await writeAtomic(o.pidFile, String(pid), 0o644);
+      return this.toState(rec, 'created');
+    } catch (e) {
+      return failAfterCleanup(e, cleanups);
+    }
+  }
+
+  async start(id: string): Promise<void> {
+    const rec = await this.store.read(id);
+    assertLegal(id, await this.status(rec), 'start');
+    const { createConnection } = await import('node:net');
+    const reply = await new Promise<ShimReport>((resolve, reject) => {
+      const sock = createConnection(this.store.paths(id).control);
+      let buf = '';
+      sock.setEncoding('utf8');
+      sock.on('connect', () => sock.write('start\n'));
+      sock.on('data', (d: string) => (buf += d));
+      sock.on('error', (e) => reject(new LxrError('LXR_UNAVAILABLE', `start ${id}: the container's monitor does not answer: ${e.message}`, { cause: e })));
+      sock.on('close', () => {
+        try {
+          resolve(JSON.parse(buf.trim()) as ShimReport);
+        } catch {
+          reject(new LxrError('LXR_UNAVAILABLE', `start ${id}: the container's monitor closed without an answer`));
+        }
+      });
+    });
+    if (reply.type === 'error') {
+      const { reportToError } = await import('./shim.js');
+      throw reportToError(reply, `start ${id}`);
+    }
+  }
+
+  private async status(rec: ContainerRecord): Promise<Status> {
+    if (await this.store.readExit(rec.id)) return 'stopped';
+    const start = await processStartTime(rec.pid);
+    if (start === null || start !== rec.pidStartTime) return 'stopped';
+    // The monitor removes its control socket when the container starts.
+    return (await access(this.store.paths(rec.id).control).then(() => true, () => false)) ? 'created' : 'running';
+  }
+
+  private toState(rec: ContainerRecord, status: Status): State {
+    const s: State = { ociVersion: rec.ociVersion, id: rec.id, status, bundle: rec.bundle, annotations: rec.annotations };
+    if (status !== 'stopped') s.pid = rec.pid;
+    return s;
+  }
+
+  async state(id: string): Promise<State> {
+    const rec = await this.store.read(id);
+    return this.toState(rec, await this.status(rec));
+  }
+
+  async list(): Promise<State[]> {
+    const out: State[] = [];
+    for (const id of await this.store.list()) {
+      try {
+        out.push(await this.state(id));
+      } catch (e) {
+        if (!(e instanceof LxrError && e.reason === 'LXR_NOT_FOUND')) throw e;
+      }
+    }
+    return out;
+  }
+
+  async kill(id: string, signal: NodeJS.Signals | number = 'SIGTERM'): Promise<void> {
+    const rec = await this.store.read(id);
+    assertLegal(id, await this.status(rec), 'kill');
+    try {
+      process.kill(rec.pid, signal);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ESRCH') return; // exited meanwhile
+      if ((e as NodeJS.ErrnoException).code === 'EINVAL') throw invalidArgument('signal', `${signal} is not a signal`);
+      throw e;
+    }
+  }
+
+  /** The container's exit; waits for it. */
+  async wait(id: string): Promise<ExitStatus> {
+    const inProc = this.exits.get(id);
+    if (inProc) {
+      const r = await inProc;
+      this.exits.delete(id);
+      if (r && r.type === 'exited') {
+        const rec = await this.store.readExit(id);
+        return { exitCode: r.exitCode ?? 0, signal: r.signal ?? 0, oomKilled: r.oomKilled ?? false, ...(rec?.error ? { error: rec.error } : {}) };
+      }
+    }
+    const rec = await this.waitExitFile(id, Infinity);
+    if (!rec) throw new LxrError('LXR_INTERNAL', `container ${id}: exited without an exit record`);
+    return { exitCode: rec.exitCode, signal: rec.signal, oomKilled: rec.oomKilled, ...(rec.error ? { error: rec.error } : {}) };
+  }
+
+  private async waitExitFile(id: string, timeoutMs: number): Promise<ExitRecord | null> {
+    const deadline = Date.now() + timeoutMs;
+    const dir = this.store.paths(id).dir;
+    for (;;) {
+      const rec = await this.store.readExit(id);
+      if (rec) return rec;
+      const r = await this.store.read(id).catch(() => null);
+      if (!r) return null;
+      // The monitor is gone without writing a record (killed): nothing more will come.
+      if ((await processStartTime(r.monitorPid)) === null && (await processStartTime(r.pid)) === null) {
+        return await this.store.readExit(id);
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) return null;
+      await new Promise<void>((resolve) => {
+        const w = watch(dir, () => finish());
+        const t = setTimeout(finish, Math.min(left, 100));
+        function finish() {
+          clearTimeout(t);
+          w.close();
+          resolve();
+        }
+      });
+    }
+  }
+
+  private async killAndWait(rec: ContainerRecord): Promise<void> {
+    try {
+      process.kill(rec.pid, 'SIGKILL');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ESRCH') throw e;
+    }
+    const done = await this.waitExitFile(rec.id, 10_000);
+    if (!done && (await processStartTime(rec.pid)) === rec.pidStartTime) {
+      throw new LxrError('LXR_INTERNAL', `container ${rec.id}: pid ${rec.pid} did not die after SIGKILL`);
+    }
+  }
+
+  /** SIGTERM, then SIGKILL after the grace period. */
+  async stop(id: string, graceMs = 10_000): Promise<ExitStatus> {
+    const rec = await this.store.read(id);
+    const status = await this.status(rec);
+    assertLegal(id, status, 'stop');
+    if (status !== 'stopped') {
+      try {
+        process.kill(rec.pid, 'SIGTERM');
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ESRCH') throw e;
+      }
+      if (!(await this.waitExitFile(id, graceMs))) await this.killAndWait(rec);
+    }
+    return this.wait(id);
+  }
+
+  async delete(id: string, opts: { force?: boolean } = {}): Promise<void> {
+    const rec = await this.store.read(id);
+    const status = await this.status(rec);
+    const op: Operation = opts.force ? 'force-delete' : 'delete';
+    assertLegal(id, status, op);
+    if (status !== 'stopped') await this.killAndWait(rec);
+    this.exits.delete(id);
+    if (rec.cgroupPath && this.opts.cgroups) {
+      const cg = await this.opts.cgroups.open(rec.cgroupPath).catch((e: unknown) => {
+        if (e instanceof LxrError && e.reason === 'LXR_NOT_FOUND') return null;
+        throw e;
+      });
+      if (cg) {
+        // Without a pid namespace, the init's children can outlive it.
+        await cg.killAll();
+        await cg.destroy();
+      }
+    }
+    await this.store.remove(id);
+  }
+
+  async exec(id: string, proc: Process, o: ExecOptions = {}): Promise<ExecHandle> {
+    const rec = await this.store.read(id);
+    assertLegal(id, await this.status(rec), 'exec');
+    const spec = validateSpec({ ...rec.spec, process: proc });
+    const procsFiles = rec.cgroupPath && this.opts.cgroups ? (await this.opts.cgroups.open(rec.cgroupPath)).procsFiles : [];
+    const records = planExec({ pid: rec.pid, spec, process: spec.process!, procsFiles, consoleSocket: o.consoleSocket, detach: o.detach ?? false });
+    const planFile = path.join(this.store.paths(id).dir, `exec-${process.pid}-${Date.now()}-${Math.random().toString(16).slice(2, 8)}.plan`);
+    await writeFile(planFile, encodePlan(records), { mode: 0o600 });
+    try {
+      const shim = await this.launcher.exec(planFile, o.stdioFds ?? ['ignore', 'ignore', 'ignore']);
+      const pid = shim.first.pid!;
+      if (o.pidFile) await writeAtomic(o.pidFile, String(pid), 0o644);
+      const exited = o.detach ? Promise.resolve(null) : shim.exited.then((r) => (r ? (r.exitCode ?? null) : null));
+      if (o.detach) shim.detach();
+      return { pid, exited };
+    } finally {
+      await rm(planFile, { force: true });
+    }
+  }
+}

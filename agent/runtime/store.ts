@@ -1,0 +1,127 @@
+// The runtime's state directory: one directory per container holding its
+// record (state.json), launch plan, control socket, exit record and log.
+// Records are written atomically (write, fsync, rename) so a crash leaves
+// either the old record or the new one, never half of one.
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { alreadyExists, invalidArgument, LxrError, notFound } from '../../proto/shared/errors.js';
+import type { Spec } from './oci.js';
+
+export interface ContainerRecord {
+  ociVersion: string;
+  id: string;
+  bundle: string;
+  rootfs: string;
+  pid: number;
+  /** /proc/PID/stat start time: tells our init from a later process that reused its pid. */
+  pidStartTime: string;
+  monitorPid: number;
+  created: string;
+  cgroupPath: string | null;
+  annotations: Record<string, string>;
+  /** The spec the container was created from: exec reuses its namespaces and process defaults. */
+  spec: Spec;
+}
+
+export interface ExitRecord {
+  pid: number;
+  exitCode: number;
+  signal: number;
+  oomKilled: boolean;
+  exitedAt: string;
+  error?: string;
+}
+
+const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+
+export function checkId(id: string): void {
+  if (!ID_RE.test(id)) {
+    throw invalidArgument('id', `${JSON.stringify(id)} must be 1-64 characters of letters, digits, '_', '.', '-', starting with a letter or digit`);
+  }
+}
+
+export async function writeAtomic(file: string, data: string | Buffer, mode = 0o600): Promise<void> {
+  const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
+  const fh = await open(tmp, 'w', mode);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, file);
+}
+
+export class StateStore {
+  constructor(readonly root: string) {}
+
+  dir(id: string): string {
+    checkId(id);
+    return path.join(this.root, id);
+  }
+
+  paths(id: string) {
+    const d = this.dir(id);
+    return {
+      dir: d,
+      state: path.join(d, 'state.json'),
+      plan: path.join(d, 'plan'),
+      control: path.join(d, 'ctl.sock'),
+      exit: path.join(d, 'exit.json'),
+      log: path.join(d, 'container.log'),
+    };
+  }
+
+  /** Claims the id: fails with ALREADY_EXISTS if a container has it. */
+  async claim(id: string): Promise<void> {
+    await mkdir(this.root, { recursive: true, mode: 0o700 });
+    try {
+      await mkdir(this.dir(id), { mode: 0o700 });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw alreadyExists('container', id);
+      throw e;
+    }
+  }
+
+  async write(rec: ContainerRecord): Promise<void> {
+    await writeAtomic(this.paths(rec.id).state, JSON.stringify(rec));
+  }
+
+  async read(id: string): Promise<ContainerRecord> {
+    let text: string;
+    try {
+      text = await readFile(this.paths(id).state, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw notFound('container', id);
+      throw e;
+    }
+    try {
+      return JSON.parse(text) as ContainerRecord;
+    } catch (e) {
+      throw new LxrError('LXR_INTERNAL', `container ${JSON.stringify(id)}: state.json is corrupt`, { cause: e });
+    }
+  }
+
+  async readExit(id: string): Promise<ExitRecord | null> {
+    try {
+      return JSON.parse(await readFile(this.paths(id).exit, 'utf8')) as ExitRecord;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw e;
+    }
+  }
+
+  async list(): Promise<string[]> {
+    try {
+      return (await readdir(this.root)).filter((n) => ID_RE.test(n)).sort();
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw e;
+    }
+  }
+
+  async remove(id: string): Promise<void> {
+    await rm(this.dir(id), { recursive: true, force: true });
+  }
+}
