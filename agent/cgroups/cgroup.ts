@@ -22,7 +22,11 @@ export interface CgroupStats {
 export interface CgroupMountSource {
   /** Host directory of this container's cgroup in that hierarchy. */
   hostDir: string;
-  /** Where it appears under the container's /sys/fs/cgroup ("" for v2's root, "memory", "unified", ...). */
+  /**
+   * Where it appears under the container's /sys/fs/cgroup ("" for v2's root, "memory", "unified", ...).
+   * A combined v1 mount keeps its host name ("cpu,cpuacct"); the runtime adds a symlink per
+   * controller ("cpu", "cpuacct" -> "cpu,cpuacct") as hosts and runc do.
+   */
   subdir: string;
 }
 

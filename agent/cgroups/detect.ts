@@ -68,7 +68,7 @@ export function parseMountinfo(text: string): MountEntry[] {
       mountpoint: unescapeOctal(fields[4] ?? ''),
       fstype: fields[sep + 1] ?? '',
       source: unescapeOctal(fields[sep + 2] ?? ''),
-      superOptions: (fields[sep + 3] ?? '').split(',').filter((o) => o !== ''),
+      superOptions: unescapeOctal(fields[sep + 3] ?? '').split(',').filter((o) => o !== ''),
     });
   }
   return out;
@@ -84,14 +84,15 @@ function isUnder(path: string, root: string): boolean {
  */
 export function detectLayout(mountinfo: string, root: string = DEFAULT_CGROUP_ROOT): CgroupLayout {
   const base = posix.normalize(root).replace(/(.)\/$/, '$1');
-  // A later mount on the same mount point hides the earlier one.
+  // A later mount under the root hides earlier ones on the same point or
+  // below it (mounts above the root are left out: mountinfo order is only
+  // roughly mount order, and "/" may be listed after the cgroup mounts).
   const byMountpoint = new Map<string, MountEntry>();
   for (const m of parseMountinfo(mountinfo)) {
-    if (m.fstype !== 'cgroup' && m.fstype !== 'cgroup2') continue;
     const mp = posix.normalize(m.mountpoint);
     if (!isUnder(mp, base)) continue;
-    byMountpoint.delete(mp);
-    byMountpoint.set(mp, { ...m, mountpoint: mp });
+    for (const seen of [...byMountpoint.keys()]) if (isUnder(seen, mp)) byMountpoint.delete(seen);
+    if (m.fstype === 'cgroup' || m.fstype === 'cgroup2') byMountpoint.set(mp, { ...m, mountpoint: mp });
   }
   const mounts = [...byMountpoint.values()];
 

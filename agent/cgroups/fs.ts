@@ -21,8 +21,10 @@ export interface CgroupFs {
 /** The errno name of a failed call, whether it came from node:fs or was already mapped. */
 export function errnoOf(e: unknown): string | undefined {
   if (typeof e !== 'object' || e === null) return undefined;
-  const code = (e as { code?: unknown; errno?: unknown }).code ?? (e as { errno?: unknown }).errno;
-  return typeof code === 'string' ? code : undefined;
+  // node:fs puts the name in `code`; LxrError keeps a numeric gRPC `code` and the name in `errno`.
+  const { code, errno } = e as { code?: unknown; errno?: unknown };
+  if (typeof code === 'string') return code;
+  return typeof errno === 'string' ? errno : undefined;
 }
 
 export const linuxFs: CgroupFs = {

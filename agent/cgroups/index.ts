@@ -17,7 +17,7 @@ export type { CgroupFs, FakeCall, FakeOp } from './fs.js';
 export { normalizeCgroupPath, validateLimits } from './limits.js';
 export type { CgroupWrite } from './limits.js';
 export { planV1Writes } from './v1.js';
-export { planV2Writes, sharesToWeight } from './v2.js';
+export { planSubtreeControl, planV2Writes, sharesToWeight } from './v2.js';
 export { HierarchyCgroupManager } from './manager.js';
 
 export interface CgroupManagerOptions {

@@ -11,7 +11,7 @@ import { errnoOf, type CgroupFs } from './fs.js';
 import { controllersNeeded, normalizeCgroupPath, pickLimits, validateLimits, type CgroupWrite } from './limits.js';
 import { inactiveFile, oomKills, parseCounter, parseLimit, v1CpuUsage, v2CpuUsage, workingSet } from './stats.js';
 import { CPUSET_INHERITED, V1_FILES, planV1Writes } from './v1.js';
-import { V2_DELEGATED, V2_FILES, planV2Writes } from './v2.js';
+import { V2_DELEGATED, V2_FILES, planSubtreeControl, planV2Writes } from './v2.js';
 
 export interface ManagerConfig {
   fs: CgroupFs;
@@ -168,20 +168,21 @@ export class HierarchyCgroupManager implements CgroupManager {
     const required = new Set(controllersNeeded(limits).keys());
     const { fs } = this.cfg;
     const segments = rel.split('/');
-    for (let depth = 0; depth < segments.length; depth++) {
-      const dir = posix.join(v2.mountpoint, ...segments.slice(0, depth));
-      const file = posix.join(dir, V2_FILES.subtreeControl);
-      const enabled = new Set((await fs.readFile(file)).trim().split(/\s+/));
-      for (const c of wanted) {
-        if (enabled.has(c)) continue;
+    // The hierarchy root and every level above the leaf.
+    const levels = segments.map((_, depth) => posix.join(v2.mountpoint, ...segments.slice(0, depth)));
+    const current: string[] = [];
+    for (const dir of levels) current.push(await fs.readFile(posix.join(dir, V2_FILES.subtreeControl)));
+    const plan = planSubtreeControl(current, wanted);
+    for (const [i, dir] of levels.entries()) {
+      for (const value of plan[i] ?? []) {
         try {
-          await fs.writeFile(file, `+${c}`);
+          await fs.writeFile(posix.join(dir, V2_FILES.subtreeControl), value);
         } catch (e) {
-          if (!required.has(c)) continue;
+          if (!required.has(value.slice(1) as Controller)) continue;
           const errno = errnoOf(e) ?? 'EIO';
-          throw new LxrError('LXR_HOST_SETUP_FAILED', `cgroup ${dir}: the kernel refused cgroup.subtree_control = "+${c}": ${errno}`, {
+          throw new LxrError('LXR_HOST_SETUP_FAILED', `cgroup ${dir}: the kernel refused cgroup.subtree_control = ${JSON.stringify(value)}: ${errno}`, {
             errno,
-            step: `write cgroup.subtree_control`,
+            step: 'write cgroup.subtree_control',
             cause: e,
           });
         }

@@ -41,12 +41,18 @@ export function checkId(id: string): void {
   }
 }
 
-export async function writeAtomic(file: string, data: string | Buffer, mode = 0o600): Promise<void> {
+/**
+ * Write to a temporary name, then rename: readers see the old or the new
+ * content, never a mix. `durable` adds an fsync for state that must survive
+ * power loss; the runtime's own state lives under /run, gone at reboot
+ * anyway, so it skips that cost on the container start path.
+ */
+export async function writeAtomic(file: string, data: string | Buffer, mode = 0o600, durable = true): Promise<void> {
   const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
   const fh = await open(tmp, 'w', mode);
   try {
     await fh.writeFile(data);
-    await fh.sync();
+    if (durable) await fh.sync();
   } finally {
     await fh.close();
   }
@@ -85,7 +91,7 @@ export class StateStore {
   }
 
   async write(rec: ContainerRecord): Promise<void> {
-    await writeAtomic(this.paths(rec.id).state, JSON.stringify(rec));
+    await writeAtomic(this.paths(rec.id).state, JSON.stringify(rec), 0o600, false);
   }
 
   async read(id: string): Promise<ContainerRecord> {

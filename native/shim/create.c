@@ -44,6 +44,9 @@ static void __attribute__((noreturn)) container_init(const struct plan *p, int s
 {
 	struct lxr_err err = { 0 };
 	char k;
+	/* Nothing may ptrace the init or open its /proc files while it runs
+	 * LXR's code; execve restores dumpability for the user's program. */
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	if (sync_recv(sync, &k, NULL, 0) != 1 || k != 'G') _exit(1);
 	umask(0);
 	if (new_userns(p) && (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)) {
@@ -157,8 +160,9 @@ static void write_exit(const struct plan *p, pid_t pid, int status, int oom, con
 	snprintf(tmp, sizeof tmp, "%s.tmp", p->exit_file);
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0) return;
+	/* No fsync: the state root lives under /run, which does not survive a
+	 * reboot anyway; the rename alone makes the record atomic. */
 	write_all(fd, line, (size_t)n);
-	fsync(fd);
 	close(fd);
 	rename(tmp, p->exit_file);
 }

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -16,7 +17,21 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: lxr-shim create|exec PLANFILE\n");
 		return 2;
 	}
-	if (self_protect(argv) < 0) {
+	static struct plan plan;
+	if (plan_load(argv[2], &plan, &err) < 0) {
+		report_error(report_fd, &err);
+		fprintf(stderr, "lxr-shim: %s\n", err.msg);
+		return 1;
+	}
+	/* A create with a new pid namespace needs no sealed copy: until it
+	 * execs, the init is alone in the container and the monitor is
+	 * invisible from inside. Everything else enters a container where
+	 * other processes already run. */
+	int alone = 0;
+	if (!strcmp(argv[1], "create"))
+		for (size_t i = 0; i < plan.ns.n; i++)
+			if (plan.ns.v[i].type == CLONE_NEWPID && !plan.ns.v[i].path) alone = 1;
+	if (!alone && self_protect(argv) < 0) {
 		lxr_fail(&err, errno, "self-protect", "re-execute from a sealed copy");
 		report_error(report_fd, &err);
 		fprintf(stderr, "lxr-shim: %s\n", err.msg);
@@ -24,11 +39,5 @@ int main(int argc, char **argv)
 	}
 	/* Only now: the re-exec above must keep the report descriptor. */
 	if (report_fd >= 0) fcntl(report_fd, F_SETFD, FD_CLOEXEC);
-	static struct plan plan;
-	if (plan_load(argv[2], &plan, &err) < 0) {
-		report_error(report_fd, &err);
-		fprintf(stderr, "lxr-shim: %s\n", err.msg);
-		return 1;
-	}
 	return !strcmp(argv[1], "create") ? cmd_create(&plan, report_fd) : cmd_exec(&plan, report_fd);
 }
