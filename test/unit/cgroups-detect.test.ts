@@ -106,7 +106,7 @@ describe('detectLayout', () => {
   });
 
   it('unescapes octal escapes in mount points', () => {
-    const [m] = parseMountinfo('70 24 0:50 / /sys/fs/cgroup/a\\040b rw shared:1 master:2 - cgroup cgroup rw,name=a b\n');
+    const [m] = parseMountinfo('70 24 0:50 / /sys/fs/cgroup/a\\040b rw shared:1 master:2 - cgroup cgroup rw,name=a\\040b\n');
     assert.equal(m?.mountpoint, '/sys/fs/cgroup/a b');
     assert.equal(m?.fstype, 'cgroup');
     assert.deepEqual(m?.superOptions, ['rw', 'name=a b']);

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { LxrError } from '../../proto/shared/errors.js';
-import { normalizeCgroupPath, planV1Writes, planV2Writes, sharesToWeight, validateLimits, type CgroupLimits } from '../../agent/cgroups/index.js';
+import { normalizeCgroupPath, planSubtreeControl, planV1Writes, planV2Writes, sharesToWeight, validateLimits, type CgroupLimits } from '../../agent/cgroups/index.js';
 import { swapMax } from '../../agent/cgroups/v2.js';
 
 const invalid = (field: string) => (e: unknown) => e instanceof LxrError && e.reason === 'LXR_INVALID_ARGUMENT' && e.field === field && e.message.includes(field);
@@ -176,5 +176,12 @@ describe('planV2Writes', () => {
     assert.throws(() => planV2Writes({ memory: { swap: 1 << 20 } }, { swapAvailable: true, currentMemoryMax: null }), invalid('linux.resources.memory.swap'));
     assert.throws(() => planV2Writes({ memory: { limit: -1, swap: 1 << 20 } }, ctx), invalid('linux.resources.memory.swap'));
     assert.throws(() => swapMax(1 << 20, 2 << 20), invalid('linux.resources.memory.swap'));
+  });
+});
+
+describe('planSubtreeControl', () => {
+  it('asks each level, root first, only for the controllers it does not delegate yet', () => {
+    assert.deepEqual(planSubtreeControl(['cpuset cpu io memory pids\n', 'memory\n', '\n'], ['cpu', 'memory', 'pids']), [[], ['+cpu', '+pids'], ['+cpu', '+memory', '+pids']]);
+    assert.deepEqual(planSubtreeControl([], ['cpu']), []);
   });
 });
