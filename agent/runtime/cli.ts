@@ -1,12 +1,13 @@
 // lxr-runtime: the OCI runtime command line (runc-compatible flag names)
 // over the in-process Runtime, so other engines can drive LXR and it can be
 // checked against runc on the same bundle.
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { constants as osConstants } from 'node:os';
 import { LxrError } from '../../proto/shared/errors.js';
 import { createCgroupManager } from '../cgroups/index.js';
 import type { Process } from './oci.js';
+import { buildSpec } from './defaults.js';
 import { Runtime } from './runtime.js';
 
 const USAGE = `usage: lxr-runtime [--root DIR] COMMAND [OPTIONS] ID
@@ -19,6 +20,7 @@ commands:
   exec [--process FILE] [--pid-file F] [--detach] [--tty] [--console-socket S]
        [--cwd DIR] [--env K=V] [--user UID[:GID]] ID [ARGS...]
   run [--bundle DIR] [--pid-file F] [--console-socket S] [--detach] ID
+  spec [--bundle DIR] [-- ARGS...]   write a config.json with LXR's secure defaults
   list
   version`;
 
@@ -98,6 +100,20 @@ async function main(argv: string[]): Promise<number> {
   }
   if (cmd === 'version' || global.flags.has('version')) {
     process.stdout.write('lxr-runtime version 0.1.0\nspec: 1.2.0\n');
+    return 0;
+  }
+  if (cmd === 'spec') {
+    const p = parse(cmdArgs, false);
+    const bundle = path.resolve(one(p, 'bundle') ?? '.');
+    const spec = buildSpec({ Cmd: p.rest.length ? p.rest : ['sh'] }, { id: 'lxr', hostname: 'lxr' }, { rootfs: path.join(bundle, 'rootfs'), cgroupsPath: '' });
+    spec.root = { path: 'rootfs', readonly: false };
+    if (spec.linux) delete spec.linux.cgroupsPath;
+    try {
+      await writeFile(path.join(bundle, 'config.json'), JSON.stringify(spec, null, 2) + '\n', { flag: 'wx' });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new UsageError(`${path.join(bundle, 'config.json')} exists: remove it first`);
+      throw e;
+    }
     return 0;
   }
   const root = one(global, 'root') ?? '/run/lxr/runtime';

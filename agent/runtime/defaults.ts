@@ -319,7 +319,31 @@ function resources(limits: ContainerRequest['limits']): Resources {
  * The result is validated before it is returned, so a bad request fails here
  * naming the spec field, never later inside the runtime.
  */
-export function buildSpec(image: ImageConfig, req: ContainerRequest, opts: { rootfs: string; cgroupsPath: string }): Spec {
+/**
+ * The NOFILE hard limit this process may hand on: raising it needs
+ * CAP_SYS_RESOURCE, which some hosts withhold even from root, so the default
+ * is capped at what the agent itself has.
+ */
+export function hostNofileHard(limitsText?: string): number {
+  let text = limitsText;
+  if (text === undefined) {
+    try {
+      text = readFileSync('/proc/self/limits', 'utf8');
+    } catch {
+      return DEFAULT_NOFILE;
+    }
+  }
+  const m = /^Max open files\s+\S+\s+(\S+)/m.exec(text);
+  const hard = m && m[1] !== 'unlimited' ? Number(m[1]) : DEFAULT_NOFILE;
+  return Number.isFinite(hard) && hard > 0 ? hard : DEFAULT_NOFILE;
+}
+
+export function buildSpec(
+  image: ImageConfig,
+  req: ContainerRequest,
+  opts: { rootfs: string; cgroupsPath: string; nofileHard?: number },
+): Spec {
+  const nofile = Math.min(DEFAULT_NOFILE, opts.nofileHard ?? hostNofileHard());
   const args = resolveArgs(image, req);
   const hostname = req.hostname ?? req.id.slice(0, HOSTNAME_MAX);
   const user = resolveUser(opts.rootfs, req.user ?? image.User ?? '');
@@ -355,7 +379,7 @@ export function buildSpec(image: ImageConfig, req: ContainerRequest, opts: { roo
         inheritable: [],
         ambient: [],
       },
-      rlimits: [{ type: 'RLIMIT_NOFILE', hard: DEFAULT_NOFILE, soft: DEFAULT_NOFILE }],
+      rlimits: [{ type: 'RLIMIT_NOFILE', hard: nofile, soft: nofile }],
       noNewPrivileges: true,
     },
     root: { path: opts.rootfs, readonly: req.readonlyRootfs ?? false },

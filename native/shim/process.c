@@ -25,8 +25,14 @@ int apply_rlimits(const struct plan *p, struct lxr_err *err)
 	for (size_t i = 0; i < p->rlimits.n; i++) {
 		const struct rlimit_op *r = &p->rlimits.v[i];
 		struct rlimit rl = { .rlim_cur = r->soft, .rlim_max = r->hard };
-		if (setrlimit(r->resource, &rl) < 0)
+		if (setrlimit(r->resource, &rl) < 0) {
+			struct rlimit cur = { 0, 0 };
+			getrlimit(r->resource, &cur);
+			if (errno == EPERM || (errno == EINVAL && r->hard > cur.rlim_max))
+				return lxr_fail(err, EPERM, "rlimit", "resource %d: hard limit %llu is above the current %llu, and raising it needs CAP_SYS_RESOURCE, which this host withholds",
+						r->resource, r->hard, (unsigned long long)cur.rlim_max);
 			return lxr_fail(err, errno, "rlimit", "setrlimit(%d, %llu, %llu)", r->resource, r->soft, r->hard);
+		}
 	}
 	return 0;
 }
@@ -119,7 +125,9 @@ int find_binary(const struct plan *p, char *out, size_t cap, struct lxr_err *err
 			snprintf(out, cap, "%.*s/%s", len ? len : 1, len ? path : ".", name);
 			int r = check_exec(out);
 			if (r == 0) { e = 0; break; }
-			if (r == EACCES) e = EACCES;
+			/* Keep the most telling failure: a candidate that exists but
+			 * cannot run (EACCES, ELOOP) beats "not in this directory". */
+			if (r != ENOENT && r != ENOTDIR) e = r;
 			path = *colon ? colon + 1 : colon;
 		}
 	}

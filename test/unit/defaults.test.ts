@@ -14,6 +14,7 @@ import {
   DEFAULT_PATH,
   DEFAULT_READONLY_PATHS,
   buildSpec,
+  hostNofileHard,
   mergeEnv,
   resolveArgs,
   resolveInRootfs,
@@ -69,7 +70,7 @@ after(() => {
   rmSync(linked, { recursive: true, force: true });
 });
 
-const opts = () => ({ rootfs, cgroupsPath: '/lxr/c1' });
+const opts = () => ({ rootfs, cgroupsPath: '/lxr/c1', nofileHard: 1 << 30 });
 
 describe('resolveArgs (Docker Entrypoint/Cmd rules)', () => {
   const cases: Array<[string, ImageConfig, Pick<ContainerRequest, 'command' | 'entrypoint'>, string[]]> = [
@@ -285,5 +286,20 @@ describe('buildSpec', () => {
 
   it('a relative image WorkingDir fails validation naming process.cwd', () => {
     assert.throws(() => buildSpec({ Cmd: ['sh'], WorkingDir: 'app' }, { id: 'c' }, opts()), isSpecError('process.cwd'));
+  });
+});
+
+describe('NOFILE default follows what the host can hand on', () => {
+  const limits = (hard: string) => `Limit                     Soft Limit           Hard Limit           Units\nMax open files            1024                 ${hard}                files\n`;
+  it('reads the hard limit from /proc/self/limits text', () => {
+    assert.equal(hostNofileHard(limits('20000')), 20000);
+    assert.equal(hostNofileHard(limits('unlimited')), 1048576);
+    assert.equal(hostNofileHard('garbage'), 1048576);
+  });
+  it('caps the default at the host hard limit, never raises it', () => {
+    const capped = buildSpec({ Cmd: ['sh'] }, { id: 'c' }, { rootfs, cgroupsPath: '/x', nofileHard: 20000 });
+    assert.deepEqual(capped.process?.rlimits, [{ type: 'RLIMIT_NOFILE', hard: 20000, soft: 20000 }]);
+    const roomy = buildSpec({ Cmd: ['sh'] }, { id: 'c' }, { rootfs, cgroupsPath: '/x', nofileHard: 1 << 30 });
+    assert.deepEqual(roomy.process?.rlimits, [{ type: 'RLIMIT_NOFILE', hard: 1048576, soft: 1048576 }]);
   });
 });

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# README command 1: installs what LXR needs on a Debian 12 machine (as root),
+# builds it, puts its commands on PATH and runs the main job: a container
+# from a local busybox rootfs. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+
+if [ "$(id -u)" != 0 ]; then
+  echo "install.sh: run as root (LXR creates namespaces, mounts and cgroups)" >&2
+  exit 1
+fi
+
+# Debian packages: the C toolchain and libseccomp for native/, busybox for
+# the demo and tests, runc and crun as the peers tests and benchmarks
+# compare against, python3 for the console-socket test peer.
+debs=(build-essential pkg-config libseccomp-dev busybox-static runc crun iproute2 python3 util-linux)
+missing=()
+for p in "${debs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing Debian packages: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if [ "$node_major" -lt 20 ]; then
+  echo "install.sh: LXR needs Node.js 20 or newer (found: $(node --version 2>/dev/null || echo none))" >&2
+  exit 1
+fi
+
+npm ci --no-audit --no-fund --loglevel=error
+make -s -C native
+npx tsc -b
+
+for cmd in lxr-runtime lxr-agent lxr-controller lxrctl; do
+  ln -sf "$repo/bin/$cmd" "/usr/local/bin/$cmd"
+done
+echo "installed: lxr-runtime lxr-agent lxr-controller lxrctl -> /usr/local/bin"
+
+[ "${LXR_SKIP_DEMO:-}" = 1 ] || bash scripts/demo.sh
