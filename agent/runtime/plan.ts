@@ -266,3 +266,18 @@ export function encodePlan(records: readonly PlanRecord[]): Buffer {
   }
   return Buffer.from(parts.join('\0') + '\0');
 }
+
+/** The inverse of encodePlan, for tests and for inspecting a container's plan file. */
+export function decodePlan(buf: Buffer): PlanRecord[] {
+  const fields = buf.toString().split('\0');
+  if (fields.at(-1) === '') fields.pop();
+  const out: PlanRecord[] = [];
+  for (let i = 0; i < fields.length; ) {
+    const op = fields[i++]!;
+    const n = Number(fields[i++]);
+    if (!Number.isInteger(n) || n < 0 || i + n > fields.length) throw new Error(`plan: bad record ${op}`);
+    out.push([op, ...fields.slice(i, i + n)]);
+    i += n;
+  }
+  return out;
+}

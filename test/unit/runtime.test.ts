@@ -1,0 +1,218 @@
+// The lifecycle table, the state store, and the in-process Runtime's create
+// path over a fake native helper and fake cgroups: what it writes, and that
+// a failure at any step removes what it made (and reports both errors when
+// cleanup fails too).
+import assert from 'node:assert/strict';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { LxrError } from '../../proto/shared/errors.js';
+import type { CgroupHandle, CgroupLimits, CgroupManager } from '../../agent/cgroups/cgroup.js';
+import { assertLegal, isLegal, type Operation } from '../../agent/runtime/lifecycle.js';
+import type { Spec, Status } from '../../agent/runtime/oci.js';
+import { decodePlan } from '../../agent/runtime/plan.js';
+import { cgroupLimitsFromSpec, Runtime } from '../../agent/runtime/runtime.js';
+import { FakeShimLauncher, reportToError } from '../../agent/runtime/shim.js';
+import { checkId, StateStore } from '../../agent/runtime/store.js';
+import { tempDir } from '../helpers/tmp.js';
+
+describe('lifecycle', () => {
+  const table: Array<[Operation, Status[]]> = [
+    ['start', ['created']],
+    ['kill', ['created', 'running']],
+    ['delete', ['created', 'stopped']],
+    ['force-delete', ['creating', 'created', 'running', 'stopped']],
+    ['exec', ['running']],
+    ['stop', ['created', 'running', 'stopped']],
+  ];
+  const all: Status[] = ['creating', 'created', 'running', 'stopped'];
+  for (const [op, legal] of table) {
+    for (const st of all) {
+      it(`${op} when ${st}: ${legal.includes(st) ? 'legal' : 'FAILED_PRECONDITION'}`, () => {
+        assert.equal(isLegal(st, op), legal.includes(st));
+        if (legal.includes(st)) assertLegal('c1', st, op);
+        else
+          assert.throws(
+            () => assertLegal('c1', st, op),
+            (e: LxrError) => e.reason === 'LXR_ILLEGAL_STATE' && e.code === 9 && e.message.includes(`it is ${st}`) && e.message.includes('"c1"'),
+          );
+      });
+    }
+  }
+});
+
+describe('ids and the store', () => {
+  for (const bad of ['', '-x', '.x', 'a/b', '../x', 'x'.repeat(65), 'a b', 'é']) {
+    it(`refuses id ${JSON.stringify(bad)} naming the field`, () => {
+      assert.throws(() => checkId(bad), (e: LxrError) => e.reason === 'LXR_INVALID_ARGUMENT' && e.field === 'id');
+    });
+  }
+  it('claim is exclusive; read of a missing id is NOT_FOUND; a corrupt record is reported', async () => {
+    const store = new StateStore(path.join(await tempDir('store'), 'root'));
+    await store.claim('a');
+    await assert.rejects(store.claim('a'), (e: LxrError) => e.reason === 'LXR_ALREADY_EXISTS');
+    await assert.rejects(store.read('b'), (e: LxrError) => e.reason === 'LXR_NOT_FOUND');
+    await writeFile(store.paths('a').state, '{not json');
+    await assert.rejects(store.read('a'), (e: LxrError) => e.reason === 'LXR_INTERNAL' && /corrupt/.test(e.message));
+    assert.deepEqual(await store.list(), ['a']);
+    await store.remove('a');
+    assert.deepEqual(await store.list(), []);
+  });
+});
+
+describe('helper reports map to the catalogue', () => {
+  const cases: Array<[object, string]> = [
+    [{ type: 'error', exitCode: 127, errno: 'ENOENT', message: 'x' }, 'LXR_EXEC_NOT_FOUND'],
+    [{ type: 'error', exitCode: 126, errno: 'EACCES', message: 'x' }, 'LXR_EXEC_NOT_EXECUTABLE'],
+    [{ type: 'error', errno: 'ENOENT', step: 'mount', message: 'x' }, 'LXR_NOT_FOUND'],
+    [{ type: 'error', errno: 'EPERM', step: 'mount', message: 'x' }, 'LXR_PERMISSION_DENIED'],
+    [{ type: 'error', errno: 'EBUSY', step: 'mount', message: 'x' }, 'LXR_HOST_SETUP_FAILED'],
+  ];
+  for (const [r, reason] of cases) {
+    it(`${JSON.stringify(r)} -> ${reason}`, () => {
+      const e = reportToError(r as never, 'create');
+      assert.equal(e.reason, reason);
+      assert.match(e.message, /^create: /);
+    });
+  }
+});
+
+class FakeCgroups implements CgroupManager {
+  readonly mode = 'v1' as const;
+  created: Array<[string, CgroupLimits]> = [];
+  destroyed: string[] = [];
+  failDestroy = false;
+  async create(p: string, limits: CgroupLimits): Promise<CgroupHandle> {
+    this.created.push([p, limits]);
+    return this.handle(p);
+  }
+  async open(p: string): Promise<CgroupHandle> {
+    return this.handle(p);
+  }
+  private handle(p: string): CgroupHandle {
+    return {
+      path: p,
+      procsFiles: [`/fake/memory/${p}/cgroup.procs`],
+      mountSources: [{ hostDir: `/fake/memory/${p}`, subdir: 'memory' }],
+      oomCounter: null,
+      update: async () => {},
+      stats: async () => {
+        throw new Error('not in the fake');
+      },
+      killAll: async () => {},
+      destroy: async () => {
+        if (this.failDestroy) throw new Error('rmdir: EBUSY');
+        this.destroyed.push(p);
+      },
+    };
+  }
+}
+
+async function bundleWith(config: object): Promise<string> {
+  const dir = await tempDir('bundle');
+  await mkdir(path.join(dir, 'rootfs'));
+  await writeFile(path.join(dir, 'config.json'), JSON.stringify(config));
+  return dir;
+}
+
+const goodConfig = (): Spec => ({
+  ociVersion: '1.0.2',
+  root: { path: 'rootfs' },
+  process: { user: { uid: 0, gid: 0 }, args: ['true'], cwd: '/' },
+  linux: { namespaces: [{ type: 'pid' }, { type: 'mount' }], resources: { memory: { limit: 1 << 26 }, pids: { limit: 10 } } },
+});
+
+describe('Runtime.create over fakes', () => {
+  it('creates the cgroup with the spec’s limits, writes the plan, records the state', async () => {
+    const root = path.join(await tempDir('rt'), 'state');
+    const launcher = new FakeShimLauncher();
+    launcher.nextPid = process.pid; // a live pid, so the container reads as alive
+    const cgroups = new FakeCgroups();
+    const rt = new Runtime({ root, cgroups, launcher, cgroupParent: 'par' });
+    const bundle = await bundleWith(goodConfig());
+    const st = await rt.create('c1', bundle, { stdio: { mode: 'log', path: '/x.log' } });
+    assert.equal(st.id, 'c1');
+    assert.equal(st.pid, process.pid);
+    assert.deepEqual(cgroups.created, [['par/c1', { memory: { limit: 1 << 26 }, pids: { limit: 10 } }]]);
+    assert.equal(launcher.calls.length, 1);
+    const plan = decodePlan(await readFile(launcher.calls[0]!.planFile));
+    assert.deepEqual(plan.find((r) => r[0] === 'rootfs'), ['rootfs', path.join(bundle, 'rootfs')]);
+    assert.deepEqual(plan.find((r) => r[0] === 'cgroup'), ['cgroup', '/fake/memory/par/c1/cgroup.procs']);
+    assert.deepEqual(plan.find((r) => r[0] === 'stdio'), ['stdio', 'log', '/x.log']);
+    const rec = await rt.store.read('c1');
+    assert.equal(rec.cgroupPath, 'par/c1');
+    assert.equal(rec.bundle, bundle);
+    // the control socket does not exist in the fake, so the live pid reads as running
+    assert.equal((await rt.state('c1')).status, 'running');
+    await assert.rejects(rt.create('c1', bundle), (e: LxrError) => e.reason === 'LXR_ALREADY_EXISTS');
+  });
+
+  it('an explicit cgroupsPath is used as given (leading slash dropped)', async () => {
+    const cgroups = new FakeCgroups();
+    const rt = new Runtime({ root: path.join(await tempDir('rt'), 's'), cgroups, launcher: new FakeShimLauncher() });
+    const cfg = goodConfig();
+    cfg.linux!.cgroupsPath = '/mine/x';
+    await rt.create('c2', await bundleWith(cfg));
+    assert.equal(cgroups.created[0]![0], 'mine/x');
+  });
+
+  it('a helper failure removes the state dir and the cgroup, and keeps the helper’s error', async () => {
+    const root = path.join(await tempDir('rt'), 'state');
+    const launcher = new FakeShimLauncher();
+    launcher.failWith = { type: 'error', step: 'mount', errno: 'ENOENT', message: 'bind on /x: source /nope' };
+    const cgroups = new FakeCgroups();
+    const rt = new Runtime({ root, cgroups, launcher });
+    await assert.rejects(rt.create('c3', await bundleWith(goodConfig())), (e: LxrError) => e.reason === 'LXR_NOT_FOUND' && /source \/nope/.test(e.message));
+    assert.deepEqual(cgroups.destroyed, ['lxr/c3']);
+    assert.deepEqual(await readdir(root), []);
+  });
+
+  it('when cleanup fails too, both errors are reported', async () => {
+    const launcher = new FakeShimLauncher();
+    launcher.failWith = { type: 'error', step: 'exec', errno: 'ENOENT', exitCode: 127, message: 'nope: executable file not found in $PATH' };
+    const cgroups = new FakeCgroups();
+    cgroups.failDestroy = true;
+    const rt = new Runtime({ root: path.join(await tempDir('rt'), 's'), cgroups, launcher });
+    await assert.rejects(rt.create('c4', await bundleWith(goodConfig())), (e: LxrError) => {
+      assert.equal(e.reason, 'LXR_EXEC_NOT_FOUND');
+      assert.match(e.message, /executable file not found/);
+      assert.match(e.message, /cleanup also failed: rmdir: EBUSY/);
+      return true;
+    });
+  });
+
+  it('bad bundles: missing config, broken JSON, invalid field, relative path — nothing is left behind', async () => {
+    const root = path.join(await tempDir('rt'), 'state');
+    const cgroups = new FakeCgroups();
+    const rt = new Runtime({ root, cgroups, launcher: new FakeShimLauncher() });
+    const empty = await tempDir('empty');
+    await assert.rejects(rt.create('b1', empty), (e: LxrError) => e.reason === 'LXR_NOT_FOUND' && /config\.json/.test(e.message));
+    const broken = await tempDir('broken');
+    await writeFile(path.join(broken, 'config.json'), '{"ociVersion":');
+    await assert.rejects(rt.create('b2', broken), (e: LxrError) => e.reason === 'LXR_INVALID_SPEC' && e.field === 'config.json');
+    const cfg = goodConfig();
+    cfg.process!.args = [];
+    await assert.rejects(rt.create('b3', await bundleWith(cfg)), (e: LxrError) => e.reason === 'LXR_INVALID_SPEC' && e.field === 'process.args');
+    await assert.rejects(rt.create('b4', 'relative/bundle'), (e: LxrError) => e.reason === 'LXR_INVALID_ARGUMENT' && e.field === 'bundle');
+    await assert.rejects(rt.create('../b5', empty), (e: LxrError) => e.field === 'id');
+    assert.deepEqual(cgroups.created, []);
+    assert.deepEqual(await readdir(root).catch(() => []), []);
+  });
+
+  it('operations on unknown containers are NOT_FOUND', async () => {
+    const rt = new Runtime({ root: path.join(await tempDir('rt'), 's'), cgroups: null, launcher: new FakeShimLauncher() });
+    for (const op of [() => rt.state('nope'), () => rt.start('nope'), () => rt.kill('nope'), () => rt.delete('nope'), () => rt.exec('nope', { user: { uid: 0, gid: 0 }, args: ['x'], cwd: '/' })]) {
+      await assert.rejects(op(), (e: LxrError) => e.reason === 'LXR_NOT_FOUND' && e.code === 5);
+    }
+  });
+});
+
+describe('cgroupLimitsFromSpec', () => {
+  it('maps memory, cpu and pids; leaves out what the spec does not set', () => {
+    assert.deepEqual(cgroupLimitsFromSpec({ ociVersion: '1', linux: {} }), {});
+    assert.deepEqual(
+      cgroupLimitsFromSpec({ ociVersion: '1', linux: { resources: { memory: { limit: 100, swap: 200 }, cpu: { shares: 512, quota: 50000, period: 100000, cpus: '0' }, pids: { limit: 5 } } } }),
+      { memory: { limit: 100, swap: 200 }, cpu: { shares: 512, quota: 50000, period: 100000, cpus: '0' }, pids: { limit: 5 } },
+    );
+  });
+});
