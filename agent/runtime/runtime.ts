@@ -330,8 +330,10 @@ export class Runtime {
         throw e;
       });
       if (cg) {
-        // Without a pid namespace, the init's children can outlive it.
-        await cg.killAll();
+        // Without a new pid namespace the init's children can outlive it;
+        // with one, the kernel killed them all when the init died.
+        const ownPidNs = (rec.spec.linux?.namespaces ?? []).some((n) => n.type === 'pid' && !n.path);
+        if (!ownPidNs) await cg.killAll();
         await cg.destroy();
       }
     }
