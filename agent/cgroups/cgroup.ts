@@ -10,6 +10,13 @@ export interface CgroupLimits {
   memory?: { limit?: number; reservation?: number; swap?: number };
   cpu?: { shares?: number; quota?: number; period?: number; cpus?: string; mems?: string };
   pids?: { limit: number };
+  /**
+   * Device access rules, applied in order (the OCI list starts with "deny
+   * all"). Enforced where a v1 devices hierarchy exists (v1 and hybrid
+   * hosts); cgroup v2 needs an eBPF device program, which LXR does not load
+   * yet, so on a pure v2 host these rules are not enforced.
+   */
+  devices?: Array<{ allow: boolean; type?: string; major?: number; minor?: number; access?: string }>;
 }
 
 export interface CgroupStats {

@@ -41,8 +41,8 @@ export interface CgroupLayout {
 }
 
 /** The controllers the backends act on; cpuacct means "where cpu usage is read". */
-export type Controller = 'memory' | 'cpu' | 'cpuacct' | 'cpuset' | 'pids';
-export const CONTROLLERS: readonly Controller[] = ['memory', 'cpu', 'cpuacct', 'cpuset', 'pids'];
+export type Controller = 'memory' | 'cpu' | 'cpuacct' | 'cpuset' | 'pids' | 'devices';
+export const CONTROLLERS: readonly Controller[] = ['memory', 'cpu', 'cpuacct', 'cpuset', 'pids', 'devices'];
 
 // Mount options that can appear in a v1 cgroup mount's super options and are
 // not controllers. Anything else that is not name=... is taken as a controller.

@@ -107,5 +107,6 @@ export function pickLimits(limits: CgroupLimits, owns: (c: Controller) => boolea
     if (Object.keys(cpu).length > 0) out.cpu = cpu;
   }
   if (limits.pids && owns('pids')) out.pids = { ...limits.pids };
+  if (limits.devices && owns('devices')) out.devices = limits.devices.map((d) => ({ ...d }));
   return out;
 }

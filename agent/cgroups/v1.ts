@@ -55,7 +55,19 @@ export function planV1Writes(limits: CgroupLimits, ctx: V1PlanContext): CgroupWr
   }
 
   if (limits.pids) out.push({ controller: 'pids', file: 'pids.max', value: pidsMax(limits.pids.limit), field: 'linux.resources.pids.limit' });
+
+  // Device rules in order: with CAP_MKNOD a container could otherwise make
+  // a node for the host's disk and read it.
+  (limits.devices ?? []).forEach((d, i) => {
+    out.push({ controller: 'devices', file: d.allow ? 'devices.allow' : 'devices.deny', value: deviceRule(d), field: `linux.resources.devices[${i}]` });
+  });
   return out;
+}
+
+/** "c 1:3 rwm"; a missing type is "a" (all), a missing number "*". */
+export function deviceRule(d: NonNullable<CgroupLimits['devices']>[number]): string {
+  const type = !d.type || d.type === 'a' ? 'a' : d.type;
+  return `${type} ${d.major === undefined || d.major < 0 ? '*' : d.major}:${d.minor === undefined || d.minor < 0 ? '*' : d.minor} ${d.access || 'rwm'}`;
 }
 
 /** OCI pids.limit: -1 and 0 both mean no limit (runc's reading). Same file on v1 and v2. */

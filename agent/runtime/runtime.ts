@@ -85,6 +85,15 @@ export function cgroupLimitsFromSpec(spec: Spec): CgroupLimits {
     }
   }
   if (r.pids) limits.pids = { limit: r.pids.limit };
+  if (r.devices) {
+    limits.devices = r.devices.map((d) => ({
+      allow: d.allow,
+      ...(d.type !== undefined ? { type: d.type } : {}),
+      ...(d.major !== undefined ? { major: d.major } : {}),
+      ...(d.minor !== undefined ? { minor: d.minor } : {}),
+      ...(d.access !== undefined ? { access: d.access } : {}),
+    }));
+  }
   return limits;
 }
 

@@ -130,8 +130,8 @@ describe('bindControllers', () => {
     Object.fromEntries([...bindControllers(detectLayout(text), available)].map(([c, h]) => [c, hierarchyLabel(h)]));
 
   it('binds v1 controllers to their mounts, combined or not', () => {
-    assert.deepEqual(bound(MOUNTINFO_V1_SEPARATE, []), { memory: 'memory', cpu: 'cpu', cpuacct: 'cpuacct', cpuset: 'cpuset', pids: 'pids' });
-    assert.deepEqual(bound(MOUNTINFO_V1_COMBINED, []), { memory: 'memory', cpu: 'cpu,cpuacct', cpuacct: 'cpu,cpuacct', cpuset: 'cpuset', pids: 'pids' });
+    assert.deepEqual(bound(MOUNTINFO_V1_SEPARATE, []), { memory: 'memory', cpu: 'cpu', cpuacct: 'cpuacct', cpuset: 'cpuset', pids: 'pids', devices: 'devices' });
+    assert.deepEqual(bound(MOUNTINFO_V1_COMBINED, []), { memory: 'memory', cpu: 'cpu,cpuacct', cpuacct: 'cpu,cpuacct', cpuset: 'cpuset', pids: 'pids', devices: 'devices' });
   });
 
   it('on hybrid prefers v1 and falls back to the unified hierarchy for what v1 lacks', () => {

@@ -185,3 +185,28 @@ describe('planSubtreeControl', () => {
     assert.deepEqual(planSubtreeControl([], ['cpu']), []);
   });
 });
+
+describe('v1 device rules', () => {
+  it('are written in order to devices.deny / devices.allow, naming each rule', () => {
+    const writes = planV1Writes(
+      {
+        devices: [
+          { allow: false, access: 'rwm' },
+          { allow: true, type: 'c', major: 1, minor: 3, access: 'rwm' },
+          { allow: true, type: 'c', major: 136, access: 'rw' },
+          { allow: true, type: 'b', minor: 0 },
+        ],
+      },
+      { memswAvailable: false },
+    );
+    assert.deepEqual(
+      writes.map((w) => [w.controller, w.file, w.value, w.field]),
+      [
+        ['devices', 'devices.deny', 'a *:* rwm', 'linux.resources.devices[0]'],
+        ['devices', 'devices.allow', 'c 1:3 rwm', 'linux.resources.devices[1]'],
+        ['devices', 'devices.allow', 'c 136:* rw', 'linux.resources.devices[2]'],
+        ['devices', 'devices.allow', 'b *:0 rwm', 'linux.resources.devices[3]'],
+      ],
+    );
+  });
+});
