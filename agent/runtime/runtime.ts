@@ -68,6 +68,22 @@ export async function processStartTime(pid: number): Promise<string | null> {
   }
 }
 
+/** runc's AllowedDevices: mknod of any node (access is checked on open), the
+ *  default nodes, the container's ptys and its ptmx, and /dev/net/tun. */
+const ALWAYS_ALLOWED_DEVICES: ReadonlyArray<{ type: string; major?: number; minor?: number; access: string }> = [
+  { type: 'c', access: 'm' },
+  { type: 'b', access: 'm' },
+  { type: 'c', major: 1, minor: 3, access: 'rwm' },
+  { type: 'c', major: 1, minor: 5, access: 'rwm' },
+  { type: 'c', major: 1, minor: 7, access: 'rwm' },
+  { type: 'c', major: 1, minor: 8, access: 'rwm' },
+  { type: 'c', major: 1, minor: 9, access: 'rwm' },
+  { type: 'c', major: 5, minor: 0, access: 'rwm' },
+  { type: 'c', major: 5, minor: 2, access: 'rwm' },
+  { type: 'c', major: 136, access: 'rwm' },
+  { type: 'c', major: 10, minor: 200, access: 'rwm' },
+];
+
 export function cgroupLimitsFromSpec(spec: Spec): CgroupLimits {
   const r = spec.linux?.resources ?? {};
   const limits: CgroupLimits = {};
@@ -93,6 +109,19 @@ export function cgroupLimitsFromSpec(spec: Spec): CgroupLimits {
       ...(d.minor !== undefined ? { minor: d.minor } : {}),
       ...(d.access !== undefined ? { access: d.access } : {}),
     }));
+    // A spec's list starts with "deny all": the devices every container gets
+    // (and the ones it names in linux.devices) are allowed after it, as runc
+    // does; otherwise the init cannot even open /dev/null.
+    limits.devices.push(
+      ...ALWAYS_ALLOWED_DEVICES.map((d) => ({ allow: true, ...d })),
+      ...(spec.linux?.devices ?? []).filter((d) => d.type !== 'p').map((d) => ({
+        allow: true,
+        type: d.type === 'u' ? 'c' : d.type,
+        ...(d.major !== undefined ? { major: d.major } : {}),
+        ...(d.minor !== undefined ? { minor: d.minor } : {}),
+        access: 'rwm',
+      })),
+    );
   }
   return limits;
 }

@@ -1,0 +1,72 @@
+// Benchmark entry point: `npm run bench -- NAME [--json] [--count N]`.
+// Benchmarks measure LXR against its peers side by side in one run and
+// report ratios; they never fail on timing (only on errors).
+
+import { formatRuntimeReport, runtimeBench } from './runtime.js';
+
+interface Bench {
+  describe: string;
+  run(o: { count: number; json: boolean }): Promise<void>;
+}
+
+const BENCHES: Record<string, Bench> = {
+  runtime: {
+    describe: '100 sequential `true` containers: LXR in process, the lxr-runtime command, runc, crun (root)',
+    async run({ count, json }) {
+      const log = (l: string) => process.stderr.write(l + '\n');
+      const r = await runtimeBench({ count, log });
+      if (json) {
+        const { notes, ...rest } = r;
+        process.stdout.write(JSON.stringify(notes.length ? r : rest, null, 2) + '\n');
+      } else {
+        process.stdout.write(formatRuntimeReport(r) + '\n');
+      }
+    },
+  },
+};
+
+const USAGE = `usage: npm run bench -- NAME [--json] [--count N]
+benchmarks:
+${Object.entries(BENCHES)
+  .map(([n, b]) => `  ${n.padEnd(10)} ${b.describe}`)
+  .join('\n')}
+options:
+  --json       print only a JSON summary (medians etc.) on stdout; progress goes to stderr
+  --count N    containers per contender (default 100)`;
+
+function fail(msg: string, code = 2): never {
+  process.stderr.write(`bench: ${msg}\n`);
+  process.exit(code);
+}
+
+async function main(argv: string[]): Promise<void> {
+  let json = false;
+  let count = 100;
+  const names: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--json') json = true;
+    else if (a === '--count' || a.startsWith('--count=')) {
+      const v = a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[++i];
+      if (v === undefined || !/^\d+$/.test(v) || Number(v) < 1) fail(`--count needs a positive integer, got ${v ?? 'nothing'}`);
+      count = Number(v);
+    } else if (a === '--help' || a === '-h') {
+      process.stdout.write(USAGE + '\n');
+      return;
+    } else if (a.startsWith('-')) fail(`unknown option ${a}\n${USAGE}`);
+    else names.push(a);
+  }
+  if (names.length !== 1) fail(`name one benchmark (available: ${Object.keys(BENCHES).join(', ')})\n${USAGE}`);
+  const bench = BENCHES[names[0]!];
+  if (!bench) fail(`unknown benchmark "${names[0]}" (available: ${Object.keys(BENCHES).join(', ')})`);
+  if (process.getuid?.() !== 0) fail(`${names[0]} needs root (namespaces, mounts, cgroups): run it as root`, 1);
+  await bench.run({ count, json });
+}
+
+main(process.argv.slice(2)).then(
+  () => process.exit(0),
+  (e: unknown) => {
+    process.stderr.write(`bench: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exit(1);
+  },
+);
