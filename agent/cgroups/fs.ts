@@ -2,8 +2,8 @@
 // directory operations on cgroupfs/cgroup2 mounts. A Linux implementation,
 // and an in-memory fake that records every call so planning runs without root.
 
+import * as fs from 'node:fs';
 import { constants } from 'node:fs';
-import * as fsp from 'node:fs/promises';
 import { posix } from 'node:path';
 
 export interface CgroupFs {
@@ -27,36 +27,44 @@ export function errnoOf(e: unknown): string | undefined {
   return typeof errno === 'string' ? errno : undefined;
 }
 
+/**
+ * cgroupfs lives in kernel memory: each call takes microseconds, less than
+ * the thread-pool round trip an async call costs, and container start makes
+ * dozens of them. So the Linux implementation calls the kernel synchronously
+ * behind the async interface.
+ */
 export const linuxFs: CgroupFs = {
-  readFile: (path) => fsp.readFile(path, 'utf8'),
+  readFile: async (path) => fs.readFileSync(path, 'utf8'),
   async writeFile(path, data) {
     // O_WRONLY without O_CREAT/O_TRUNC: a missing control file must fail with
     // ENOENT, and the kernel parses exactly one write per value.
-    const fh = await fsp.open(path, constants.O_WRONLY);
+    const fd = fs.openSync(path, constants.O_WRONLY);
     let failure: unknown;
     try {
-      await fh.write(data);
+      fs.writeSync(fd, data);
     } catch (e) {
       failure = e;
     }
     try {
-      await fh.close();
+      fs.closeSync(fd);
     } catch (e) {
       failure ??= e;
     }
     if (failure !== undefined) throw failure;
   },
   mkdir: async (path) => {
-    await fsp.mkdir(path);
+    fs.mkdirSync(path);
   },
-  rmdir: (path) => fsp.rmdir(path),
+  rmdir: async (path) => fs.rmdirSync(path),
   async subdirs(path) {
-    const entries = await fsp.readdir(path, { withFileTypes: true });
-    return entries.filter((d) => d.isDirectory()).map((d) => d.name);
+    return fs
+      .readdirSync(path, { withFileTypes: true })
+      .filter((d) => d.isDirectory())
+      .map((d) => d.name);
   },
   async exists(path) {
     try {
-      await fsp.access(path);
+      fs.accessSync(path);
       return true;
     } catch (e) {
       if (errnoOf(e) === 'ENOENT' || errnoOf(e) === 'ENOTDIR') return false;

@@ -3,8 +3,7 @@
 // A thin orchestrator over the planner (plan.ts), the native helper
 // (shim.ts), cgroups and the state store; the lxr-runtime command line and
 // the agent both drive this class.
-import { watch } from 'node:fs';
-import { access, readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync, readFileSync, rmSync, watch, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { failAfterCleanup, invalidArgument, invalidSpec, LxrError, notFound } from '../../proto/shared/errors.js';
@@ -60,7 +59,7 @@ export interface ExitStatus {
 /** Reads field 22 (starttime) of /proc/PID/stat; null if the process is gone. */
 export async function processStartTime(pid: number): Promise<string | null> {
   try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     return rest[19] ?? null;
   } catch {
@@ -141,7 +140,7 @@ export class Runtime {
     if (!path.isAbsolute(bundle)) throw invalidArgument('bundle', `${bundle} must be an absolute path`);
     let text: string;
     try {
-      text = await readFile(path.join(bundle, 'config.json'), 'utf8');
+      text = readFileSync(path.join(bundle, 'config.json'), 'utf8');
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'ENOENT' || code === 'ENOTDIR') throw notFound('bundle config', path.join(bundle, 'config.json'));
@@ -187,7 +186,7 @@ export class Runtime {
         controlSocket: paths.control,
         exitFile: paths.exit,
       });
-      await writeFile(paths.plan, encodePlan(records), { mode: 0o600 });
+      writeFileSync(paths.plan, encodePlan(records), { mode: 0o600 });
       const shim = await this.launcher.create(paths.plan, o.stdioFds ?? ['ignore', 'ignore', 'ignore']);
       const pid = shim.first.pid!;
       const rec: ContainerRecord = {
@@ -247,7 +246,7 @@ export class Runtime {
     const start = await processStartTime(rec.pid);
     if (start === null || start !== rec.pidStartTime) return 'stopped';
     // The monitor removes its control socket when the container starts.
-    return (await access(this.store.paths(rec.id).control).then(() => true, () => false)) ? 'created' : 'running';
+    return existsSync(this.store.paths(rec.id).control) ? 'created' : 'running';
   }
 
   private toState(rec: ContainerRecord, status: Status): State {
@@ -385,7 +384,7 @@ export class Runtime {
     const procsFiles = rec.cgroupPath && this.opts.cgroups ? (await this.opts.cgroups.open(rec.cgroupPath)).procsFiles : [];
     const records = planExec({ pid: rec.pid, spec, process: spec.process!, procsFiles, consoleSocket: o.consoleSocket, detach: o.detach ?? false });
     const planFile = path.join(this.store.paths(id).dir, `exec-${process.pid}-${Date.now()}-${Math.random().toString(16).slice(2, 8)}.plan`);
-    await writeFile(planFile, encodePlan(records), { mode: 0o600 });
+    writeFileSync(planFile, encodePlan(records), { mode: 0o600 });
     try {
       const shim = await this.launcher.exec(planFile, o.stdioFds ?? ['ignore', 'ignore', 'ignore']);
       const pid = shim.first.pid!;
@@ -394,7 +393,7 @@ export class Runtime {
       if (o.detach) shim.detach();
       return { pid, exited };
     } finally {
-      await rm(planFile, { force: true });
+      rmSync(planFile, { force: true });
     }
   }
 }

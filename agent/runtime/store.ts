@@ -2,8 +2,12 @@
 // record (state.json), launch plan, control socket, exit record and log.
 // Records are written atomically (write, fsync, rename) so a crash leaves
 // either the old record or the new one, never half of one.
+//
+// The files are small and live on /run: the calls are synchronous, because
+// a thread-pool round trip costs more than the call on the container start
+// path.
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { alreadyExists, invalidArgument, LxrError, notFound } from '../../proto/shared/errors.js';
 import type { Spec } from './oci.js';
@@ -49,14 +53,14 @@ export function checkId(id: string): void {
  */
 export async function writeAtomic(file: string, data: string | Buffer, mode = 0o600, durable = true): Promise<void> {
   const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
-  const fh = await open(tmp, 'w', mode);
+  const fd = openSync(tmp, 'w', mode);
   try {
-    await fh.writeFile(data);
-    if (durable) await fh.sync();
+    writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
+    if (durable) fsyncSync(fd);
   } finally {
-    await fh.close();
+    closeSync(fd);
   }
-  await rename(tmp, file);
+  renameSync(tmp, file);
 }
 
 export class StateStore {
@@ -81,9 +85,9 @@ export class StateStore {
 
   /** Claims the id: fails with ALREADY_EXISTS if a container has it. */
   async claim(id: string): Promise<void> {
-    await mkdir(this.root, { recursive: true, mode: 0o700 });
+    mkdirSync(this.root, { recursive: true, mode: 0o700 });
     try {
-      await mkdir(this.dir(id), { mode: 0o700 });
+      mkdirSync(this.dir(id), { mode: 0o700 });
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw alreadyExists('container', id);
       throw e;
@@ -97,7 +101,7 @@ export class StateStore {
   async read(id: string): Promise<ContainerRecord> {
     let text: string;
     try {
-      text = await readFile(this.paths(id).state, 'utf8');
+      text = readFileSync(this.paths(id).state, 'utf8');
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw notFound('container', id);
       throw e;
@@ -111,7 +115,7 @@ export class StateStore {
 
   async readExit(id: string): Promise<ExitRecord | null> {
     try {
-      return JSON.parse(await readFile(this.paths(id).exit, 'utf8')) as ExitRecord;
+      return JSON.parse(readFileSync(this.paths(id).exit, 'utf8')) as ExitRecord;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw e;
@@ -120,7 +124,7 @@ export class StateStore {
 
   async list(): Promise<string[]> {
     try {
-      return (await readdir(this.root)).filter((n) => ID_RE.test(n)).sort();
+      return readdirSync(this.root).filter((n) => ID_RE.test(n)).sort();
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw e;
@@ -128,6 +132,6 @@ export class StateStore {
   }
 
   async remove(id: string): Promise<void> {
-    await rm(this.dir(id), { recursive: true, force: true });
+    rmSync(this.dir(id), { recursive: true, force: true });
   }
 }
