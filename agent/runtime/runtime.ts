@@ -187,7 +187,8 @@ export class Runtime {
         exitFile: paths.exit,
       });
       writeFileSync(paths.plan, encodePlan(records), { mode: 0o600 });
-      const shim = await this.launcher.create(paths.plan, o.stdioFds ?? ['ignore', 'ignore', 'ignore']);
+      const ownPidNs = (spec.linux?.namespaces ?? []).some((n) => n.type === 'pid' && !n.path);
+      const shim = await this.launcher.create(paths.plan, o.stdioFds ?? ['ignore', 'ignore', 'ignore'], { viaServer: ownPidNs && !o.consoleSocket });
       const pid = shim.first.pid!;
       const rec: ContainerRecord = {
         ociVersion: spec.ociVersion,

@@ -2,7 +2,7 @@
 // from a plan file, or exec a process into a running container; both
 // answer in one-line JSON reports (native/PLAN.md). A Linux implementation
 // spawns lxr-shim; a fake records calls so the runtime is testable without root.
-import { spawn, type StdioOptions } from 'node:child_process';
+import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -34,8 +34,17 @@ export interface ShimProcess {
   detach(): void;
 }
 
+export interface CreateHints {
+  /**
+   * The plan gives the container a new pid namespace (so no sealed re-exec
+   * is needed) and hands over no stdio: the long-lived helper server can
+   * fork its monitor, the fast path.
+   */
+  viaServer?: boolean;
+}
+
 export interface ShimLauncher {
-  create(planFile: string, stdio: ShimStdio): Promise<ShimProcess>;
+  create(planFile: string, stdio: ShimStdio, hints?: CreateHints): Promise<ShimProcess>;
   exec(planFile: string, stdio: ShimStdio): Promise<ShimProcess>;
 }
 
@@ -55,40 +64,21 @@ export function reportToError(r: ShimReport, what: string): LxrError {
   return err;
 }
 
-/** Reads newline-delimited JSON reports from a stream, one at a time. */
-export class ReportReader {
-  private buf = '';
+/** Reports for one helper, queued until someone asks for the next. */
+export class ReportQueue {
   private queue: ShimReport[] = [];
   private waiters: Array<(r: ShimReport | null) => void> = [];
   private ended = false;
 
-  constructor(private readonly stream: Readable) {
-    stream.setEncoding('utf8');
-    stream.on('data', (chunk: string) => {
-      this.buf += chunk;
-      let nl: number;
-      while ((nl = this.buf.indexOf('\n')) >= 0) {
-        const line = this.buf.slice(0, nl);
-        this.buf = this.buf.slice(nl + 1);
-        if (!line.trim()) continue;
-        let r: ShimReport;
-        try {
-          r = JSON.parse(line) as ShimReport;
-        } catch {
-          r = { type: 'error', step: 'report', message: `unreadable report: ${line}` };
-        }
-        const w = this.waiters.shift();
-        if (w) w(r);
-        else this.queue.push(r);
-      }
-    });
-    const end = () => {
-      this.ended = true;
-      for (const w of this.waiters.splice(0)) w(null);
-    };
-    stream.on('end', end);
-    stream.on('close', end);
-    stream.on('error', end);
+  push(r: ShimReport): void {
+    const w = this.waiters.shift();
+    if (w) w(r);
+    else this.queue.push(r);
+  }
+
+  end(): void {
+    this.ended = true;
+    for (const w of this.waiters.splice(0)) w(null);
   }
 
   next(): Promise<ShimReport | null> {
@@ -96,6 +86,47 @@ export class ReportReader {
     if (r) return Promise.resolve(r);
     if (this.ended) return Promise.resolve(null);
     return new Promise((resolve) => this.waiters.push(resolve));
+  }
+}
+
+function parseReport(line: string): ShimReport {
+  try {
+    return JSON.parse(line) as ShimReport;
+  } catch {
+    return { type: 'error', step: 'report', message: `unreadable report: ${line}` };
+  }
+}
+
+/** Calls onLine for each newline-terminated line of a stream, onEnd once. */
+function readLines(stream: Readable, onLine: (line: string) => void, onEnd: () => void): void {
+  let buf = '';
+  stream.setEncoding('utf8');
+  stream.on('data', (chunk: string) => {
+    buf += chunk;
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      if (line.trim()) onLine(line);
+    }
+  });
+  let ended = false;
+  const end = () => {
+    if (!ended) {
+      ended = true;
+      onEnd();
+    }
+  };
+  stream.on('end', end);
+  stream.on('close', end);
+  stream.on('error', end);
+}
+
+/** Reads newline-delimited JSON reports from one helper's stream. */
+export class ReportReader extends ReportQueue {
+  constructor(private readonly stream: Readable) {
+    super();
+    readLines(stream, (line) => this.push(parseReport(line)), () => this.end());
   }
 
   close(): void {
@@ -115,22 +146,101 @@ export function defaultShimPath(): string {
   return 'lxr-shim';
 }
 
+/** The long-lived `lxr-shim server`: tagged reports demultiplexed per request. */
+class ShimServer {
+  private readonly proc: ChildProcess;
+  private readonly queues = new Map<string, ReportQueue>();
+  private seq = 0;
+  /** Requests and containers still to report: the pipes keep the process alive only meanwhile. */
+  private live = 0;
+  dead = false;
+
+  constructor(shimPath: string) {
+    this.proc = spawn(shimPath, ['server'], { stdio: ['pipe', 'ignore', 'ignore', 'pipe'] });
+    const reports = this.proc.stdio[3] as Readable;
+    readLines(
+      reports,
+      (line) => {
+        const sp = line.indexOf(' ');
+        this.queues.get(line.slice(0, sp))?.push(parseReport(line.slice(sp + 1)));
+      },
+      () => this.die(),
+    );
+    this.proc.on('error', () => this.die());
+    this.proc.on('exit', () => this.die());
+    this.setRef(false);
+  }
+
+  private die(): void {
+    this.dead = true;
+    for (const q of this.queues.values()) q.end();
+    this.queues.clear();
+  }
+
+  private setRef(on: boolean): void {
+    const handles = [this.proc, this.proc.stdin, this.proc.stdio[3]] as Array<{ ref?: () => void; unref?: () => void } | null>;
+    for (const h of handles) (on ? h?.ref : h?.unref)?.call(h);
+  }
+
+  private hold(delta: number): void {
+    this.live += delta;
+    this.setRef(this.live > 0);
+  }
+
+  async create(planFile: string): Promise<{ first: ShimReport | null; rest: ReportQueue; release: () => void }> {
+    const tag = `r${++this.seq}`;
+    const q = new ReportQueue();
+    this.queues.set(tag, q);
+    this.hold(1);
+    let held = true;
+    const release = () => {
+      if (held) {
+        held = false;
+        this.queues.delete(tag);
+        this.hold(-1);
+      }
+    };
+    this.proc.stdin!.write(`create ${tag} ${planFile}\n`);
+    const first = await q.next();
+    if (!first || first.type !== 'created') release();
+    return { first, rest: q, release };
+  }
+
+  close(): void {
+    this.proc.stdin?.end();
+  }
+}
+
 export class LinuxShimLauncher implements ShimLauncher {
+  private server: ShimServer | null = null;
+
   constructor(private readonly shimPath: string = defaultShimPath()) {}
 
-  create(planFile: string, stdio: ShimStdio): Promise<ShimProcess> {
-    return this.run('create', planFile, stdio);
+  async create(planFile: string, stdio: ShimStdio, hints: CreateHints = {}): Promise<ShimProcess> {
+    if (!hints.viaServer || stdio.some((s) => s !== 'ignore')) return this.run('create', planFile, stdio);
+    if (!this.server || this.server.dead) this.server = new ShimServer(this.shimPath);
+    const { first, rest, release } = await this.server.create(planFile);
+    if (!first || first.type === 'error') {
+      throw reportToError(first ?? { type: 'error', message: 'the helper server exited without a report' }, 'create');
+    }
+    const exited = rest.next().finally(release);
+    return { first, exited, detach: release };
   }
 
   exec(planFile: string, stdio: ShimStdio): Promise<ShimProcess> {
     return this.run('exec', planFile, stdio);
   }
 
+  /** Stops the helper server (running containers are unaffected). */
+  close(): void {
+    this.server?.close();
+    this.server = null;
+  }
+
   private async run(mode: 'create' | 'exec', planFile: string, stdio: ShimStdio): Promise<ShimProcess> {
     const child = spawn(this.shimPath, [mode, planFile], { stdio: [...stdio, 'pipe'] as StdioOptions });
     const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
-    const stream = child.stdio[3] as Readable;
-    const reader = new ReportReader(stream);
+    const reader = new ReportReader(child.stdio[3] as Readable);
     const first = await Promise.race([
       reader.next(),
       spawnError.then((e) => ({ type: 'error', step: 'start helper', message: `${this.shimPath}: ${e.message}` }) as ShimReport),
@@ -177,7 +287,7 @@ export class FakeShimLauncher implements ShimLauncher {
     });
   }
 
-  create(planFile: string, stdio: ShimStdio) {
+  create(planFile: string, stdio: ShimStdio, _hints?: CreateHints) {
     return this.answer('create', planFile, stdio);
   }
 

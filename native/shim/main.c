@@ -13,8 +13,12 @@ int main(int argc, char **argv)
 {
 	struct lxr_err err = { 0 };
 	int report_fd = fcntl(3, F_GETFD) >= 0 ? 3 : -1;
+	if (argc == 2 && !strcmp(argv[1], "server")) {
+		if (report_fd >= 0) fcntl(report_fd, F_SETFD, FD_CLOEXEC);
+		return cmd_server(report_fd);
+	}
 	if (argc != 3 || (strcmp(argv[1], "create") && strcmp(argv[1], "exec"))) {
-		fprintf(stderr, "usage: lxr-shim create|exec PLANFILE\n");
+		fprintf(stderr, "usage: lxr-shim create|exec PLANFILE | lxr-shim server\n");
 		return 2;
 	}
 	static struct plan plan;

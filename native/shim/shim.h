@@ -93,6 +93,10 @@ ssize_t read_all(int fd, char **out);
 void json_str(char *dst, size_t cap, const char *s);
 int report(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int report_error(int fd, const struct lxr_err *err);
+/* When set, every report line on report_tag_fd starts with this tag and a
+ * space (server mode); other descriptors (the control socket) get none. */
+extern const char *report_tag;
+extern int report_tag_fd;
 const char *errno_name(int e);
 int self_protect(char **argv);
 
@@ -128,5 +132,6 @@ int send_child_error(int fd, const struct lxr_err *err);
 
 int cmd_create(struct plan *p, int report_fd);
 int cmd_exec(struct plan *p, int report_fd);
+int cmd_server(int report_fd);
 
 #endif

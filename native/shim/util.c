@@ -96,14 +96,19 @@ void json_str(char *dst, size_t cap, const char *s)
 	dst[o] = 0;
 }
 
+const char *report_tag;
+int report_tag_fd = -1;
+
 int report(int fd, const char *fmt, ...)
 {
 	if (fd < 0) return 0;
 	char line[2048];
+	int t = report_tag && fd == report_tag_fd ? snprintf(line, 64, "%s ", report_tag) : 0;
 	va_list ap;
 	va_start(ap, fmt);
-	int n = vsnprintf(line, sizeof line - 1, fmt, ap);
+	int n = vsnprintf(line + t, sizeof line - 1 - (size_t)t, fmt, ap);
 	va_end(ap);
+	if (n >= 0) n += t;
 	if (n < 0) return -1;
 	if ((size_t)n > sizeof line - 2) n = sizeof line - 2;
 	line[n++] = '\n';

@@ -1,0 +1,53 @@
+/* Server mode: one long-lived helper per agent that forks a container
+ * monitor per request, so starting a container costs a fork of this small
+ * process instead of a fork of the agent plus an exec. Requests are lines on
+ * stdin, "create TAG PLANFILE"; reports go to the shared report descriptor,
+ * each line prefixed with its TAG (lines under PIPE_BUF never interleave).
+ * Only plans that need no sealed re-exec come here (the agent decides). */
+#include "shim.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+int cmd_server(int report_fd)
+{
+	/* The intermediate children exit at once; let the kernel reap them. */
+	signal(SIGCHLD, SIG_IGN);
+	report_tag_fd = report_fd;
+	char line[4352];
+	while (fgets(line, sizeof line, stdin)) {
+		char tag[64], path[4096];
+		if (sscanf(line, "create %63s %4095[^\n]", tag, path) != 2) {
+			report_tag = NULL;
+			report(report_fd, "{\"type\":\"error\",\"step\":\"server\",\"errno\":\"EINVAL\",\"errnum\":22,\"message\":\"bad request\"}");
+			continue;
+		}
+		fflush(NULL);
+		pid_t c = fork();
+		if (c < 0) {
+			struct lxr_err err = { 0 };
+			lxr_fail(&err, errno, "server", "fork");
+			report_tag = tag;
+			report_error(report_fd, &err);
+			report_tag = NULL;
+			continue;
+		}
+		if (c > 0) continue;
+		signal(SIGCHLD, SIG_DFL);
+		int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		if (null >= 0) { dup2(null, 0); close(null); }
+		report_tag = tag;
+		static struct plan plan;
+		struct lxr_err err = { 0 };
+		if (plan_load(path, &plan, &err) < 0) {
+			report_error(report_fd, &err);
+			_exit(1);
+		}
+		_exit(cmd_create(&plan, report_fd));
+	}
+	return 0;
+}
