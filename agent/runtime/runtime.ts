@@ -4,6 +4,7 @@
 // (shim.ts), cgroups and the state store; the lxr-runtime command line and
 // the agent both drive this class.
 import { existsSync, readFileSync, rmSync, watch, writeFileSync } from 'node:fs';
+import { createConnection } from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { failAfterCleanup, invalidArgument, invalidSpec, LxrError, notFound } from '../../proto/shared/errors.js';
@@ -12,7 +13,7 @@ import type { RootfsOverlay } from '../rootfs/overlay.js';
 import { assertLegal, type Operation } from './lifecycle.js';
 import type { Process, Spec, State, Status } from './oci.js';
 import { encodePlan, planCreate, planExec, type Stdio } from './plan.js';
-import { LinuxShimLauncher, type ShimLauncher, type ShimReport, type ShimStdio } from './shim.js';
+import { LinuxShimLauncher, reportToError, type ShimLauncher, type ShimReport, type ShimStdio } from './shim.js';
 import { checkId, StateStore, writeAtomic, type ContainerRecord, type ExitRecord } from './store.js';
 import { validateSpec } from './validate.js';
 
@@ -109,20 +110,32 @@ export function cgroupLimitsFromSpec(spec: Spec): CgroupLimits {
       ...(d.access !== undefined ? { access: d.access } : {}),
     }));
     // A spec's list starts with "deny all": the devices every container gets
-    // (and the ones it names in linux.devices) are allowed after it, as runc
-    // does; otherwise the init cannot even open /dev/null.
-    limits.devices.push(
-      ...ALWAYS_ALLOWED_DEVICES.map((d) => ({ allow: true, ...d })),
-      ...(spec.linux?.devices ?? []).filter((d) => d.type !== 'p').map((d) => ({
-        allow: true,
-        type: d.type === 'u' ? 'c' : d.type,
-        ...(d.major !== undefined ? { major: d.major } : {}),
-        ...(d.minor !== undefined ? { minor: d.minor } : {}),
-        access: 'rwm',
-      })),
-    );
+    // are allowed after it, as runc does; otherwise the init cannot even open
+    // /dev/null. A device the spec adds in linux.devices needs its own rule
+    // in resources.devices (runc 1.1 adds none either).
+    limits.devices.push(...ALWAYS_ALLOWED_DEVICES.map((d) => ({ allow: true, ...d })));
   }
   return limits;
+}
+
+/** One request to a container's monitor over its control socket; one JSON line back. */
+function askMonitor(control: string, command: string): Promise<ShimReport> {
+  return new Promise<ShimReport>((resolve, reject) => {
+    const sock = createConnection(control);
+    let buf = '';
+    sock.setEncoding('utf8');
+    sock.on('connect', () => sock.write(command + '\n'));
+    sock.on('data', (d: string) => (buf += d));
+    sock.on('error', reject);
+    sock.on('close', (hadError) => {
+      if (hadError) return;
+      try {
+        resolve(JSON.parse(buf.trim()) as ShimReport);
+      } catch {
+        reject(new Error('the monitor closed without an answer'));
+      }
+    });
+  });
 }
 
 export class Runtime {
@@ -130,6 +143,7 @@ export class Runtime {
   private readonly launcher: ShimLauncher;
   /** Exit reports of containers this process created, for wait() without polling. */
   private readonly exits = new Map<string, Promise<ShimReport | null>>();
+  private readonly records = new Map<string, ContainerRecord>();
 
   constructor(private readonly opts: RuntimeOptions) {
     this.store = new StateStore(opts.root);
@@ -210,6 +224,7 @@ export class Runtime {
         await this.killAndWait(rec);
       });
       await this.store.write(rec);
+      this.records.set(id, rec);
       if (o.pidFile) await writeAtomic(o.pidFile, String(pid), 0o644);
       return this.toState(rec, 'created');
     } catch (e) {
@@ -218,28 +233,28 @@ export class Runtime {
   }
 
   async start(id: string): Promise<void> {
-    const rec = await this.store.read(id);
-    assertLegal(id, await this.status(rec), 'start');
-    const { createConnection } = await import('node:net');
-    const reply = await new Promise<ShimReport>((resolve, reject) => {
-      const sock = createConnection(this.store.paths(id).control);
-      let buf = '';
-      sock.setEncoding('utf8');
-      sock.on('connect', () => sock.write('start\n'));
-      sock.on('data', (d: string) => (buf += d));
-      sock.on('error', (e) => reject(new LxrError('LXR_UNAVAILABLE', `start ${id}: the container's monitor does not answer: ${e.message}`, { cause: e })));
-      sock.on('close', () => {
-        try {
-          resolve(JSON.parse(buf.trim()) as ShimReport);
-        } catch {
-          reject(new LxrError('LXR_UNAVAILABLE', `start ${id}: the container's monitor closed without an answer`));
-        }
-      });
-    });
+    const rec = await this.record(id);
+    let reply: ShimReport;
+    try {
+      reply = await askMonitor(this.store.paths(id).control, 'start');
+    } catch (e) {
+      // Nobody listens on the control socket: the container is past
+      // "created"; name the state it is in.
+      assertLegal(id, await this.status(rec), 'start');
+      throw new LxrError('LXR_UNAVAILABLE', `start ${id}: the container's monitor does not answer: ${(e as Error).message}`, { cause: e });
+    }
     if (reply.type === 'error') {
-      const { reportToError } = await import('./shim.js');
+      if (reply.errno === 'EALREADY') assertLegal(id, await this.status(rec), 'start');
       throw reportToError(reply, `start ${id}`);
     }
+  }
+
+  /** The record, from memory when this process created the container (it is written once). */
+  private async record(id: string): Promise<ContainerRecord> {
+    const cached = this.records.get(id);
+    if (cached && existsSync(this.store.paths(id).state)) return cached;
+    this.records.delete(id);
+    return this.store.read(id);
   }
 
   private async status(rec: ContainerRecord): Promise<Status> {
@@ -257,7 +272,7 @@ export class Runtime {
   }
 
   async state(id: string): Promise<State> {
-    const rec = await this.store.read(id);
+    const rec = await this.record(id);
     return this.toState(rec, await this.status(rec));
   }
 
@@ -274,13 +289,14 @@ export class Runtime {
   }
 
   async kill(id: string, signal: NodeJS.Signals | number = 'SIGTERM'): Promise<void> {
-    const rec = await this.store.read(id);
+    const rec = await this.record(id);
     assertLegal(id, await this.status(rec), 'kill');
     try {
       process.kill(rec.pid, signal);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ESRCH') return; // exited meanwhile
-      if ((e as NodeJS.ErrnoException).code === 'EINVAL') throw invalidArgument('signal', `${signal} is not a signal`);
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EINVAL' || code === 'ERR_UNKNOWN_SIGNAL') throw invalidArgument('signal', `${signal} is not a signal`);
       throw e;
     }
   }
@@ -288,6 +304,7 @@ export class Runtime {
   /** The container's exit; waits for it. */
   async wait(id: string): Promise<ExitStatus> {
     const inProc = this.exits.get(id);
+    if (!inProc) await this.record(id); // NOT_FOUND for an unknown id
     if (inProc) {
       const r = await inProc;
       this.exits.delete(id);
@@ -341,7 +358,7 @@ export class Runtime {
 
   /** SIGTERM, then SIGKILL after the grace period. */
   async stop(id: string, graceMs = 10_000): Promise<ExitStatus> {
-    const rec = await this.store.read(id);
+    const rec = await this.record(id);
     const status = await this.status(rec);
     assertLegal(id, status, 'stop');
     if (status !== 'stopped') {
@@ -356,12 +373,13 @@ export class Runtime {
   }
 
   async delete(id: string, opts: { force?: boolean } = {}): Promise<void> {
-    const rec = await this.store.read(id);
+    const rec = await this.record(id);
     const status = await this.status(rec);
     const op: Operation = opts.force ? 'force-delete' : 'delete';
     assertLegal(id, status, op);
     if (status !== 'stopped') await this.killAndWait(rec);
     this.exits.delete(id);
+    this.records.delete(id);
     if (rec.cgroupPath && this.opts.cgroups) {
       const cg = await this.opts.cgroups.open(rec.cgroupPath).catch((e: unknown) => {
         if (e instanceof LxrError && e.reason === 'LXR_NOT_FOUND') return null;
@@ -379,7 +397,7 @@ export class Runtime {
   }
 
   async exec(id: string, proc: Process, o: ExecOptions = {}): Promise<ExecHandle> {
-    const rec = await this.store.read(id);
+    const rec = await this.record(id);
     assertLegal(id, await this.status(rec), 'exec');
     const spec = validateSpec({ ...rec.spec, process: proc });
     const procsFiles = rec.cgroupPath && this.opts.cgroups ? (await this.opts.cgroups.open(rec.cgroupPath)).procsFiles : [];

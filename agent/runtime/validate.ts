@@ -345,6 +345,16 @@ function validateLinux(linux: Obj): Set<string> {
   return nsTypes;
 }
 
+const IPC_SYSCTLS = new Set(['kernel.msgmax', 'kernel.msgmnb', 'kernel.msgmni', 'kernel.sem', 'kernel.shmall', 'kernel.shmmax', 'kernel.shmmni', 'kernel.shm_rmid_forced']);
+
+/** The namespace type that isolates a sysctl, or null for a host-wide one. */
+function sysctlNamespace(key: string): string | null {
+  if (IPC_SYSCTLS.has(key) || key.startsWith('fs.mqueue.')) return 'ipc';
+  if (key.startsWith('net.')) return 'network';
+  if (key === 'kernel.hostname' || key === 'kernel.domainname') return 'uts';
+  return null;
+}
+
 /**
  * Checks an already JSON.parse'd config.json and returns it typed. Fields are
  * checked in document order (ociVersion, root, process, hostname, mounts,
@@ -379,6 +389,17 @@ export function validateSpec(raw: unknown, opts: ValidateOptions = {}): Spec {
   }
   if (typeof spec.domainname === 'string' && spec.domainname !== '' && !nsTypes.has('uts')) {
     throw invalidSpec('domainname', 'setting a domainname requires a uts namespace in linux.namespaces');
+  }
+  // The init writes sysctls from inside the container: one that no namespace
+  // isolates, or whose namespace the container shares with the host, would
+  // change the host (runc refuses the same ones).
+  const sysctl = isObj(spec.linux) ? spec.linux.sysctl : undefined;
+  if (isObj(sysctl)) {
+    for (const key of Object.keys(sysctl)) {
+      const ns = sysctlNamespace(key);
+      if (ns === null) throw invalidSpec(`linux.sysctl.${key}`, 'is not isolated by any namespace: setting it would change the host');
+      if (!nsTypes.has(ns)) throw invalidSpec(`linux.sysctl.${key}`, `needs a ${ns} namespace in linux.namespaces: setting it would change the host's`);
+    }
   }
 
   return spec as unknown as Spec;

@@ -53,6 +53,13 @@ static void __attribute__((noreturn)) container_init(const struct plan *p, int s
 		lxr_fail(&err, errno, "user namespace", "become root in the new user namespace (is 0 mapped?)");
 		goto fail;
 	}
+	/* 'G' comes after the monitor placed us in our cgroups: only now does a
+	 * new cgroup namespace get them as its root, as with runc. */
+	for (size_t i = 0; i < p->ns.n; i++)
+		if (p->ns.v[i].type == CLONE_NEWCGROUP && !p->ns.v[i].path && unshare(CLONE_NEWCGROUP) < 0) {
+			lxr_fail(&err, errno, "cgroup namespace", "unshare");
+			goto fail;
+		}
 	if (out_w >= 0) {
 		int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
 		if (null < 0 || dup2(null, 0) < 0 || dup2(out_w, 1) < 0 || dup2(err_w, 2) < 0) {
@@ -218,7 +225,13 @@ int cmd_create(struct plan *p, int report_fd)
 
 	unsigned long flags = 0;
 	for (size_t i = 0; i < p->ns.n; i++) {
-		if (!p->ns.v[i].path) { flags |= (unsigned long)p->ns.v[i].type; continue; }
+		/* A new cgroup namespace is unshared by the init once it is in its
+		 * cgroups (see container_init): created at clone, its root would be
+		 * the monitor's cgroup and the container would see host paths. */
+		if (!p->ns.v[i].path) {
+			if (p->ns.v[i].type != CLONE_NEWCGROUP) flags |= (unsigned long)p->ns.v[i].type;
+			continue;
+		}
 		if (p->ns.v[i].type != CLONE_NEWPID) continue;
 		int fd = open(p->ns.v[i].path, O_RDONLY | O_CLOEXEC);
 		if (fd < 0 || setns(fd, CLONE_NEWPID) < 0) { lxr_fail(&err, errno, "join namespace", "pid %s", p->ns.v[i].path); goto fail_early; }

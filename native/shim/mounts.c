@@ -280,7 +280,7 @@ int finish_rootfs(const struct plan *p, struct lxr_err *err)
 			if (errno == ENOENT) continue;
 			return lxr_fail(err, errno, "masked path", "%s", path);
 		}
-		int r = S_ISDIR(st.st_mode) ? mount("tmpfs", path, "tmpfs", MS_RDONLY, "size=0")
+		int r = S_ISDIR(st.st_mode) ? mount("tmpfs", path, "tmpfs", MS_RDONLY, NULL)
 					    : mount("/dev/null", path, NULL, MS_BIND, NULL);
 		if (r < 0) return lxr_fail(err, errno, "masked path", "%s", path);
 	}

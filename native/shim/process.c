@@ -173,13 +173,60 @@ int apply_no_new_privs(const struct plan *p, struct lxr_err *err)
 	return 0;
 }
 
+/* The home directory of `uid` in the container's /etc/passwd, "/" when it is
+ * not listed (as runc and crun). Parsed by hand, never through NSS (which
+ * could load modules from the container), and only from a regular file of
+ * sane size (a FIFO or device there must not block or flood us). */
+static void passwd_home(uid_t uid, char *out, size_t cap)
+{
+	snprintf(out, cap, "/");
+	int fd = open("/etc/passwd", O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0) return;
+	struct stat st;
+	char *buf = NULL;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size < (1 << 22) && read_all(fd, &buf) >= 0) {
+		for (char *line = buf, *next; line && *line; line = next) {
+			next = strchr(line, '\n');
+			if (next) *next++ = 0;
+			/* name:passwd:uid:gid:gecos:home:shell */
+			char *f[7] = { line };
+			int nf = 1;
+			for (char *c = line; *c && nf < 7; c++)
+				if (*c == ':') { *c = 0; f[nf++] = c + 1; }
+			char *end;
+			if (nf < 6 || !*f[2]) continue;
+			unsigned long v = strtoul(f[2], &end, 10);
+			if (*end || v != uid) continue;
+			if (*f[5]) snprintf(out, cap, "%s", f[5]);
+			break;
+		}
+	}
+	free(buf);
+	close(fd);
+}
+
 int exec_process(const struct plan *p, const char *path, struct lxr_err *err)
 {
 	umask(p->has_umask ? p->umask_val : 022);
+	/* Without HOME in the environment, the user's home directory, as runc
+	 * sets it (images and tools rely on it). */
+	char **envp = p->env.v;
+	int has_home = 0;
+	for (size_t i = 0; i < p->env.n; i++)
+		if (!strncmp(p->env.v[i], "HOME=", 5)) has_home = 1;
+	if (!has_home) {
+		char home[PATH_MAX], *entry = malloc(sizeof home + 5);
+		envp = calloc(p->env.n + 2, sizeof *envp);
+		if (!envp || !entry) return lxr_fail(err, ENOMEM, "exec", "environment");
+		passwd_home(getuid(), home, sizeof home);
+		snprintf(entry, sizeof home + 5, "HOME=%s", home);
+		memcpy(envp, p->env.v, p->env.n * sizeof *envp);
+		envp[p->env.n] = entry;
+	}
 	/* Every descriptor but stdio closes at exec: nothing of the host leaks in. */
 	if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
 		return lxr_fail(err, errno, "close descriptors", "close_range");
-	execve(path, p->args.v, p->env.v);
+	execve(path, p->args.v, envp);
 	int e = errno;
 	err->exit_code = e == ENOENT ? 127 : 126;
 	return lxr_fail(err, e, "exec", "%s", path);
