@@ -9,6 +9,7 @@ import { dirname, isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { Spec } from '../../agent/runtime/oci.js';
+import { ownedTempDir } from './tmp.js';
 
 const execFileP = promisify(execFile);
 
@@ -95,7 +96,7 @@ function removeTemplateSync(path: string): void {
  *  process exit rather than by a test's after-hook. */
 function getTemplate(): Promise<string> {
   template ??= (async () => {
-    const parent = await mkdtemp(join(tmpdir(), 'lxr-test-rootfs-template-'));
+    const parent = await ownedTempDir('rootfs-template');
     process.on('exit', () => removeTemplateSync(parent));
     const dir = join(parent, 'rootfs');
     try {

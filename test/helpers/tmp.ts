@@ -2,7 +2,7 @@
 // cleanup stack that undoes a test's steps in reverse even when some fail.
 
 import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
+import { readdirSync, rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -70,14 +70,54 @@ export async function removeTempDir(path: string): Promise<void> {
   pendingDirs.delete(path);
 }
 
+/** Test dirs carry their owner's pid: `lxr-test-<pid>-<prefix>-XXXXXX`. */
+const OWNED = /^lxr-test-(\d+)-/;
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+let swept = false;
+
 /**
- * Makes `os.tmpdir()/lxr-test-<prefix>-XXXXXX` and registers its removal
+ * A test process killed by a signal (a runner timeout, Ctrl-C) runs no exit
+ * hook: the first tempDir of every later test process removes the dirs
+ * whose owner is gone, so nothing piles up in /tmp.
+ */
+export function sweepStaleTempDirs(): void {
+  if (swept) return;
+  swept = true;
+  for (const name of readdirSync(tmpdir())) {
+    const m = OWNED.exec(name);
+    if (m && Number(m[1]) !== process.pid && !alive(Number(m[1]))) {
+      try {
+        rmSync(join(tmpdir(), name), { recursive: true, force: true });
+      } catch {
+        // Best effort: a dir we cannot remove is left for the next sweep.
+      }
+    }
+  }
+}
+
+/** mkdtemp under os.tmpdir() with this process's pid in the name (see sweepStaleTempDirs). */
+export async function ownedTempDir(prefix: string): Promise<string> {
+  sweepStaleTempDirs();
+  return mkdtemp(join(tmpdir(), `lxr-test-${process.pid}-${prefix}-`));
+}
+
+/**
+ * Makes `os.tmpdir()/lxr-test-<pid>-<prefix>-XXXXXX` and registers its removal
  * with node:test's `after`, which, called inside a test, runs when that test
  * ends (passed or failed), and at top level when the file's tests end. A
  * process-exit hook catches whatever is left.
  */
 export async function tempDir(prefix = 'tmp'): Promise<string> {
-  const path = await mkdtemp(join(tmpdir(), `lxr-test-${prefix}-`));
+  const path = await ownedTempDir(prefix);
   pendingDirs.add(path);
   if (!exitHookInstalled) {
     exitHookInstalled = true;
