@@ -78,6 +78,13 @@ function oneId(p: Parsed, cmd: string): string {
   return p.rest[0]!;
 }
 
+/** --console-socket and --pid-file, shared by create, run and exec. */
+function socketAndPidFile(p: Parsed): { consoleSocket?: string; pidFile?: string } {
+  const socket = one(p, 'console-socket');
+  const pidFile = one(p, 'pid-file');
+  return { ...(socket ? { consoleSocket: path.resolve(socket) } : {}), ...(pidFile ? { pidFile: path.resolve(pidFile) } : {}) };
+}
+
 function parseSignal(s: string): NodeJS.Signals | number {
   if (/^\d+$/.test(s)) return Number(s);
   const name = (s.startsWith('SIG') ? s : `SIG${s}`).toUpperCase();
@@ -125,12 +132,7 @@ async function main(argv: string[]): Promise<number> {
   switch (cmd) {
     case 'create': {
       const id = oneId(p, cmd);
-      await rt.create(id, path.resolve(one(p, 'bundle') ?? '.'), {
-        ...(one(p, 'console-socket') ? { consoleSocket: path.resolve(one(p, 'console-socket')!) } : {}),
-        ...(one(p, 'pid-file') ? { pidFile: path.resolve(one(p, 'pid-file')!) } : {}),
-        stdio: { mode: 'inherit' },
-        stdioFds,
-      });
+      await rt.create(id, path.resolve(one(p, 'bundle') ?? '.'), { ...socketAndPidFile(p), stdio: { mode: 'inherit' }, stdioFds });
       return 0;
     }
     case 'start':
@@ -155,12 +157,7 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     case 'run': {
       const id = oneId(p, cmd);
-      await rt.create(id, path.resolve(one(p, 'bundle') ?? '.'), {
-        ...(one(p, 'console-socket') ? { consoleSocket: path.resolve(one(p, 'console-socket')!) } : {}),
-        ...(one(p, 'pid-file') ? { pidFile: path.resolve(one(p, 'pid-file')!) } : {}),
-        stdio: { mode: 'inherit' },
-        stdioFds,
-      });
+      await rt.create(id, path.resolve(one(p, 'bundle') ?? '.'), { ...socketAndPidFile(p), stdio: { mode: 'inherit' }, stdioFds });
       try {
         await rt.start(id);
       } catch (e) {
@@ -192,12 +189,7 @@ async function main(argv: string[]): Promise<number> {
           ...(one(p, 'user') ? { user: { ...base.user, ...parseUser(one(p, 'user')!) } } : {}),
         };
       }
-      const h = await rt.exec(id, proc, {
-        ...(one(p, 'console-socket') ? { consoleSocket: path.resolve(one(p, 'console-socket')!) } : {}),
-        ...(one(p, 'pid-file') ? { pidFile: path.resolve(one(p, 'pid-file')!) } : {}),
-        detach: p.flags.has('detach'),
-        stdioFds,
-      });
+      const h = await rt.exec(id, proc, { ...socketAndPidFile(p), detach: p.flags.has('detach'), stdioFds });
       const code = await h.exited;
       return code ?? 0;
     }

@@ -169,28 +169,33 @@ static int do_mount(int rootfd, const struct mount_op *m, struct lxr_err *err)
 	return rc;
 }
 
-static int split_parent(int rootfd, const char *path, char *base, size_t cap, struct lxr_err *err)
+/* Opens the parent directory of `path` inside the root (creating it) as a
+ * real directory fd (mknodat/symlinkat refuse O_PATH ones) and puts the last
+ * component in `base`. */
+static int open_parent(int rootfd, const char *path, char *base, size_t cap, const char *step, struct lxr_err *err)
 {
 	char dir[PATH_MAX];
 	snprintf(dir, sizeof dir, "%s", path);
 	char *slash = strrchr(dir, '/');
-	if (!slash || !slash[1]) return lxr_fail(err, EINVAL, "resolve path", "%s", path);
+	if (!slash || !slash[1]) return lxr_fail(err, EINVAL, step, "%s", path);
 	snprintf(base, cap, "%s", slash + 1);
 	*slash = 0;
-	return mkpath_in_root(rootfd, dir[0] ? dir : "/", 0, err);
+	int pathfd = mkpath_in_root(rootfd, dir[0] ? dir : "/", 0, err);
+	if (pathfd < 0) return -1;
+	char dpath[64];
+	snprintf(dpath, sizeof dpath, "/proc/self/fd/%d", pathfd);
+	int fd = open(dpath, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+	int e = errno;
+	close(pathfd);
+	if (fd < 0) return lxr_fail(err, e, step, "%s", path);
+	return fd;
 }
 
 static int make_device(int rootfd, const struct dev_op *d, struct lxr_err *err)
 {
 	char base[NAME_MAX + 1];
-	int dirfd = split_parent(rootfd, d->path, base, sizeof base, err);
-	if (dirfd < 0) return -1;
-	/* mknodat needs a real directory fd, not O_PATH. */
-	char dpath[64];
-	snprintf(dpath, sizeof dpath, "/proc/self/fd/%d", dirfd);
-	int dir = open(dpath, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
-	close(dirfd);
-	if (dir < 0) return lxr_fail(err, errno, "create device", "%s", d->path);
+	int dir = open_parent(rootfd, d->path, base, sizeof base, "create device", err);
+	if (dir < 0) return -1;
 	mode_t type = d->type == 'b' ? S_IFBLK : d->type == 'p' ? S_IFIFO : S_IFCHR;
 	unlinkat(dir, base, 0);
 	int rc = 0;
@@ -207,13 +212,8 @@ static int make_device(int rootfd, const struct dev_op *d, struct lxr_err *err)
 static int make_symlink(int rootfd, const struct kv *s, struct lxr_err *err)
 {
 	char base[NAME_MAX + 1];
-	int dirfd = split_parent(rootfd, s->b, base, sizeof base, err);
-	if (dirfd < 0) return -1;
-	char dpath[64];
-	snprintf(dpath, sizeof dpath, "/proc/self/fd/%d", dirfd);
-	int dir = open(dpath, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
-	close(dirfd);
-	if (dir < 0) return lxr_fail(err, errno, "create symlink", "%s", s->b);
+	int dir = open_parent(rootfd, s->b, base, sizeof base, "create symlink", err);
+	if (dir < 0) return -1;
 	int rc = 0;
 	if (symlinkat(s->a, dir, base) < 0 && errno != EEXIST)
 		rc = lxr_fail(err, errno, "create symlink", "%s -> %s", s->b, s->a);
