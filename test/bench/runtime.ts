@@ -28,10 +28,10 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { createCgroupManager } from '../../agent/cgroups/index.js';
 import { Runtime } from '../../agent/runtime/runtime.js';
+import { cgroupMountpoints, removeCgroupTree } from '../helpers/cgroups.js';
 import { makeBundle } from '../helpers/rootfs.js';
 import { baseConfig } from '../helpers/runc-spec.js';
 import { round, speedRatio, splitEvenly, summarize, formatTable, type Summary } from './stats.js';
@@ -164,23 +164,6 @@ async function timeLoop(spec: LoopSpec): Promise<number[]> {
 // ---------------------------------------------------------------------------
 // Cgroup sweep.
 
-interface CgroupMount {
-  mountpoint: string;
-  fstype: string;
-}
-
-async function cgroupMounts(): Promise<CgroupMount[]> {
-  const out: CgroupMount[] = [];
-  for (const line of (await readFile('/proc/self/mountinfo', 'utf8')).split('\n')) {
-    const sep = line.indexOf(' - ');
-    if (sep < 0) continue;
-    const left = line.slice(0, sep).split(' ');
-    const fstype = line.slice(sep + 3).split(' ')[0]!;
-    if (fstype === 'cgroup' || fstype === 'cgroup2') out.push({ mountpoint: left[4]!.replace(/\\040/g, ' '), fstype });
-  }
-  return out;
-}
-
 /** Distinct non-root cgroup paths of this process (runc nests under them). */
 async function ownCgroupPaths(): Promise<string[]> {
   const text = await readFile('/proc/self/cgroup', 'utf8');
@@ -192,32 +175,6 @@ async function ownCgroupPaths(): Promise<string[]> {
   return [...paths];
 }
 
-/** Kills what is left in a cgroup and removes it (children first). */
-async function removeCgroupTree(dir: string): Promise<void> {
-  const entries = await readdir(dir, { withFileTypes: true }).catch(() => null);
-  if (!entries) return;
-  for (const e of entries) if (e.isDirectory()) await removeCgroupTree(path.join(dir, e.name));
-  for (let attempt = 0; ; attempt++) {
-    const procs = await readFile(path.join(dir, 'cgroup.procs'), 'utf8').catch(() => '');
-    for (const pid of procs.split('\n').filter(Boolean)) {
-      try {
-        process.kill(Number(pid), 'SIGKILL');
-      } catch {
-        // gone already
-      }
-    }
-    try {
-      await rmdir(dir);
-      return;
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') return;
-      if (attempt >= 50) throw new Error(`cannot remove cgroup ${dir}: ${(e as Error).message}`);
-      await sleep(20);
-    }
-  }
-}
-
 interface Sweep {
   idPrefix: string;
   cgroupParent: string;
@@ -225,25 +182,34 @@ interface Sweep {
   lxrAbsent: string[];
 }
 
-/** Finds every cgroup dir the run may have made; returns what it removed. */
+/**
+ * Finds every cgroup the run may have made, in any hierarchy, and removes it;
+ * returns the top directory of each tree removed.
+ */
 async function sweepCgroups(s: Sweep): Promise<string[]> {
-  const removed: string[] = [];
   const own = await ownCgroupPaths();
-  for (const m of await cgroupMounts()) {
-    const parents = [m.mountpoint, path.join(m.mountpoint, 'lxr'), ...own.map((p) => path.join(m.mountpoint, p))];
-    for (const parent of parents) {
-      for (const name of (await readdir(parent).catch(() => [] as string[])).filter((n) => n.startsWith(s.idPrefix))) {
-        await removeCgroupTree(path.join(parent, name));
-        removed.push(path.join(parent, name));
+  const mountpoints = await cgroupMountpoints();
+  // Relative paths, so one removal covers every hierarchy holding the name.
+  const rels = new Set([s.cgroupParent]);
+  for (const mp of mountpoints) {
+    for (const parent of ['', 'lxr', ...own]) {
+      for (const name of await readdir(path.join(mp, parent)).catch(() => [] as string[])) {
+        if (name.startsWith(s.idPrefix)) rels.add(path.posix.join(parent, name).replace(/^\//, ''));
       }
     }
-    const mine = path.join(m.mountpoint, s.cgroupParent);
-    if (existsSync(mine)) {
-      await removeCgroupTree(mine);
-      removed.push(mine);
-    }
-    if (s.lxrAbsent.includes(m.mountpoint)) await rmdir(path.join(m.mountpoint, 'lxr')).catch(() => {}); // shared once others use it
   }
+  const removed: string[] = [];
+  const failures: string[] = [];
+  for (const rel of rels) {
+    try {
+      removed.push(...(await removeCgroupTree(rel)).removed.filter((d) => d.endsWith(`/${rel}`)));
+    } catch (e) {
+      failures.push((e as Error).message);
+    }
+  }
+  // Only if empty: once other users' cgroups live there, "lxr" is shared.
+  for (const mp of s.lxrAbsent) await rmdir(path.join(mp, 'lxr')).catch(() => {});
+  if (failures.length > 0) throw new Error(failures.join('; '));
   return removed;
 }
 
@@ -260,8 +226,7 @@ export async function runtimeBench(opts: RuntimeBenchOptions): Promise<RuntimeBe
   const idPrefix = `lxrbench-${rand}-`;
   const cgroupParent = `lxr-bench-${rand}`;
   const dir = await mkdtemp(path.join(tmpdir(), 'lxr-bench-'));
-  const mounts = await cgroupMounts();
-  const sweep: Sweep = { idPrefix, cgroupParent, lxrAbsent: mounts.filter((m) => !existsSync(path.join(m.mountpoint, 'lxr'))).map((m) => m.mountpoint) };
+  const sweep: Sweep = { idPrefix, cgroupParent, lxrAbsent: (await cgroupMountpoints()).filter((mp) => !existsSync(path.join(mp, 'lxr'))) };
   const sigs: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
   for (const s of sigs) process.on(s, onSignal);
 

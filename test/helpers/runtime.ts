@@ -2,12 +2,13 @@
 // cgroup parent, busybox bundles on demand, and a cleanup that force-deletes
 // every container it made and removes the cgroup parent from every
 // hierarchy, also when the test failed.
-import { readdir, readFile, rmdir } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after } from 'node:test';
 import { createCgroupManager } from '../../agent/cgroups/index.js';
 import type { Spec } from '../../agent/runtime/oci.js';
 import { Runtime, type CreateOptions, type ExitStatus } from '../../agent/runtime/runtime.js';
+import { removeCgroupTree } from './cgroups.js';
 import { makeBundle } from './rootfs.js';
 import { tempDir, uniqueId } from './tmp.js';
 
@@ -36,25 +37,6 @@ export function parseCriLog(text: string): { stdout: string; stderr: string } {
     out[m[1] as 'stdout' | 'stderr'] += m[3] + (m[2] === 'F' ? '\n' : '');
   }
   return out;
-}
-
-async function removeCgroupParent(parent: string): Promise<void> {
-  const mountinfo = await readFile('/proc/self/mountinfo', 'utf8');
-  const roots = mountinfo
-    .split('\n')
-    .map((l) => l.split(' '))
-    .filter((f) => f.includes('cgroup') || f.includes('cgroup2'))
-    .map((f) => f[4]!)
-    .filter(Boolean);
-  for (const root of roots) {
-    const dir = path.join(root, parent);
-    const children = await readdir(dir, { withFileTypes: true }).catch(() => null);
-    if (!children) continue;
-    for (const c of children) if (c.isDirectory()) await rmdir(path.join(dir, c.name)).catch(() => {});
-    await rmdir(dir).catch((e: NodeJS.ErrnoException) => {
-      if (e.code !== 'ENOENT') throw new Error(`cannot remove test cgroup ${dir}: ${e.message}`);
-    });
-  }
 }
 
 export async function runtimeFixture(): Promise<RuntimeFixture> {
@@ -87,7 +69,14 @@ export async function runtimeFixture(): Promise<RuntimeFixture> {
       for (const s of await rt.list().catch(() => [])) {
         await rt.delete(s.id, { force: true }).catch((e: unknown) => errors.push(e));
       }
-      await removeCgroupParent(cgroupParent).catch((e: unknown) => errors.push(e));
+      // Processes still there after every container was deleted are a leak
+      // the tests should have caught: cleaned up, but reported.
+      try {
+        const { killed } = await removeCgroupTree(cgroupParent);
+        if (killed.length > 0) errors.push(new Error(`processes were left in test cgroup ${cgroupParent}: ${killed.join(' ')}`));
+      } catch (e) {
+        errors.push(e);
+      }
       if (errors.length) throw new AggregateError(errors, 'runtime fixture cleanup failed');
     },
   };

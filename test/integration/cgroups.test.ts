@@ -6,11 +6,11 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFile, readdir, rmdir, stat, writeFile } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { posix } from 'node:path';
-import { setTimeout as delay } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { LxrError } from '../../proto/shared/errors.js';
+import { removeCgroupTree } from '../helpers/cgroups.js';
 import { createCgroupManager, type CgroupHandle, type CgroupLimits, type Hierarchy, type HierarchyCgroupManager } from '../../agent/cgroups/index.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -60,29 +60,6 @@ async function isDir(p: string): Promise<boolean> {
   }
 }
 
-/** Test-side teardown, independent of the code under test: deepest first, EBUSY retried. */
-async function removeTree(dir: string): Promise<void> {
-  let entries;
-  try {
-    entries = await readdir(dir, { withFileTypes: true });
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw e;
-  }
-  for (const d of entries) if (d.isDirectory()) await removeTree(posix.join(dir, d.name));
-  for (let i = 0; ; i++) {
-    try {
-      await rmdir(dir);
-      return;
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') return;
-      if (code !== 'EBUSY' || i >= 100) throw e;
-      await delay(20);
-    }
-  }
-}
-
 /** /proc/<pid>/cgroup as [hierarchy id, controllers, path]. */
 async function procCgroups(pid: number): Promise<Array<[string, string[], string]>> {
   const text = await readFile(`/proc/${pid}/cgroup`, 'utf8');
@@ -119,11 +96,8 @@ describe('cgroups on this host', { skip: isRoot ? false : 'needs root' }, () => 
         await exited(c).catch(() => {});
       }
     }
-    const failures: unknown[] = [];
-    for (const h of manager?.layout.hierarchies ?? []) {
-      await removeTree(posix.join(h.mountpoint, PARENT)).catch((e: unknown) => failures.push(e));
-    }
-    if (failures.length > 0) throw new AggregateError(failures, 'test cgroup cleanup failed');
+    // Test-side teardown, independent of the manager under test.
+    await removeCgroupTree(PARENT);
   });
 
   it('detects the mode and every mounted hierarchy', async () => {

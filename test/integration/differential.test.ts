@@ -19,11 +19,12 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
 import type { Spec } from '../../agent/runtime/oci.js';
+import { removeCgroupTree } from '../helpers/cgroups.js';
 import { makeBundle, repoRoot } from '../helpers/rootfs.js';
 import { baseConfig, type BaseConfigOptions } from '../helpers/runc-spec.js';
 import { tempDir, uniqueId } from '../helpers/tmp.js';
@@ -545,35 +546,3 @@ describe('differential: lxr-runtime vs runc on the same bundle', { skip }, () =>
     });
   }
 });
-
-// ---------------------------------------------------------------------------
-// Cleanup of /<CGROUP_PARENT> in every hierarchy.
-
-async function cgroupMountPoints(): Promise<string[]> {
-  const text = await readFile('/proc/self/mountinfo', 'utf8');
-  const out: string[] = [];
-  for (const line of text.split('\n')) {
-    const f = line.split(' ');
-    const sep = f.indexOf('-');
-    if (sep < 0) continue;
-    if (f[sep + 1] === 'cgroup' || f[sep + 1] === 'cgroup2') out.push(f[4]!);
-  }
-  return out;
-}
-
-async function removeCgroupTree(parent: string): Promise<void> {
-  const failures: string[] = [];
-  for (const mp of await cgroupMountPoints()) {
-    const dir = path.join(mp, parent);
-    const removeDir = async (d: string): Promise<void> => {
-      const entries = await readdir(d, { withFileTypes: true }).catch(() => null);
-      if (!entries) return;
-      for (const e of entries) if (e.isDirectory()) await removeDir(path.join(d, e.name));
-      await rmdir(d).catch((e: NodeJS.ErrnoException) => {
-        if (e.code !== 'ENOENT') failures.push(`${d}: ${e.message}`);
-      });
-    };
-    await removeDir(dir);
-  }
-  if (failures.length) throw new Error(`cannot remove test cgroups: ${failures.join('; ')}`);
-}

@@ -9,10 +9,11 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import { createCgroupManager } from '../../agent/cgroups/index.js';
 import type { Spec } from '../../agent/runtime/oci.js';
+import { cgroupDirs } from '../helpers/cgroups.js';
 import { runtimeFixture } from '../helpers/runtime.js';
 import { baseConfig } from '../helpers/runc-spec.js';
 import { uniqueId } from '../helpers/tmp.js';
-import { assertNothingLeft, cgroupDirsOf, rejectsWith, sh, startContainer, T, until } from './runtime-common.js';
+import { assertNothingLeft, rejectsWith, sh, startContainer, T, until } from './runtime-common.js';
 
 const fx = await runtimeFixture();
 const manager = await createCgroupManager();
@@ -91,16 +92,16 @@ describe('limits', () => {
   test('delete removes the cgroup from every hierarchy, started or not', T, async () => {
     const c = await startContainer(fx, sh('sleep 30'));
     const rec = await fx.rt.store.read(c.id);
-    assert.ok((await cgroupDirsOf(rec.cgroupPath!)).length > 0);
+    assert.ok((await cgroupDirs(rec.cgroupPath!)).length > 0);
     await fx.rt.delete(c.id, { force: true });
-    assert.deepEqual(await cgroupDirsOf(rec.cgroupPath!), []);
+    assert.deepEqual(await cgroupDirs(rec.cgroupPath!), []);
 
     const id = uniqueId('c');
     await fx.rt.create(id, await fx.bundle(sh('true')));
     const created = await fx.rt.store.read(id);
-    assert.ok((await cgroupDirsOf(created.cgroupPath!)).length > 0);
+    assert.ok((await cgroupDirs(created.cgroupPath!)).length > 0);
     await fx.rt.delete(id);
-    assert.deepEqual(await cgroupDirsOf(created.cgroupPath!), []);
+    assert.deepEqual(await cgroupDirs(created.cgroupPath!), []);
   });
 
   test('a cpuset list that is reversed is an invalid spec naming the field', T, async () => {

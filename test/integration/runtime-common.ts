@@ -9,6 +9,7 @@ import path from 'node:path';
 import { LxrError, type Reason } from '../../proto/shared/errors.js';
 import type { Process, Spec } from '../../agent/runtime/oci.js';
 import type { CreateOptions } from '../../agent/runtime/runtime.js';
+import { cgroupDirs } from '../helpers/cgroups.js';
 import { parseCriLog, type RuntimeFixture } from '../helpers/runtime.js';
 import { baseConfig, type BaseConfigOptions } from '../helpers/runc-spec.js';
 import { tempDir, uniqueId } from '../helpers/tmp.js';
@@ -99,29 +100,6 @@ export async function execCapture(fx: RuntimeFixture, id: string, proc: Process)
   return { pid: h.pid, code, stdout: await readFile(outPath, 'utf8'), stderr: await readFile(errPath, 'utf8') };
 }
 
-/** Mount points of every cgroup hierarchy on the host (v1 controllers and the v2 unified one). */
-export async function cgroupRoots(): Promise<string[]> {
-  const text = await readFile('/proc/self/mountinfo', 'utf8');
-  const roots: string[] = [];
-  for (const line of text.split('\n')) {
-    const [pre, post] = line.split(' - ');
-    if (!pre || !post) continue;
-    const fstype = post.split(' ')[0];
-    if (fstype === 'cgroup' || fstype === 'cgroup2') roots.push(pre.split(' ')[4]!);
-  }
-  return roots;
-}
-
-/** Host directories of a cgroup path that exist, in any hierarchy. */
-export async function cgroupDirsOf(rel: string): Promise<string[]> {
-  const found: string[] = [];
-  for (const root of await cgroupRoots()) {
-    const dir = path.join(root, rel);
-    if (await access(dir).then(() => true, () => false)) found.push(dir);
-  }
-  return found;
-}
-
 /** Pids of processes whose command line mentions `needle` (e.g. a container id in a plan path). */
 export async function processesMentioning(needle: string): Promise<number[]> {
   const pids: number[] = [];
@@ -137,7 +115,7 @@ export async function processesMentioning(needle: string): Promise<number[]> {
 export async function assertNothingLeft(fx: RuntimeFixture, id: string): Promise<void> {
   const dir = path.join(fx.root, id);
   assert.equal(await access(dir).then(() => true, () => false), false, `state directory ${dir} is left behind`);
-  assert.deepEqual(await cgroupDirsOf(path.join(fx.cgroupParent, id)), [], 'cgroup directories are left behind');
+  assert.deepEqual(await cgroupDirs(path.join(fx.cgroupParent, id)), [], 'cgroup directories are left behind');
   assert.deepEqual(await processesMentioning(dir), [], 'processes of the container are left behind');
   assert.deepEqual((await fx.rt.list()).map((s) => s.id).filter((x) => x === id), []);
 }
