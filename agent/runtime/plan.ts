@@ -197,6 +197,15 @@ export function planCreate(input: CreatePlanInput): PlanRecord[] {
   if (proc.terminal && !input.consoleSocket) {
     throw invalidSpec('process.terminal', 'a terminal needs a console socket to hand the PTY to (--console-socket)');
   }
+  // The init joins namespaces by path after clone has created the new ones:
+  // a user namespace must then be both (or neither) new and joined-free.
+  const userNs = namespaces.find((n) => n.type === 'user');
+  if (userNs?.path && namespaces.some((n) => n.type !== 'user' && !n.path)) {
+    throw invalidSpec('linux.namespaces', 'joining a user namespace by path together with new namespaces is not supported yet');
+  }
+  if (userNs && !userNs.path && namespaces.some((n) => n.type !== 'user' && n.type !== 'pid' && n.path)) {
+    throw invalidSpec('linux.namespaces', 'a new user namespace cannot yet be combined with namespaces joined by path');
+  }
   const out: PlanRecord[] = [['id', id], ['rootfs', input.rootfs]];
   if (spec.root?.readonly) out.push(['rootfs_readonly']);
   if (input.overlay) out.push(['overlay', input.overlay.upper, input.overlay.work, ...input.overlay.lower]);

@@ -168,6 +168,8 @@ class ShimServer {
     );
     this.proc.on('error', () => this.die());
     this.proc.on('exit', () => this.die());
+    // A write to a server that just died must fail its request, not the agent.
+    this.proc.stdin?.on('error', () => this.die());
     this.setRef(false);
   }
 

@@ -22,6 +22,10 @@ const NAMESPACE_TYPES = ['pid', 'network', 'mount', 'ipc', 'uts', 'user', 'cgrou
 const CAP_SETS = ['bounding', 'effective', 'permitted', 'inheritable', 'ambient'] as const;
 const PROPAGATIONS = ['shared', 'slave', 'private', 'unbindable', 'rshared', 'rslave', 'rprivate', 'runbindable'];
 const U32_MAX = 0xffffffff;
+/** 2^32-1 is "no id" to the kernel: setresuid(-1) leaves the id unchanged, so running as it would stay root. */
+const ID_MAX = U32_MAX - 1;
+/** The kernel takes at most this many lines in one uid_map/gid_map write. */
+const MAX_ID_MAPPINGS = 340;
 
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 const describe = (v: unknown): string => (v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v);
@@ -101,12 +105,12 @@ function validateProcess(p: Obj): void {
 
   if (!has(p, 'user')) throw invalidSpec('process.user', 'is required');
   const user = object(p.user, 'process.user');
-  integer(user.uid, 'process.user.uid', 0, U32_MAX);
-  integer(user.gid, 'process.user.gid', 0, U32_MAX);
+  integer(user.uid, 'process.user.uid', 0, ID_MAX);
+  integer(user.gid, 'process.user.gid', 0, ID_MAX);
   if (has(user, 'umask')) integer(user.umask, 'process.user.umask', 0, 0o777);
   if (has(user, 'additionalGids')) {
     array(user.additionalGids, 'process.user.additionalGids').forEach((g, i) =>
-      integer(g, `process.user.additionalGids[${i}]`, 0, U32_MAX),
+      integer(g, `process.user.additionalGids[${i}]`, 0, ID_MAX),
     );
   }
 
@@ -170,7 +174,9 @@ function validateMounts(v: unknown): void {
 }
 
 function validateIdMappings(v: unknown, field: string): void {
-  array(v, field).forEach((m, i) => {
+  const maps = array(v, field);
+  if (maps.length > MAX_ID_MAPPINGS) throw invalidSpec(field, `has ${maps.length} entries; the kernel takes at most ${MAX_ID_MAPPINGS}`);
+  maps.forEach((m, i) => {
     const f = `${field}[${i}]`;
     const map = object(m, f);
     const c = integer(map.containerID, `${f}.containerID`, 0, U32_MAX);
@@ -325,8 +331,8 @@ function validateLinux(linux: Obj): Set<string> {
       if (has(dev, 'major')) integer(dev.major, `${f}.major`, 0);
       if (has(dev, 'minor')) integer(dev.minor, `${f}.minor`, 0);
       if (has(dev, 'fileMode')) integer(dev.fileMode, `${f}.fileMode`, 0, 0o7777);
-      if (has(dev, 'uid')) integer(dev.uid, `${f}.uid`, 0, U32_MAX);
-      if (has(dev, 'gid')) integer(dev.gid, `${f}.gid`, 0, U32_MAX);
+      if (has(dev, 'uid')) integer(dev.uid, `${f}.uid`, 0, ID_MAX);
+      if (has(dev, 'gid')) integer(dev.gid, `${f}.gid`, 0, ID_MAX);
     });
   }
 

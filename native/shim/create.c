@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -249,7 +250,13 @@ int cmd_create(struct plan *p, int report_fd)
 	pid_t child = (pid_t)syscall(SYS_clone, flags | SIGCHLD, 0, 0, 0, 0);
 	if (child < 0) { lxr_fail(&err, errno, "clone", "new namespaces 0x%lx", flags); goto fail_early; }
 	if (child == 0) {
-		sigprocmask(SIG_SETMASK, &old, NULL);
+		/* The container starts with default dispositions and nothing
+		 * blocked, whatever the monitor or its caller had. */
+		for (int sig = 1; sig < NSIG; sig++) signal(sig, SIG_DFL);
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		(void)old;
 		if (report_fd >= 0) close(report_fd);
 		close(sv[0]); close(sfd);
 		if (ctl >= 0) close(ctl);
@@ -296,6 +303,10 @@ int cmd_create(struct plan *p, int report_fd)
 			int c = accept4(ctl, NULL, NULL, SOCK_CLOEXEC);
 			char cmd[64] = "";
 			if (c >= 0) {
+				/* A client that connects and says nothing must not freeze
+				 * the monitor (reaping, logs): give it a second. */
+				struct timeval tv = { .tv_sec = 1 };
+				setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 				ssize_t got = read(c, cmd, sizeof cmd - 1);
 				cmd[got > 0 ? got : 0] = 0;
 				if (strncmp(cmd, "start", 5)) {

@@ -51,7 +51,11 @@ int cmd_exec(struct plan *p, int report_fd)
 	pid_t child = fork();
 	if (child < 0) { lxr_fail(&err, errno, "exec", "fork"); goto fail; }
 	if (child == 0) {
-		sigprocmask(SIG_SETMASK, &old, NULL);
+		for (int sig = 1; sig < NSIG; sig++) signal(sig, SIG_DFL);
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		(void)old;
 		close(sv[0]);
 		if (report_fd >= 0) close(report_fd);
 		for (size_t i = 0; i < p->ns.n; i++)
@@ -82,6 +86,11 @@ int cmd_exec(struct plan *p, int report_fd)
 	if (p->detach) return 0;
 
 	int sfd = signalfd(-1, &mask, SFD_CLOEXEC);
+	if (sfd < 0) {
+		/* Cannot forward signals; still report the right status. */
+		waitpid(child, &status, 0);
+		goto done;
+	}
 	for (;;) {
 		struct signalfd_siginfo si;
 		if (read(sfd, &si, sizeof si) != sizeof si) {
@@ -92,6 +101,7 @@ int cmd_exec(struct plan *p, int report_fd)
 		pid_t w = waitpid(child, &status, WNOHANG);
 		if (w == child) break;
 	}
+done:;
 	int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 	report(report_fd, "{\"type\":\"exited\",\"pid\":%d,\"exitCode\":%d,\"signal\":%d,\"oomKilled\":false}", child, code,
 	       WIFSIGNALED(status) ? WTERMSIG(status) : 0);

@@ -5,7 +5,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -14,6 +13,12 @@ int main(int argc, char **argv)
 	struct lxr_err err = { 0 };
 	int report_fd = fcntl(3, F_GETFD) >= 0 ? 3 : -1;
 	if (argc == 2 && !strcmp(argv[1], "server")) {
+		/* Sealed once here: every monitor forks from this copy. */
+		if (self_protect(argv) < 0) {
+			lxr_fail(&err, errno, "self-protect", "re-execute from a sealed copy");
+			report_error(report_fd, &err);
+			return 1;
+		}
 		if (report_fd >= 0) fcntl(report_fd, F_SETFD, FD_CLOEXEC);
 		return cmd_server(report_fd);
 	}
@@ -27,15 +32,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "lxr-shim: %s\n", err.msg);
 		return 1;
 	}
-	/* A create with a new pid namespace needs no sealed copy: until it
-	 * execs, the init is alone in the container and the monitor is
-	 * invisible from inside. Everything else enters a container where
-	 * other processes already run. */
-	int alone = 0;
-	if (!strcmp(argv[1], "create"))
-		for (size_t i = 0; i < plan.ns.n; i++)
-			if (plan.ns.v[i].type == CLONE_NEWPID && !plan.ns.v[i].path) alone = 1;
-	if (!alone && self_protect(argv) < 0) {
+	/* Always from a sealed copy: a container's init can exec /proc/self/exe
+	 * (its entrypoint may be exactly that), and from then on the container
+	 * holds a handle on whatever file the helper runs from. */
+	if (self_protect(argv) < 0) {
 		lxr_fail(&err, errno, "self-protect", "re-execute from a sealed copy");
 		report_error(report_fd, &err);
 		fprintf(stderr, "lxr-shim: %s\n", err.msg);

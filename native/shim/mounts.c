@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sched.h>
 #include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,10 +101,12 @@ static int mount_overlay(const struct plan *p, struct lxr_err *err)
 {
 	char *opts = malloc(65536);
 	if (!opts) return lxr_fail(err, ENOMEM, "mount overlay", "options");
+	/* o only grows while everything fits; past one page the fsconfig path
+	 * takes over, so a truncated option string is never used. */
 	size_t o = (size_t)snprintf(opts, 65536, "lowerdir=");
-	for (size_t i = 0; i < p->ov_lower.n; i++)
+	for (size_t i = 0; i < p->ov_lower.n && o < 65536; i++)
 		o += (size_t)snprintf(opts + o, 65536 - o, "%s%s", i ? ":" : "", p->ov_lower.v[i]);
-	o += (size_t)snprintf(opts + o, 65536 - o, ",upperdir=%s,workdir=%s", p->ov_upper, p->ov_work);
+	if (o < 65536) o += (size_t)snprintf(opts + o, 65536 - o, ",upperdir=%s,workdir=%s", p->ov_upper, p->ov_work);
 	int rc = 0;
 	if (o < 4000) {
 		if (mount("overlay", p->rootfs, "overlay", 0, opts) < 0)
@@ -215,10 +218,31 @@ static int make_symlink(int rootfd, const struct kv *s, struct lxr_err *err)
 	int dir = open_parent(rootfd, s->b, base, sizeof base, "create symlink", err);
 	if (dir < 0) return -1;
 	int rc = 0;
-	if (symlinkat(s->a, dir, base) < 0 && errno != EEXIST)
+	/* Ours replaces whatever the image has there (e.g. its own /dev/ptmx). */
+	if (unlinkat(dir, base, 0) < 0 && errno != ENOENT)
+		rc = lxr_fail(err, errno, "create symlink", "replace %s", s->b);
+	else if (symlinkat(s->a, dir, base) < 0)
 		rc = lxr_fail(err, errno, "create symlink", "%s -> %s", s->b, s->a);
 	close(dir);
 	return rc;
+}
+
+/* The null device masked files are bound from, opened after pivot_root
+ * without following links and checked to be 1:3: the container's /dev/null
+ * could otherwise be a symlink or a plain file (CVE-2025-31133). A bind
+ * source must be in our mount namespace, so the host's (in the detached old
+ * root) cannot serve. */
+static int null_dev = -1;
+
+static int open_null(struct lxr_err *err)
+{
+	null_dev = open("/dev/null", O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	struct stat st;
+	if (null_dev < 0 || fstat(null_dev, &st) < 0)
+		return lxr_fail(err, errno, "masked path", "open /dev/null");
+	if (!S_ISCHR(st.st_mode) || major(st.st_rdev) != 1 || minor(st.st_rdev) != 3)
+		return lxr_fail(err, EINVAL, "masked path", "/dev/null in the container is not the null device");
+	return 0;
 }
 
 static int pivot(const char *rootfs, struct lxr_err *err)
@@ -240,6 +264,11 @@ static int pivot(const char *rootfs, struct lxr_err *err)
 
 int setup_rootfs(const struct plan *p, struct lxr_err *err)
 {
+	int own_mntns = 0;
+	for (size_t i = 0; i < p->ns.n; i++)
+		if (p->ns.v[i].type == CLONE_NEWNS && !p->ns.v[i].path) own_mntns = 1;
+	if (!own_mntns)
+		return lxr_fail(err, EINVAL, "make mounts private", "the plan has no new mount namespace: refusing to touch the host's mounts");
 	/* Before anything else: nothing done below may reach the host. */
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 		return lxr_fail(err, errno, "make mounts private", "/");
@@ -273,16 +302,31 @@ int finish_rootfs(const struct plan *p, struct lxr_err *err)
 		}
 		if (remount_bind(path, MS_RDONLY | MS_REC, err, path) < 0) return -1;
 	}
+	if (p->masked.n && open_null(err) < 0) return -1;
 	for (size_t i = 0; i < p->masked.n; i++) {
 		const char *path = p->masked.v[i];
 		struct stat st;
-		if (stat(path, &st) < 0) {
+		/* O_NOFOLLOW: a masked path that is a symlink is masked itself,
+		 * never the file it points to. */
+		int fd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0) {
 			if (errno == ENOENT) continue;
 			return lxr_fail(err, errno, "masked path", "%s", path);
 		}
-		int r = S_ISDIR(st.st_mode) ? mount("tmpfs", path, "tmpfs", MS_RDONLY, NULL)
-					    : mount("/dev/null", path, NULL, MS_BIND, NULL);
-		if (r < 0) return lxr_fail(err, errno, "masked path", "%s", path);
+		char target[64], null_path[64];
+		snprintf(target, sizeof target, "/proc/self/fd/%d", fd);
+		snprintf(null_path, sizeof null_path, "/proc/self/fd/%d", null_dev);
+		int r = fstat(fd, &st);
+		if (r == 0)
+			r = S_ISDIR(st.st_mode) ? mount("tmpfs", target, "tmpfs", MS_RDONLY, NULL)
+						: mount(null_path, target, NULL, MS_BIND, NULL);
+		int e = errno;
+		close(fd);
+		if (r < 0) return lxr_fail(err, e, "masked path", "%s", path);
+	}
+	if (null_dev >= 0) {
+		close(null_dev);
+		null_dev = -1;
 	}
 	if (p->propagation && mount(NULL, "/", NULL, p->propagation, NULL) < 0)
 		return lxr_fail(err, errno, "rootfs propagation", "/");

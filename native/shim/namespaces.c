@@ -69,7 +69,12 @@ static int write_map(pid_t pid, const char *file, const char **lines, size_t n, 
 {
 	char path[64], buf[4096];
 	size_t o = 0;
-	for (size_t i = 0; i < n; i++) o += (size_t)snprintf(buf + o, sizeof buf - o, "%s", lines[i]);
+	for (size_t i = 0; i < n; i++) {
+		int w = snprintf(buf + o, sizeof buf - o, "%s", lines[i]);
+		if (w < 0 || (size_t)w >= sizeof buf - o)
+			return lxr_fail(err, E2BIG, "user namespace", "%s: more mappings than fit in one write (%zu lines)", file, n);
+		o += (size_t)w;
+	}
 	snprintf(path, sizeof path, "/proc/%d/%s", pid, file);
 	if (write_file(path, buf, err) < 0) {
 		snprintf(err->step, sizeof err->step, "user namespace %s", file);

@@ -43,7 +43,15 @@ static int ns_type(const char *s)
 }
 
 #define NEED(k) do { if (argc != (k)) return lxr_fail(err, EINVAL, "read plan", "%s takes %d arguments, got %d", op, (k), argc); } while (0)
-#define NUM(i, dst) do { unsigned long long _v; if (num(a[i], &_v, op, err) < 0) return -1; (dst) = _v; } while (0)
+/* Narrowing is checked: a value that does not fit its field is refused, never wrapped. */
+#define NUM(i, dst) do { \
+	unsigned long long _v; \
+	if (num(a[i], &_v, op, err) < 0) return -1; \
+	(dst) = _v; \
+	if ((unsigned long long)(dst) != _v) return lxr_fail(err, ERANGE, "read plan", "%s: %s is out of range", op, a[i]); \
+} while (0)
+/* (uid_t)-1 means "unchanged" to setresuid: running as it would silently stay root. */
+#define ID(i, dst) do { NUM(i, dst); if ((dst) == (__typeof__(dst))-1) return lxr_fail(err, EINVAL, "read plan", "%s: id %s is reserved", op, a[i]); } while (0)
 
 static int apply(struct plan *p, const char *op, int argc, char **a, struct lxr_err *err)
 {
@@ -84,7 +92,7 @@ static int apply(struct plan *p, const char *op, int argc, char **a, struct lxr_
 	else if (!strcmp(op, "mkdev")) {
 		NEED(7);
 		struct dev_op d = { .path = a[0], .type = a[1][0] };
-		NUM(2, d.major); NUM(3, d.minor); NUM(4, d.mode); NUM(5, d.uid); NUM(6, d.gid);
+		NUM(2, d.major); NUM(3, d.minor); NUM(4, d.mode); ID(5, d.uid); ID(6, d.gid);
 		PUSH(p->devs, d);
 	}
 	else if (!strcmp(op, "symlink")) { NEED(2); struct kv k = { a[0], a[1] }; PUSH(p->symlinks, k); }
@@ -107,10 +115,10 @@ static int apply(struct plan *p, const char *op, int argc, char **a, struct lxr_
 		p->has_oom_score_adj = 1; p->oom_score_adj = (int)v;
 	}
 	else if (!strcmp(op, "umask")) { NEED(1); NUM(0, p->umask_val); p->has_umask = 1; }
-	else if (!strcmp(op, "user")) { NEED(2); NUM(0, p->uid); NUM(1, p->gid); p->has_user = 1; }
+	else if (!strcmp(op, "user")) { NEED(2); ID(0, p->uid); ID(1, p->gid); p->has_user = 1; }
 	else if (!strcmp(op, "groups")) {
 		p->has_groups = 1;
-		for (int i = 0; i < argc; i++) { gid_t g; NUM(i, g); PUSH(p->groups, g); }
+		for (int i = 0; i < argc; i++) { gid_t g; ID(i, g); PUSH(p->groups, g); }
 	}
 	else if (!strcmp(op, "caps")) { NEED(5); for (int i = 0; i < 5; i++) NUM(i, p->caps[i]); p->has_caps = 1; }
 	else if (!strcmp(op, "no_new_privs")) { NEED(0); p->no_new_privs = 1; }

@@ -22,7 +22,9 @@ int cmd_server(int report_fd)
 	while (fgets(line, sizeof line, stdin)) {
 		char tag[64], path[4096];
 		if (sscanf(line, "create %63s %4095[^\n]", tag, path) != 2) {
-			report_tag = NULL;
+			/* Tagged so the waiting caller hears of it ("-" if no tag was read). */
+			if (sscanf(line, "%*s %63s", tag) != 1) snprintf(tag, sizeof tag, "-");
+			report_tag = tag;
 			report(report_fd, "{\"type\":\"error\",\"step\":\"server\",\"errno\":\"EINVAL\",\"errnum\":22,\"message\":\"bad request\"}");
 			continue;
 		}

@@ -250,3 +250,15 @@ describe('plan encoding', () => {
     assert.throws(() => encodePlan([['env', 'A=\u0000']]), (e: LxrError) => e.reason === 'LXR_INVALID_SPEC');
   });
 });
+
+describe('namespace combinations the init cannot set up are refused', () => {
+  const cases: Array<[string, Spec['linux']]> = [
+    ['joined user ns + new mount ns', { namespaces: [{ type: 'user', path: '/proc/1/ns/user' }, { type: 'mount' }] }],
+    ['new user ns + joined net ns', { namespaces: [{ type: 'user' }, { type: 'mount' }, { type: 'network', path: '/run/netns/x' }], uidMappings: [{ containerID: 0, hostID: 1000, size: 1 }], gidMappings: [{ containerID: 0, hostID: 1000, size: 1 }] }],
+  ];
+  for (const [name, linux] of cases) {
+    it(name, () => {
+      assert.throws(() => planCreate({ ...base, spec: spec({}, linux) }), (e: LxrError) => e.reason === 'LXR_INVALID_SPEC' && e.field === 'linux.namespaces' && /not supported yet|cannot yet/.test(e.message));
+    });
+  }
+});

@@ -229,3 +229,20 @@ describe('validateSpec', () => {
     check(cfg, 'process.cwd');
   });
 });
+
+describe('ids the kernel reads as "unchanged" and oversized id maps', () => {
+  it('uid/gid 4294967295 is refused naming the field', async () => {
+    const { validateSpec } = await import('../../agent/runtime/validate.js');
+    const cfg = (user: object) => ({ ociVersion: '1.0.2', root: { path: 'rootfs' }, process: { user, args: ['sh'], cwd: '/' } });
+    for (const [user, field] of [[{ uid: 4294967295, gid: 0 }, 'process.user.uid'], [{ uid: 0, gid: 4294967295 }, 'process.user.gid'], [{ uid: 0, gid: 0, additionalGids: [4294967295] }, 'process.user.additionalGids[0]']] as const) {
+      assert.throws(() => validateSpec(cfg(user)), (e: { field?: string }) => e.field === field);
+    }
+    assert.doesNotThrow(() => validateSpec(cfg({ uid: 4294967294, gid: 4294967294 })));
+  });
+  it('more than 340 id mappings are refused', async () => {
+    const { validateSpec } = await import('../../agent/runtime/validate.js');
+    const maps = Array.from({ length: 341 }, (_, i) => ({ containerID: i, hostID: 100000 + i, size: 1 }));
+    const c = { ociVersion: '1.0.2', root: { path: 'rootfs' }, process: { user: { uid: 0, gid: 0 }, args: ['sh'], cwd: '/' }, linux: { namespaces: [{ type: 'user' }], uidMappings: maps, gidMappings: maps.slice(0, 1) } };
+    assert.throws(() => validateSpec(c), (e: { field?: string; message: string }) => e.field === 'linux.uidMappings' && /340/.test(e.message));
+  });
+});
