@@ -13,8 +13,9 @@ fi
 
 # Debian packages: the C toolchain and libseccomp for native/, busybox for
 # the demo and tests, runc and crun as the peers tests and benchmarks
-# compare against, python3 for the console-socket test peer.
-debs=(build-essential pkg-config libseccomp-dev busybox-static runc crun iproute2 python3 util-linux)
+# compare against, python3 for the console-socket test peer, zstd to build
+# zstd-compressed test layers.
+debs=(build-essential pkg-config libseccomp-dev busybox-static runc crun iproute2 python3 util-linux zstd)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
