@@ -15,7 +15,10 @@ fi
 # the demo and tests, runc and crun as the peers tests and benchmarks
 # compare against, python3 for the console-socket test peer, zstd to build
 # zstd-compressed test layers.
-debs=(build-essential pkg-config libseccomp-dev busybox-static runc crun iproute2 python3 util-linux zstd)
+# docker-registry (a real registry on loopback), apache2-utils (htpasswd)
+# and openssl (token-auth certificates) for the image tests.
+debs=(build-essential pkg-config libseccomp-dev busybox-static runc crun iproute2 python3 util-linux zstd
+  docker-registry apache2-utils openssl)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
