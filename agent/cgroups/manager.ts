@@ -82,7 +82,16 @@ export class HierarchyCgroupManager implements CgroupManager {
     // Hierarchies are independent: checking and placing them concurrently
     // keeps container start from paying ~10 sequential filesystem round trips.
     const existing = await Promise.all(cg.placements.map((p) => readPids(fs, posix.join(p.dir, 'cgroup.procs'))));
+    const children = await Promise.all(cg.placements.map((p) => fs.subdirs(p.dir).catch(() => [] as string[])));
     for (const [i, p] of cg.placements.entries()) {
+      // A cgroup with children is someone's parent (a slice, another
+      // container's parent): limits written there and the kill/remove on
+      // delete would reach everything below it.
+      if (children[i]!.length > 0) {
+        throw new LxrError('LXR_ALREADY_EXISTS', `cgroup ${JSON.stringify(rel)} already exists and has child cgroups (${children[i]!.slice(0, 3).join(', ')}) in the ${hierarchyLabel(p.hierarchy)} hierarchy: a container needs a leaf of its own`, {
+          field: 'linux.cgroupsPath',
+        });
+      }
       const pids = existing[i]!;
       if (pids.length > 0) {
         throw new LxrError('LXR_ALREADY_EXISTS', `cgroup ${JSON.stringify(rel)} already exists and has processes (${pids.join(', ')}) in the ${hierarchyLabel(p.hierarchy)} hierarchy`, {

@@ -3,6 +3,7 @@
 // lxr-shim carries out (native/PLAN.md). Every policy decision about what
 // the container gets is made here, in TypeScript, where it is testable
 // without root; the C side only executes records in order.
+import { posix } from 'node:path';
 import { invalidSpec } from '../../proto/shared/errors.js';
 import type { CgroupMountSource } from '../cgroups/cgroup.js';
 import type { RootfsOverlay } from '../rootfs/overlay.js';
@@ -26,6 +27,8 @@ export interface CreatePlanInput {
   spec: Spec;
   /** Absolute rootfs path (root.path resolved against the bundle). */
   rootfs: string;
+  /** The bundle directory: relative bind sources are relative to it (runtime-spec). */
+  bundle?: string;
   cgroup: CgroupPlacement | null;
   overlay?: RootfsOverlay | undefined;
   stdio: Stdio;
@@ -101,7 +104,7 @@ function planCgroupMount(m: Mount, cgroup: CgroupPlacement | null, index: number
   return out;
 }
 
-function planMounts(spec: Spec, cgroup: CgroupPlacement | null): PlanRecord[] {
+function planMounts(spec: Spec, cgroup: CgroupPlacement | null, bundle: string | undefined): PlanRecord[] {
   const out: PlanRecord[] = [];
   (spec.mounts ?? []).forEach((m, i) => {
     if (isCgroupMount(m)) {
@@ -112,7 +115,8 @@ function planMounts(spec: Spec, cgroup: CgroupPlacement | null): PlanRecord[] {
     const bind = m.type === 'bind' || (o.flags & MS.BIND) !== 0;
     if (bind && !m.source) throw invalidSpec(`mounts[${i}].source`, 'a bind mount needs a source');
     const flags = bind ? o.flags | MS.BIND : o.flags;
-    out.push(['mount', m.source ?? m.type ?? 'none', m.destination, bind ? '' : (m.type ?? ''), String(flags), String(o.propagation), o.data]);
+    const source = bind && bundle && !m.source!.startsWith('/') ? posix.resolve(bundle, m.source!) : m.source;
+    out.push(['mount', source ?? m.type ?? 'none', m.destination, bind ? '' : (m.type ?? ''), String(flags), String(o.propagation), o.data]);
   });
   return out;
 }
@@ -216,7 +220,7 @@ export function planCreate(input: CreatePlanInput): PlanRecord[] {
   for (const m of linux.uidMappings ?? []) out.push(['uid_map', String(m.containerID), String(m.hostID), String(m.size)]);
   for (const m of linux.gidMappings ?? []) out.push(['gid_map', String(m.containerID), String(m.hostID), String(m.size)]);
   for (const f of input.cgroup?.procsFiles ?? []) out.push(['cgroup', f]);
-  out.push(...planMounts(spec, input.cgroup));
+  out.push(...planMounts(spec, input.cgroup, input.bundle));
   const devIsBound = (spec.mounts ?? []).some((m) => m.destination === '/dev' && parseMountOptions(m.options).flags & MS.BIND);
   if (!devIsBound) {
     out.push(...planDevices(spec));

@@ -3,7 +3,7 @@
 // A thin orchestrator over the planner (plan.ts), the native helper
 // (shim.ts), cgroups and the state store; the lxr-runtime command line and
 // the agent both drive this class.
-import { existsSync, readFileSync, rmSync, watch, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, statSync, watch, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -13,7 +13,7 @@ import type { RootfsOverlay } from '../rootfs/overlay.js';
 import { assertLegal, type Operation } from './lifecycle.js';
 import type { Process, Spec, State, Status } from './oci.js';
 import { encodePlan, planCreate, planExec, type Stdio } from './plan.js';
-import { LinuxShimLauncher, reportToError, type ShimLauncher, type ShimReport, type ShimStdio } from './shim.js';
+import { LinuxShimLauncher, reportToError, type ShimLauncher, type ShimProcess, type ShimReport, type ShimStdio } from './shim.js';
 import { checkId, StateStore, writeAtomic, type ContainerRecord, type ExitRecord } from './store.js';
 import { validateSpec } from './validate.js';
 
@@ -143,7 +143,9 @@ export class Runtime {
   private readonly launcher: ShimLauncher;
   /** Exit reports of containers this process created, for wait() without polling. */
   private readonly exits = new Map<string, Promise<ShimReport | null>>();
-  private readonly records = new Map<string, ContainerRecord>();
+  private readonly records = new Map<string, { rec: ContainerRecord; ino: number; mtimeMs: number }>();
+  /** Helper handles of containers this process created; released on delete. */
+  private readonly shims = new Map<string, ShimProcess>();
 
   constructor(private readonly opts: RuntimeOptions) {
     this.store = new StateStore(opts.root);
@@ -169,6 +171,38 @@ export class Runtime {
     return validateSpec(raw);
   }
 
+  /**
+   * What this host cannot enforce is refused, never silently dropped: spec
+   * fields LXR does not apply yet, and, on a pure cgroup v2 host (no device
+   * controller without an eBPF program), anything that would let the
+   * container reach device nodes.
+   */
+  private checkSupported(spec: Spec): void {
+    const r = spec.linux?.resources ?? {};
+    const unsupported: Array<[string, unknown]> = [
+      ['linux.resources.unified', r.unified],
+      ['linux.resources.memory.kernel', r.memory?.kernel],
+      ['linux.resources.memory.swappiness', r.memory?.swappiness],
+      ['linux.resources.memory.disableOOMKiller', r.memory?.disableOOMKiller],
+      ['linux.resources.cpu.realtimeRuntime', r.cpu?.realtimeRuntime],
+      ['linux.resources.cpu.realtimePeriod', r.cpu?.realtimePeriod],
+      ['linux.resources.cpu.idle', r.cpu?.idle],
+      ['linux.seccomp.flags', spec.linux?.seccomp?.flags?.length ? spec.linux.seccomp.flags : undefined],
+    ];
+    for (const [field, v] of unsupported) {
+      if (v !== undefined) throw new LxrError('LXR_UNSUPPORTED', `${field} is not supported yet`, { field });
+    }
+    if (this.opts.cgroups?.mode === 'v2') {
+      const caps = spec.process?.capabilities ?? {};
+      if ([caps.bounding, caps.effective, caps.permitted, caps.ambient].some((set) => set?.includes('CAP_MKNOD'))) {
+        throw new LxrError('LXR_UNSUPPORTED', 'CAP_MKNOD on a cgroup v2 host: LXR does not enforce device rules there yet, so a container could reach host disks', { field: 'process.capabilities' });
+      }
+      if ((spec.linux?.devices ?? []).length > 0) {
+        throw new LxrError('LXR_UNSUPPORTED', 'linux.devices on a cgroup v2 host: LXR does not enforce device rules there yet', { field: 'linux.devices' });
+      }
+    }
+  }
+
   private cgroupPath(id: string, spec: Spec): string {
     const p = spec.linux?.cgroupsPath;
     if (p) return p.replace(/^\/+/, '');
@@ -179,6 +213,7 @@ export class Runtime {
     checkId(id);
     const spec = await this.loadBundle(bundle);
     const rootfs = path.resolve(bundle, spec.root?.path ?? 'rootfs');
+    this.checkSupported(spec);
     await this.store.claim(id);
     const paths = this.store.paths(id);
     const cleanups: Array<() => Promise<void>> = [() => this.store.remove(id)];
@@ -193,6 +228,7 @@ export class Runtime {
         id,
         spec,
         rootfs,
+        bundle,
         cgroup,
         overlay: o.overlay,
         stdio: o.stdio ?? { mode: 'inherit' },
@@ -218,13 +254,15 @@ export class Runtime {
         spec,
       };
       this.exits.set(id, shim.exited);
+      this.shims.set(id, shim);
       cleanups.unshift(async () => {
         this.exits.delete(id);
         shim.detach();
         await this.killAndWait(rec);
       });
       await this.store.write(rec);
-      this.records.set(id, rec);
+      const st = statSync(paths.state);
+      this.records.set(id, { rec, ino: st.ino, mtimeMs: st.mtimeMs });
       if (o.pidFile) await writeAtomic(o.pidFile, String(pid), 0o644);
       return this.toState(rec, 'created');
     } catch (e) {
@@ -249,11 +287,18 @@ export class Runtime {
     }
   }
 
-  /** The record, from memory when this process created the container (it is written once). */
+  /**
+   * The record, from memory when this process created the container and the
+   * state file is still that one (another process may have deleted and
+   * re-created the id).
+   */
   private async record(id: string): Promise<ContainerRecord> {
     const cached = this.records.get(id);
-    if (cached && existsSync(this.store.paths(id).state)) return cached;
-    this.records.delete(id);
+    if (cached) {
+      const st = statSync(this.store.paths(id).state, { throwIfNoEntry: false });
+      if (st && st.ino === cached.ino && st.mtimeMs === cached.mtimeMs) return cached.rec;
+      this.records.delete(id);
+    }
     return this.store.read(id);
   }
 
@@ -306,7 +351,9 @@ export class Runtime {
     const inProc = this.exits.get(id);
     if (!inProc) await this.record(id); // NOT_FOUND for an unknown id
     if (inProc) {
-      const r = await inProc;
+      // The report and the exit record race: a monitor killed with -9 sends
+      // no report, but waitExitFile notices it is gone.
+      const r = await Promise.race([inProc, this.waitExitFile(id, Infinity).then(() => null)]);
       this.exits.delete(id);
       if (r && r.type === 'exited') {
         const rec = await this.store.readExit(id);
@@ -333,11 +380,17 @@ export class Runtime {
       const left = deadline - Date.now();
       if (left <= 0) return null;
       await new Promise<void>((resolve) => {
-        const w = watch(dir, () => finish());
+        let w: ReturnType<typeof watch> | undefined;
         const t = setTimeout(finish, Math.min(left, 100));
+        try {
+          w = watch(dir, () => finish());
+          w.on('error', finish);
+        } catch {
+          // The dir went away (a concurrent delete): the next round reports it.
+        }
         function finish() {
           clearTimeout(t);
-          w.close();
+          w?.close();
           resolve();
         }
       });
@@ -361,7 +414,11 @@ export class Runtime {
     const rec = await this.record(id);
     const status = await this.status(rec);
     assertLegal(id, status, 'stop');
-    if (status !== 'stopped') {
+    if (status === 'created') {
+      // Not yet started: the init is LXR's code, PID 1 of its namespace, and
+      // ignores SIGTERM; there is nothing to shut down gracefully.
+      await this.killAndWait(rec);
+    } else if (status !== 'stopped') {
       try {
         process.kill(rec.pid, 'SIGTERM');
       } catch (e) {
@@ -378,8 +435,15 @@ export class Runtime {
     const op: Operation = opts.force ? 'force-delete' : 'delete';
     assertLegal(id, status, op);
     if (status !== 'stopped') await this.killAndWait(rec);
+    else if (!(await this.store.readExit(id))) {
+      // Stopped by /proc but no record yet: the monitor is still writing it.
+      // Removing the dir now would let it write into a re-created one.
+      await this.waitExitFile(id, 2_000);
+    }
     this.exits.delete(id);
     this.records.delete(id);
+    this.shims.get(id)?.detach();
+    this.shims.delete(id);
     if (rec.cgroupPath && this.opts.cgroups) {
       const cg = await this.opts.cgroups.open(rec.cgroupPath).catch((e: unknown) => {
         if (e instanceof LxrError && e.reason === 'LXR_NOT_FOUND') return null;

@@ -172,7 +172,15 @@ export const DENIED_SYSCALLS: readonly string[] = Object.freeze([
   // mounts and namespaces: the container's view was fixed by the runtime
   'mount', 'umount', 'umount2', 'pivot_root', 'mount_setattr', 'move_mount', 'open_tree',
   'fsopen', 'fsconfig', 'fsmount', 'fspick', 'setns', 'unshare',
+  // obsolete or host-wide introspection Docker's profile keeps out too
+  'pciconfig_iobase', 'pciconfig_read', 'pciconfig_write', '_sysctl', 'sysfs', 'ustat',
+  // moving other processes' memory between NUMA nodes (Docker: CAP_SYS_NICE only)
+  'move_pages', 'migrate_pages', 'mbind', 'set_mempolicy',
 ]);
+
+const AF_VSOCK = 40;
+const EAFNOSUPPORT = 97;
+const ADDR_NO_RANDOMIZE = 0x0040000;
 
 /** clone(2) flags that create namespaces; each gets its own MASKED_EQ rule. */
 export const CLONE_NAMESPACE_FLAGS: Readonly<Record<string, number>> = Object.freeze({
@@ -214,6 +222,15 @@ export function defaultSeccompProfile(nodeArch: string = process.arch): Seccomp 
       }),
     ),
     { names: ['clone3'], action: 'SCMP_ACT_ERRNO', errnoRet: ENOSYS },
+    // AF_VSOCK talks to the hypervisor, outside every namespace.
+    { names: ['socket'], action: 'SCMP_ACT_ERRNO', errnoRet: EAFNOSUPPORT, args: [{ index: 0, value: AF_VSOCK, op: 'SCMP_CMP_EQ' }] },
+    // personality(ADDR_NO_RANDOMIZE) turns ASLR off; the other flags stay usable.
+    {
+      names: ['personality'],
+      action: 'SCMP_ACT_ERRNO',
+      errnoRet: EPERM,
+      args: [{ index: 0, value: ADDR_NO_RANDOMIZE, valueTwo: ADDR_NO_RANDOMIZE, op: 'SCMP_CMP_MASKED_EQ' }],
+    },
   ];
   return { defaultAction: 'SCMP_ACT_ALLOW', architectures: hostSeccompArches(nodeArch), syscalls };
 }

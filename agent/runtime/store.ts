@@ -7,7 +7,7 @@
 // a thread-pool round trip costs more than the call on the container start
 // path.
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { alreadyExists, invalidArgument, LxrError, notFound } from '../../proto/shared/errors.js';
 import type { Spec } from './oci.js';
@@ -86,11 +86,34 @@ export class StateStore {
   /** Claims the id: fails with ALREADY_EXISTS if a container has it. */
   async claim(id: string): Promise<void> {
     mkdirSync(this.root, { recursive: true, mode: 0o700 });
+    const dir = this.dir(id);
     try {
-      mkdirSync(this.dir(id), { mode: 0o700 });
+      mkdirSync(dir, { mode: 0o700 });
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw alreadyExists('container', id);
-      throw e;
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      // A create that died between claim and its record leaves only the
+      // claim: reclaim it when its creator is gone, or the id is lost.
+      if (!this.staleClaim(id)) throw alreadyExists('container', id);
+      rmSync(dir, { recursive: true, force: true });
+      mkdirSync(dir, { mode: 0o700 });
+    }
+    writeFileSync(path.join(dir, 'claim'), String(process.pid));
+  }
+
+  private staleClaim(id: string): boolean {
+    const p = this.paths(id);
+    if (existsSync(p.state)) return false;
+    let pid: number;
+    try {
+      pid = Number(readFileSync(path.join(p.dir, 'claim'), 'utf8'));
+    } catch {
+      return false; // mid-claim, or not ours to judge
+    }
+    try {
+      process.kill(pid, 0);
+      return false;
+    } catch (e) {
+      return (e as NodeJS.ErrnoException).code === 'ESRCH';
     }
   }
 

@@ -168,7 +168,8 @@ int plan_load(const char *path, struct plan *p, struct lxr_err *err)
 	close(fd);
 	if (len < 0) return lxr_fail(err, saved, "read plan", "read %s", path);
 	char *cur = buf, *end = buf + len;
-	char *fields[512];
+	char **fields = NULL;
+	size_t fields_cap = 0;
 	while (cur < end) {
 		char *op = cur;
 		char *z = memchr(cur, 0, end - cur);
@@ -178,7 +179,12 @@ int plan_load(const char *path, struct plan *p, struct lxr_err *err)
 		if (!nz) return lxr_fail(err, EINVAL, "read plan", "%s: truncated record", op);
 		unsigned long long n;
 		if (num(cur, &n, op, err) < 0) return -1;
-		if (n > 512) return lxr_fail(err, EINVAL, "read plan", "%s: too many arguments", op);
+		if (n > (unsigned long long)(end - cur)) return lxr_fail(err, EINVAL, "read plan", "%s: truncated record", op);
+		if (n > fields_cap) {
+			fields_cap = (size_t)n;
+			fields = realloc(fields, fields_cap * sizeof *fields);
+			if (!fields) abort();
+		}
 		cur = nz + 1;
 		for (unsigned long long i = 0; i < n; i++) {
 			char *fz = memchr(cur, 0, end - cur);

@@ -512,3 +512,12 @@ describe('destroy and open', () => {
     await assert.rejects(manager.open('lxr/nope'), (e: unknown) => e instanceof LxrError && e.reason === 'LXR_NOT_FOUND' && e.message.includes('lxr/nope'));
   });
 });
+
+describe('reuse of an existing cgroup', () => {
+  it('is refused when it has child cgroups (a parent is not a container leaf)', async () => {
+    const { fs, manager } = await setup(MOUNTINFO_V2);
+    await manager.create('slice/c1', {});
+    await assert.rejects(manager.create('slice', { pids: { limit: 5 } }), (e: unknown) => e instanceof LxrError && e.reason === 'LXR_ALREADY_EXISTS' && e.field === 'linux.cgroupsPath' && /child cgroups/.test(e.message));
+    assert.notEqual(fs.file(`${ROOT}/slice/pids.max`), '5', 'the limit reached the parent');
+  });
+});

@@ -262,3 +262,14 @@ describe('namespace combinations the init cannot set up are refused', () => {
     });
   }
 });
+
+describe('relative bind sources', () => {
+  it('resolve against the bundle, as the runtime-spec says', () => {
+    const recs = planCreate({
+      ...base,
+      bundle: '/b',
+      spec: spec({ mounts: [{ destination: '/data', type: 'bind', source: 'data/x', options: ['rbind'] }, { destination: '/abs', type: 'bind', source: '/host', options: ['rbind'] }] }),
+    });
+    assert.deepEqual(ops(recs, 'mount').map((m) => m[1]), ['/b/data/x', '/host']);
+  });
+});

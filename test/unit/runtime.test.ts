@@ -78,7 +78,7 @@ describe('helper reports map to the catalogue', () => {
 });
 
 class FakeCgroups implements CgroupManager {
-  readonly mode = 'v1' as const;
+  constructor(readonly mode: 'v1' | 'v2' | 'hybrid' = 'v1') {}
   created: Array<[string, CgroupLimits]> = [];
   destroyed: string[] = [];
   failDestroy = false;
@@ -214,5 +214,52 @@ describe('cgroupLimitsFromSpec', () => {
       cgroupLimitsFromSpec({ ociVersion: '1', linux: { resources: { memory: { limit: 100, swap: 200 }, cpu: { shares: 512, quota: 50000, period: 100000, cpus: '0' }, pids: { limit: 5 } } } }),
       { memory: { limit: 100, swap: 200 }, cpu: { shares: 512, quota: 50000, period: 100000, cpus: '0' }, pids: { limit: 5 } },
     );
+  });
+});
+
+describe('what the host cannot enforce is refused, not dropped', () => {
+  it('CAP_MKNOD and linux.devices on a pure cgroup v2 host', async () => {
+    const cgroups = new FakeCgroups('v2');
+    const rt = new Runtime({ root: path.join(await tempDir('rt'), 's'), cgroups, launcher: new FakeShimLauncher() });
+    const withMknod = goodConfig();
+    withMknod.process!.capabilities = { bounding: ['CAP_MKNOD'], effective: ['CAP_MKNOD'], permitted: ['CAP_MKNOD'] };
+    await assert.rejects(rt.create('v1', await bundleWith(withMknod)), (e: LxrError) => e.reason === 'LXR_UNSUPPORTED' && e.field === 'process.capabilities');
+    const withDevice = goodConfig();
+    withDevice.linux!.devices = [{ type: 'c', path: '/dev/fuse', major: 10, minor: 229 }];
+    await assert.rejects(rt.create('v2', await bundleWith(withDevice)), (e: LxrError) => e.reason === 'LXR_UNSUPPORTED' && e.field === 'linux.devices');
+    assert.deepEqual(cgroups.created, []);
+    // the same specs are fine where the devices controller enforces the rules
+    const hybrid = new Runtime({ root: path.join(await tempDir('rt'), 's'), cgroups: new FakeCgroups('hybrid'), launcher: new FakeShimLauncher() });
+    await hybrid.create('h1', await bundleWith(withMknod));
+  });
+
+  const fields: Array<[string, (c: Spec) => void]> = [
+    ['linux.resources.unified', (c) => (c.linux!.resources!.unified = { 'memory.high': '1M' })],
+    ['linux.resources.memory.swappiness', (c) => (c.linux!.resources!.memory!.swappiness = 10)],
+    ['linux.resources.memory.disableOOMKiller', (c) => (c.linux!.resources!.memory!.disableOOMKiller = true)],
+    ['linux.resources.cpu.realtimeRuntime', (c) => (c.linux!.resources!.cpu = { realtimeRuntime: 1000 })],
+    ['linux.seccomp.flags', (c) => (c.linux!.seccomp = { defaultAction: 'SCMP_ACT_ALLOW', flags: ['SECCOMP_FILTER_FLAG_LOG'] })],
+  ];
+  for (const [field, edit] of fields) {
+    it(`${field} is LXR_UNSUPPORTED naming the field`, async () => {
+      const rt = new Runtime({ root: path.join(await tempDir('rt'), 's'), cgroups: new FakeCgroups(), launcher: new FakeShimLauncher() });
+      const cfg = goodConfig();
+      edit(cfg);
+      await assert.rejects(rt.create('u1', await bundleWith(cfg)), (e: LxrError) => e.reason === 'LXR_UNSUPPORTED' && e.field === field);
+      assert.deepEqual(await rt.store.list(), []);
+    });
+  }
+});
+
+describe('a claim left by a create that died', () => {
+  it('is reclaimed when its creator is gone, refused while it lives', async () => {
+    const store = new StateStore(path.join(await tempDir('store'), 'root'));
+    await store.claim('a');
+    // this process holds the claim: the id is taken
+    await assert.rejects(store.claim('a'), (e: LxrError) => e.reason === 'LXR_ALREADY_EXISTS');
+    // a dead creator (pid 2^22+1 is above pid_max's default ceiling) leaves it reclaimable
+    await writeFile(path.join(store.paths('a').dir, 'claim'), String(4194305));
+    await store.claim('a');
+    assert.equal(await readFile(path.join(store.paths('a').dir, 'claim'), 'utf8'), String(process.pid));
   });
 });
