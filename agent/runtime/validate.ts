@@ -272,7 +272,10 @@ function validateSeccomp(sc: Obj): void {
       if (!ERRNO_ACTIONS.includes(action)) throw invalidSpec(`${f}.errnoRet`, `only applies to ${ERRNO_ACTIONS.join(' and ')}, not ${action}`);
     }
     if (!has(rule, 'args')) return;
-    array(rule.args, `${f}.args`).forEach((a, j) => {
+    const args = array(rule.args, `${f}.args`);
+    // libseccomp (and the kernel's six syscall arguments) allow at most six comparisons per rule.
+    if (args.length > 6) throw invalidSpec(`${f}.args`, `has ${args.length} comparisons; a rule takes at most 6`);
+    args.forEach((a, j) => {
       const af = `${f}.args[${j}]`;
       const arg = object(a, af);
       integer(arg.index, `${af}.index`, 0, 5);

@@ -246,3 +246,12 @@ describe('ids the kernel reads as "unchanged" and oversized id maps', () => {
     assert.throws(() => validateSpec(c), (e: { field?: string; message: string }) => e.field === 'linux.uidMappings' && /340/.test(e.message));
   });
 });
+
+describe('seccomp rules with more comparisons than a rule can hold', () => {
+  it('are refused naming the field', async () => {
+    const { validateSpec } = await import('../../agent/runtime/validate.js');
+    const args = Array.from({ length: 7 }, (_, i) => ({ index: i % 6, value: 1, op: 'SCMP_CMP_EQ' }));
+    const c = { ociVersion: '1.0.2', root: { path: 'rootfs' }, process: { user: { uid: 0, gid: 0 }, args: ['sh'], cwd: '/' }, linux: { seccomp: { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['read'], action: 'SCMP_ACT_ERRNO', args }] } } };
+    assert.throws(() => validateSpec(c), (e: { field?: string }) => e.field === 'linux.seccomp.syscalls[0].args');
+  });
+});
