@@ -48,18 +48,40 @@ export interface ShimLauncher {
   exec(planFile: string, stdio: ShimStdio): Promise<ShimProcess>;
 }
 
-/** Maps a helper's error report to the catalogue: the errno decides the code. */
+/**
+ * Which spec field a failing helper step is about: a bad cwd, mount or
+ * sysctl is the request's fault (INVALID_ARGUMENT naming the field), not a
+ * missing container (NOT_FOUND) or a host problem.
+ */
+const STEP_FIELDS: Record<string, string> = {
+  cwd: 'process.cwd',
+  mount: 'mounts',
+  remount: 'mounts',
+  'create mount point': 'mounts',
+  'resolve path': 'mounts',
+  'masked path': 'linux.maskedPaths',
+  'readonly path': 'linux.readonlyPaths',
+  sysctl: 'linux.sysctl',
+  'join namespace': 'linux.namespaces',
+  hostname: 'hostname',
+  'create device': 'linux.devices',
+};
+
+/** Maps a helper's error report to the catalogue, once, by step and errno. */
 export function reportToError(r: ShimReport, what: string): LxrError {
+  const message = `${what}: ${r.step ? r.step + ': ' : ''}${r.message ?? 'failed'}`;
+  const common = { ...(r.errno ? { errno: r.errno } : {}), ...(r.step ? { step: r.step } : {}) };
   let reason: Reason = 'LXR_HOST_SETUP_FAILED';
+  let field: string | undefined;
   if (r.exitCode === 127) reason = 'LXR_EXEC_NOT_FOUND';
   else if (r.exitCode === 126) reason = 'LXR_EXEC_NOT_EXECUTABLE';
-  else if (r.errno === 'ENOENT') reason = 'LXR_NOT_FOUND';
+  else if (r.step && STEP_FIELDS[r.step] && r.errno !== 'EPERM') {
+    reason = 'LXR_INVALID_SPEC';
+    field = STEP_FIELDS[r.step];
+  } else if (r.errno === 'ENOENT') reason = 'LXR_NOT_FOUND';
   else if (r.errno === 'EPERM' || r.errno === 'EACCES') reason = 'LXR_PERMISSION_DENIED';
   else if (r.errno === 'EINVAL' && r.step === 'read plan') reason = 'LXR_INTERNAL';
-  const err = new LxrError(reason, `${what}: ${r.step ? r.step + ': ' : ''}${r.message ?? 'failed'}`, {
-    ...(r.errno ? { errno: r.errno } : {}),
-    ...(r.step ? { step: r.step } : {}),
-  });
+  const err = new LxrError(reason, message, { ...common, ...(field ? { field } : {}) });
   if (r.exitCode !== undefined) (err as LxrError & { exitCode?: number }).exitCode = r.exitCode;
   return err;
 }

@@ -119,7 +119,7 @@ describe('exec into a running container', () => {
   });
 
   test('a cwd that does not exist fails, naming it', T, async () => {
-    await rejectsWith(fx.rt.exec(c.id, execProcess(['true'], { cwd: '/nowhere/at/all' })), 'LXR_NOT_FOUND', /\/nowhere\/at\/all/);
+    await rejectsWith(fx.rt.exec(c.id, execProcess(['true'], { cwd: '/nowhere/at/all' })), 'LXR_INVALID_SPEC', /\/nowhere\/at\/all/);
   });
 
   test('an invalid process is an invalid spec naming the field', T, async () => {

@@ -147,7 +147,8 @@ describe('bind mounts', () => {
     const cfg = sh('true');
     cfg.mounts!.push({ destination: '/mnt/x', type: 'bind', source: missing, options: ['rbind'] });
     const id = uniqueId('c');
-    await rejectsWith(fx.rt.create(id, await fx.bundle(cfg)), 'LXR_NOT_FOUND', new RegExp(missing));
+    const e = await rejectsWith(fx.rt.create(id, await fx.bundle(cfg)), 'LXR_INVALID_SPEC', new RegExp(missing));
+    assert.equal(e.field, 'mounts');
     await assertNothingLeft(fx, id);
   });
 
@@ -164,7 +165,7 @@ describe('bind mounts', () => {
     const cfg = sh('true');
     cfg.mounts!.push({ destination: '/mnt/x', type: 'nosuchfs', source: 'none' });
     const id = uniqueId('c');
-    await rejectsWith(fx.rt.create(id, await fx.bundle(cfg)), 'LXR_HOST_SETUP_FAILED', /mount/, /\/mnt\/x/);
+    await rejectsWith(fx.rt.create(id, await fx.bundle(cfg)), 'LXR_INVALID_SPEC', /mount/, /\/mnt\/x/);
     await assertNothingLeft(fx, id);
   });
 });

@@ -127,7 +127,8 @@ describe('joining namespaces by path', () => {
     const missing = `/proc/999999999/ns/net`;
     cfg.linux!.namespaces = cfg.linux!.namespaces!.map((n) => (n.type === 'network' ? { type: 'network', path: missing } : n));
     const id = uniqueId('c');
-    await rejectsWith(fx.rt.create(id, await fx.bundle(cfg)), 'LXR_NOT_FOUND', new RegExp(missing.replaceAll('/', '\\/')));
+    const e = await rejectsWith(fx.rt.create(id, await fx.bundle(cfg)), 'LXR_INVALID_SPEC', new RegExp(missing.replaceAll('/', '\\/')));
+    assert.equal(e.field, 'linux.namespaces');
     await assertNothingLeft(fx, id);
   });
 
@@ -136,7 +137,7 @@ describe('joining namespaces by path', () => {
     // The host's uts namespace file is a namespace, but not a network one.
     cfg.linux!.namespaces = cfg.linux!.namespaces!.map((n) => (n.type === 'network' ? { type: 'network', path: '/proc/self/ns/uts' } : n));
     const id = uniqueId('c');
-    const e = await rejectsWith(fx.rt.create(id, await fx.bundle(cfg)), 'LXR_HOST_SETUP_FAILED', /net/);
+    const e = await rejectsWith(fx.rt.create(id, await fx.bundle(cfg)), 'LXR_INVALID_SPEC', /net/);
     assert.equal(e.errno, 'EINVAL');
     await assertNothingLeft(fx, id);
   });

@@ -135,7 +135,8 @@ describe('user, groups, cwd, env, umask', () => {
 
   test('a cwd that does not exist fails create, naming it, and leaves nothing', T, async () => {
     const { id, promise } = await createFails(baseConfig({ args: ['true'], cwd: '/no/such/dir' }));
-    const e = await rejectsWith(promise, 'LXR_NOT_FOUND', /\/no\/such\/dir/, /cwd/);
+    const e = await rejectsWith(promise, 'LXR_INVALID_SPEC', /\/no\/such\/dir/, /cwd/);
+    assert.equal(e.field, 'process.cwd');
     assert.equal(e.errno, 'ENOENT');
     await assertNothingLeft(fx, id);
   });
@@ -290,7 +291,7 @@ describe('sysctl', () => {
     const cfg = sh('true');
     cfg.linux!.sysctl = { 'net.ipv4.no_such_knob': '1' };
     const { id, promise } = await createFails(cfg);
-    await rejectsWith(promise, 'LXR_NOT_FOUND', /no_such_knob/);
+    await rejectsWith(promise, 'LXR_INVALID_SPEC', /no_such_knob/);
     await assertNothingLeft(fx, id);
   });
 });

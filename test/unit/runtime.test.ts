@@ -64,9 +64,12 @@ describe('helper reports map to the catalogue', () => {
   const cases: Array<[object, string]> = [
     [{ type: 'error', exitCode: 127, errno: 'ENOENT', message: 'x' }, 'LXR_EXEC_NOT_FOUND'],
     [{ type: 'error', exitCode: 126, errno: 'EACCES', message: 'x' }, 'LXR_EXEC_NOT_EXECUTABLE'],
-    [{ type: 'error', errno: 'ENOENT', step: 'mount', message: 'x' }, 'LXR_NOT_FOUND'],
+    [{ type: 'error', errno: 'ENOENT', step: 'mount', message: 'x' }, 'LXR_INVALID_SPEC'],
+    [{ type: 'error', errno: 'ENOENT', step: 'cwd', message: 'x' }, 'LXR_INVALID_SPEC'],
+    [{ type: 'error', errno: 'ENOENT', step: 'mount overlay', message: 'x' }, 'LXR_NOT_FOUND'],
     [{ type: 'error', errno: 'EPERM', step: 'mount', message: 'x' }, 'LXR_PERMISSION_DENIED'],
-    [{ type: 'error', errno: 'EBUSY', step: 'mount', message: 'x' }, 'LXR_HOST_SETUP_FAILED'],
+    [{ type: 'error', errno: 'EBUSY', step: 'clone', message: 'x' }, 'LXR_HOST_SETUP_FAILED'],
+    [{ type: 'error', errno: 'EPERM', step: 'sysctl', message: 'x' }, 'LXR_PERMISSION_DENIED'],
   ];
   for (const [r, reason] of cases) {
     it(`${JSON.stringify(r)} -> ${reason}`, () => {
@@ -162,7 +165,7 @@ describe('Runtime.create over fakes', () => {
     launcher.failWith = { type: 'error', step: 'mount', errno: 'ENOENT', message: 'bind on /x: source /nope' };
     const cgroups = new FakeCgroups();
     const rt = new Runtime({ root, cgroups, launcher });
-    await assert.rejects(rt.create('c3', await bundleWith(goodConfig())), (e: LxrError) => e.reason === 'LXR_NOT_FOUND' && /source \/nope/.test(e.message));
+    await assert.rejects(rt.create('c3', await bundleWith(goodConfig())), (e: LxrError) => e.reason === 'LXR_INVALID_SPEC' && e.field === 'mounts' && /source \/nope/.test(e.message));
     assert.deepEqual(cgroups.destroyed, ['lxr/c3']);
     assert.deepEqual(await readdir(root), []);
   });
