@@ -6,6 +6,7 @@ import { lstatSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { invalidSpec } from '../../proto/shared/errors.js';
 import { DEFAULT_CAPABILITIES } from './capabilities.js';
+import { ALWAYS_ALLOWED_DEVICE_RULES } from './devices.js';
 import type { DeviceRule, Mount, Namespace, Resources, Spec, User } from './oci.js';
 import { defaultSeccompProfile } from './seccomp.js';
 import { validateSpec } from './validate.js';
@@ -96,25 +97,7 @@ export const DEFAULT_READONLY_PATHS: readonly string[] = Object.freeze([
  * runtime that applies the rules literally still gets a working /dev/null,
  * while CAP_MKNOD alone cannot open a host disk.
  */
-export const DEFAULT_DEVICE_RULES: readonly DeviceRule[] = Object.freeze([
-  { allow: false, access: 'rwm' },
-  { allow: true, type: 'c', access: 'm' },
-  { allow: true, type: 'b', access: 'm' },
-  ...(
-    [
-      [1, 3], // null
-      [1, 8], // random
-      [1, 7], // full
-      [5, 0], // tty
-      [1, 5], // zero
-      [1, 9], // urandom
-      [5, 1], // console
-      [5, 2], // ptmx
-      [10, 200], // net/tun
-    ] as const
-  ).map(([major, minor]): DeviceRule => ({ allow: true, type: 'c', major, minor, access: 'rwm' })),
-  { allow: true, type: 'c', major: 136, access: 'rwm' }, // pts/*
-]);
+export const DEFAULT_DEVICE_RULES: readonly DeviceRule[] = Object.freeze([{ allow: false, access: 'rwm' }, ...ALWAYS_ALLOWED_DEVICE_RULES]);
 
 /**
  * Docker's rule for the command: a request entrypoint replaces the image's

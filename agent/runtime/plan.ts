@@ -8,6 +8,7 @@ import { invalidSpec } from '../../proto/shared/errors.js';
 import type { CgroupMountSource } from '../cgroups/cgroup.js';
 import type { RootfsOverlay } from '../rootfs/overlay.js';
 import { capMask, RLIMITS } from './capabilities.js';
+import { DEFAULT_DEVICE_NODES } from './devices.js';
 import { MS, parseMountOptions, PROPAGATION } from './mount-options.js';
 import type { Mount, NamespaceType, Process, Spec } from './oci.js';
 import { seccompActionValue, seccompArchName, seccompOpValue } from './seccomp.js';
@@ -57,14 +58,6 @@ function u64(n: number): string {
   return BigInt(Math.trunc(n)).toString();
 }
 
-const DEFAULT_DEVICES: ReadonlyArray<{ path: string; major: number; minor: number }> = [
-  { path: '/dev/null', major: 1, minor: 3 },
-  { path: '/dev/zero', major: 1, minor: 5 },
-  { path: '/dev/full', major: 1, minor: 7 },
-  { path: '/dev/random', major: 1, minor: 8 },
-  { path: '/dev/urandom', major: 1, minor: 9 },
-  { path: '/dev/tty', major: 5, minor: 0 },
-];
 
 const DEV_SYMLINKS: ReadonlyArray<[target: string, link: string]> = [
   ['/proc/self/fd', '/dev/fd'],
@@ -127,7 +120,7 @@ function planDevices(spec: Spec): PlanRecord[] {
   const seen = new Set<string>();
   const devices = [
     ...(spec.linux?.devices ?? []).map((d) => ({ ...d })),
-    ...DEFAULT_DEVICES.map((d) => ({ type: 'c' as const, path: d.path, major: d.major, minor: d.minor, fileMode: 0o666, uid: 0, gid: 0 })),
+    ...DEFAULT_DEVICE_NODES.map((d) => ({ type: 'c' as const, path: d.path, major: d.major, minor: d.minor, fileMode: 0o666, uid: 0, gid: 0 })),
   ];
   for (const d of devices) {
     if (seen.has(d.path)) continue; // the spec's own entry wins over the default

@@ -10,6 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { failAfterCleanup, invalidArgument, invalidSpec, LxrError, notFound } from '../../proto/shared/errors.js';
 import type { CgroupHandle, CgroupLimits, CgroupManager } from '../cgroups/cgroup.js';
 import type { RootfsOverlay } from '../rootfs/overlay.js';
+import { ALWAYS_ALLOWED_DEVICE_RULES } from './devices.js';
 import { assertLegal, type Operation } from './lifecycle.js';
 import type { Process, Spec, State, Status } from './oci.js';
 import { encodePlan, planCreate, planExec, type Stdio } from './plan.js';
@@ -68,21 +69,6 @@ export async function processStartTime(pid: number): Promise<string | null> {
   }
 }
 
-/** runc's AllowedDevices: mknod of any node (access is checked on open), the
- *  default nodes, the container's ptys and its ptmx, and /dev/net/tun. */
-const ALWAYS_ALLOWED_DEVICES: ReadonlyArray<{ type: string; major?: number; minor?: number; access: string }> = [
-  { type: 'c', access: 'm' },
-  { type: 'b', access: 'm' },
-  { type: 'c', major: 1, minor: 3, access: 'rwm' },
-  { type: 'c', major: 1, minor: 5, access: 'rwm' },
-  { type: 'c', major: 1, minor: 7, access: 'rwm' },
-  { type: 'c', major: 1, minor: 8, access: 'rwm' },
-  { type: 'c', major: 1, minor: 9, access: 'rwm' },
-  { type: 'c', major: 5, minor: 0, access: 'rwm' },
-  { type: 'c', major: 5, minor: 2, access: 'rwm' },
-  { type: 'c', major: 136, access: 'rwm' },
-  { type: 'c', major: 10, minor: 200, access: 'rwm' },
-];
 
 export function cgroupLimitsFromSpec(spec: Spec): CgroupLimits {
   const r = spec.linux?.resources ?? {};
@@ -113,7 +99,7 @@ export function cgroupLimitsFromSpec(spec: Spec): CgroupLimits {
     // are allowed after it, as runc does; otherwise the init cannot even open
     // /dev/null. A device the spec adds in linux.devices needs its own rule
     // in resources.devices (runc 1.1 adds none either).
-    limits.devices.push(...ALWAYS_ALLOWED_DEVICES.map((d) => ({ allow: true, ...d })));
+    limits.devices.push(...ALWAYS_ALLOWED_DEVICE_RULES.map((d) => ({ ...d, type: d.type ?? 'a' })));
   }
   return limits;
 }
