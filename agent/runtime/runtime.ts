@@ -16,7 +16,7 @@ import type { Process, Spec, State, Status } from './oci.js';
 import { encodePlan, planCreate, planExec, type Stdio } from './plan.js';
 import { LinuxShimLauncher, reportToError, type ShimLauncher, type ShimProcess, type ShimReport, type ShimStdio } from './shim.js';
 import { checkId, StateStore, writeAtomic, type ContainerRecord, type ExitRecord } from './store.js';
-import { validateSpec } from './validate.js';
+import { sysctlNamespace, validateSpec } from './validate.js';
 
 export interface RuntimeOptions {
   /** State root, e.g. /run/lxr/runtime. */
@@ -104,6 +104,20 @@ export function cgroupLimitsFromSpec(spec: Spec): CgroupLimits {
   return limits;
 }
 
+/** Two namespace files name the same namespace (nsfs device and inode). */
+function sameNamespace(a: string, b: string): boolean {
+  const stat = (p: string) => {
+    try {
+      return statSync(p);
+    } catch {
+      return null; // missing, or not ours to look at (another pid 1's /proc)
+    }
+  };
+  const sa = stat(a);
+  const sb = stat(b);
+  return !!sa && !!sb && sa.dev === sb.dev && sa.ino === sb.ino;
+}
+
 /** One request to a container's monitor over its control socket; one JSON line back. */
 function askMonitor(control: string, command: string): Promise<ShimReport> {
   return new Promise<ShimReport>((resolve, reject) => {
@@ -177,6 +191,18 @@ export class Runtime {
     ];
     for (const [field, v] of unsupported) {
       if (v !== undefined) throw new LxrError('LXR_UNSUPPORTED', `${field} is not supported yet`, { field });
+    }
+    // A sysctl is only safe in a namespace of the container's own: one joined
+    // by path may be the host's (runc's isHostNetNS check, for every type).
+    for (const key of Object.keys(spec.linux?.sysctl ?? {})) {
+      const type = sysctlNamespace(key);
+      const joined = (spec.linux?.namespaces ?? []).find((n) => n.type === type && n.path);
+      const file = type === 'network' ? 'net' : type;
+      // The agent's own namespace is its host's (in the lab too); /proc/1's
+      // when this process may look at it.
+      if (joined && (sameNamespace(joined.path!, `/proc/self/ns/${file}`) || sameNamespace(joined.path!, `/proc/1/ns/${file}`))) {
+        throw invalidSpec(`linux.sysctl.${key}`, `the ${type} namespace joined at ${joined.path} is the host's: setting it would change the host`);
+      }
     }
     if (this.opts.cgroups?.mode === 'v2') {
       const caps = spec.process?.capabilities ?? {};

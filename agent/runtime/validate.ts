@@ -357,7 +357,7 @@ function validateLinux(linux: Obj): Set<string> {
 const IPC_SYSCTLS = new Set(['kernel.msgmax', 'kernel.msgmnb', 'kernel.msgmni', 'kernel.sem', 'kernel.shmall', 'kernel.shmmax', 'kernel.shmmni', 'kernel.shm_rmid_forced']);
 
 /** The namespace type that isolates a sysctl, or null for a host-wide one. */
-function sysctlNamespace(key: string): string | null {
+export function sysctlNamespace(key: string): string | null {
   if (IPC_SYSCTLS.has(key) || key.startsWith('fs.mqueue.')) return 'ipc';
   if (key.startsWith('net.')) return 'network';
   if (key === 'kernel.hostname' || key === 'kernel.domainname') return 'uts';

@@ -109,3 +109,16 @@ describe('hardening', () => {
     }
   });
 });
+
+describe('sysctls in a joined namespace', () => {
+  test('are refused when the namespace joined by path is the host\'s', T, async () => {
+    const fx = await runtimeFixture();
+    const cfg = sh('true');
+    cfg.linux!.namespaces = cfg.linux!.namespaces!.map((n) => (n.type === 'network' ? { type: 'network', path: '/proc/self/ns/net' } : n));
+    cfg.linux!.sysctl = { 'net.ipv4.ip_forward': await readFile('/proc/sys/net/ipv4/ip_forward', 'utf8').then((v) => v.trim()) };
+    const id = uniqueId('c');
+    const e = await rejectsWith(fx.rt.create(id, await fx.bundle(cfg)), 'LXR_INVALID_SPEC', /host/);
+    assert.equal(e.field, 'linux.sysctl.net.ipv4.ip_forward');
+    await assertNothingLeft(fx, id);
+  });
+});
