@@ -149,6 +149,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'kill': {
       if (p.rest.length < 1 || p.rest.length > 2) throw new UsageError('kill takes a container id and an optional signal');
+      if (p.flags.has('all')) throw new UsageError('kill --all is not supported yet: it signals the init only without it');
       await rt.kill(p.rest[0]!, parseSignal(p.rest[1] ?? 'SIGTERM'));
       return 0;
     }
@@ -176,7 +177,11 @@ async function main(argv: string[]): Promise<number> {
       let proc: Process;
       const procFile = one(p, 'process');
       if (procFile) {
-        proc = JSON.parse(await readFile(procFile, 'utf8')) as Process;
+        try {
+          proc = JSON.parse(await readFile(procFile, 'utf8')) as Process;
+        } catch (e) {
+          throw new UsageError(`--process ${procFile}: ${(e as Error).message}`);
+        }
       } else {
         if (args.length === 0) throw new UsageError('exec needs a command (or --process FILE)');
         const base = rec.spec.process!;
