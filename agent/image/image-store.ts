@@ -11,7 +11,7 @@
 
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { invalidArgument, notFound } from '../../proto/shared/errors.js';
+import { notFound } from '../../proto/shared/errors.js';
 import { writeAtomic } from '../runtime/store.js';
 import { type Digest, isDigest, parseDigest } from './digest.js';
 import type { ChainId } from './layer-store.js';
@@ -29,6 +29,8 @@ export interface ImageRecord {
   layers: ChainId[];
   /** Compressed layer blobs, in the same order. */
   layerBlobs: Digest[];
+  /** Their compressed sizes. */
+  layerSizes: number[];
   platform: Platform;
   /** Sum of the compressed layer sizes. */
   size: number;
@@ -134,7 +136,6 @@ export class ImageStore {
       const existing = await this.get(record.manifestDigest);
       const all = new Set([...(existing?.names ?? []), ...canon]);
       const stored: ImageRecord = { ...(existing ?? record), names: [...all].sort() };
-      if (existing === undefined && record.indexDigest === undefined) delete stored.indexDigest;
       const losers = new Map<Digest, string[]>();
       for (const n of canon) {
         const prev = index[n];
@@ -187,8 +188,4 @@ export class ImageStore {
   async names(): Promise<NameIndex> {
     return this.readNames();
   }
-}
-
-export function checkName(name: string): void {
-  if (typeof name !== 'string' || name === '') throw invalidArgument('image', 'name is empty');
 }

@@ -181,6 +181,9 @@ export class LayerStore {
     await mkdir(staging, { mode: 0o755 });
     try {
       const source = await req.open();
+      // Destroyed on cancel possibly after unpackLayer stopped listening (its
+      // pipeline done, fsops still running): the error must not go uncaught.
+      source.on('error', () => {});
       const onAbort = (): void => {
         source.destroy(cancelled(req.chainId, signal.reason));
       };
