@@ -1,11 +1,12 @@
 // Layer compression: which codec a layer media type names, a cross-check of
 // the data's magic bytes against it, and streaming decompressors (gzip from
-// node:zlib, zstd from the pure-JS fzstd) that never hold more than a bounded
-// amount of output in memory, however well the input compresses.
+// node:zlib, zstd from Debian's zstd program in a child process) that never
+// hold more than a bounded amount of output in memory, however well the
+// input compresses.
 
-import { Duplex, Transform, type TransformCallback } from 'node:stream';
+import { spawn } from 'node:child_process';
+import { Duplex, PassThrough, Transform, type TransformCallback } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { Decompress as ZstdDecompress } from 'fzstd';
 import { LxrError, invalidArgument } from '../../proto/shared/errors.js';
 
 export type Compression = 'none' | 'gzip' | 'zstd';
@@ -80,16 +81,13 @@ class MagicCheck extends Transform {
 
 /** zstd's own default decoder limit (ZSTD_WINDOWLOG_LIMIT_DEFAULT = 27). */
 export const ZSTD_MAX_WINDOW = 128 * 1024 * 1024;
-/** Compressed bytes handed to fzstd at once: a run-length block turns 4
- *  input bytes into 128 KiB, so this bounds each step's output to 32 MiB. */
-const ZSTD_SLICE = 1024;
 
 const zstdError = (message: string): LxrError =>
   new LxrError('LXR_INVALID_ARGUMENT', `invalid zstd layer: ${message}`, { field: 'layer' });
 
 /**
  * Walks zstd frame and block headers alongside the decoder and refuses
- * windows larger than zstd's default decoder limit: fzstd allocates the
+ * windows larger than zstd's default decoder limit: a decoder allocates the
  * declared window up front and moves it on every block, so a hostile header
  * (up to 2 GiB) would cost memory and CPU long before any byte limit.
  */
@@ -194,37 +192,50 @@ export class ZstdFrameGuard {
   }
 }
 
+/**
+ * zstd through Debian's zstd program, as a streaming child process: a pure
+ * JavaScript decoder runs on the event loop, where a tiny hostile frame (a
+ * huge window, thousands of one-byte blocks) can stall the whole agent for
+ * minutes; the child's cost follows the data and never blocks the loop. The
+ * frame guard still refuses oversized windows up front with a clear error,
+ * and --memory makes the decoder enforce the same limit.
+ */
 function zstdDecompressor(): Duplex {
-  return Duplex.from(async function* (source: AsyncIterable<Buffer>) {
-    const guard = new ZstdFrameGuard();
-    let out: Uint8Array[] = [];
-    const d = new ZstdDecompress((data) => {
-      if (data.length > 0) out.push(data);
-    });
-    const wrap = (e: unknown): LxrError =>
-      e instanceof LxrError ? e : zstdError(e instanceof Error ? e.message : String(e));
-    for await (const chunk of source) {
-      for (let at = 0; at < chunk.length; at += ZSTD_SLICE) {
-        const slice = chunk.subarray(at, at + ZSTD_SLICE);
-        try {
-          guard.feed(slice);
-          d.push(slice);
-        } catch (e) {
-          throw wrap(e);
-        }
-        // fzstd hands out views of its window: copy before the next push moves it.
-        for (const o of out) yield Buffer.from(o);
-        out = [];
+  const guard = new ZstdFrameGuard();
+  const child = spawn('zstd', ['-d', '-c', '-q', `--memory=${ZSTD_MAX_WINDOW / (1024 * 1024)}MB`], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let stderr = '';
+  let spawnError: Error | null = null;
+  const out = new PassThrough();
+  const input = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      try {
+        guard.feed(chunk);
+        cb(null, chunk);
+      } catch (e) {
+        cb(e instanceof LxrError ? e : zstdError(e instanceof Error ? e.message : String(e)));
       }
-    }
-    if (!guard.atBoundary) throw zstdError('truncated stream');
-    try {
-      d.push(new Uint8Array(0), true);
-    } catch (e) {
-      throw wrap(e);
-    }
-    for (const o of out) yield Buffer.from(o);
+    },
+    flush(cb) {
+      cb(guard.atBoundary ? null : zstdError('truncated stream'));
+    },
   });
+  child.on('error', (e) => (spawnError = e));
+  child.stdin.on('error', () => {}); // the child's exit status says what went wrong
+  child.stderr.on('data', (d: Buffer) => {
+    if (stderr.length < 2000) stderr += d.toString();
+  });
+  input.pipe(child.stdin);
+  child.stdout.pipe(out, { end: false });
+  child.on('close', (code) => {
+    if (code === 0 && !spawnError) out.end();
+    else if (spawnError) out.destroy(zstdError(`cannot run zstd (Debian package zstd): ${spawnError.message}`));
+    else out.destroy(zstdError(stderr.trim().replace(/^zstd: /, '') || `zstd exited with ${code}`));
+  });
+  const duplex = Duplex.from({ writable: input, readable: out });
+  duplex.on('close', () => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  return duplex;
 }
 
 /** zlib's errors (Z_DATA_ERROR, Z_BUF_ERROR for a truncated stream) say

@@ -66,16 +66,25 @@ export const entryError = (entry: string, problem: string): LxrError =>
  * Absolute paths and `..` are refused, not stripped: a layer that has them
  * was made by something we should not trust.
  */
+/** Linux's own limits (PATH_MAX, NAME_MAX) and a depth no real image needs:
+ *  checked before anything walks the path, which costs depth squared. */
+export const MAX_ENTRY_PATH = 4095;
+export const MAX_ENTRY_NAME = 255;
+export const MAX_ENTRY_DEPTH = 1024;
+
 export function normalizeEntryPath(raw: string, what = raw, field = 'path'): string {
   if (raw === '') throw entryError(what, `empty ${field}`);
+  if (Buffer.byteLength(raw) > MAX_ENTRY_PATH) throw entryError(what.slice(0, 200) + '…', `${field} is longer than ${MAX_ENTRY_PATH} bytes`);
   if (raw.includes('\0')) throw entryError(what, `${field} contains a NUL byte`);
   if (raw.startsWith('/')) throw entryError(what, `absolute ${field} ${JSON.stringify(raw)}`);
   const parts: string[] = [];
   for (const part of raw.split('/')) {
     if (part === '' || part === '.') continue;
     if (part === '..') throw entryError(what, `${field} ${JSON.stringify(raw)} contains '..'`);
+    if (Buffer.byteLength(part) > MAX_ENTRY_NAME) throw entryError(what, `a name in the ${field} is longer than ${MAX_ENTRY_NAME} bytes`);
     parts.push(part);
   }
+  if (parts.length > MAX_ENTRY_DEPTH) throw entryError(what.slice(0, 200) + '…', `${field} is deeper than ${MAX_ENTRY_DEPTH} levels`);
   return parts.join('/');
 }
 

@@ -205,3 +205,19 @@ test('fsops records', () => {
   );
   assert.equal(encodeFsPlan({ symlinks: [], whiteouts: [], opaque: [], attrs: [] }).length, 0);
 });
+
+describe('entry paths beyond what Linux or any real image needs', () => {
+  const cases: Array<[string, string, RegExp]> = [
+    ['a path longer than PATH_MAX', 'a/'.repeat(2100) + 'x', /longer than 4095 bytes/],
+    ['a name longer than NAME_MAX', 'd/' + 'n'.repeat(256), /name in the path is longer than 255/],
+    ['more than 1024 levels', 'a/'.repeat(1100) + 'x', /longer than 4095|deeper than 1024/],
+  ];
+  for (const [name, path, re] of cases) {
+    test(`${name} is refused before any walk`, () => {
+      assert.throws(() => normalizeEntryPath(path), (e: LxrError) => e.reason === 'LXR_INVALID_ARGUMENT' && re.test(e.message));
+    });
+  }
+  test('the link target of a hardlink is held to the same limits', () => {
+    assert.throws(() => normalizeEntryPath('x'.repeat(300), 'h', 'linkpath'), /name in the linkpath is longer than 255/);
+  });
+});

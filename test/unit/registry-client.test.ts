@@ -146,6 +146,34 @@ describe('RegistryClient over a fake transport', () => {
     assert.equal(seen[2]!.headers?.['Authorization'], undefined);
   });
 
+  it('never answers a challenge from where a redirect led (credentials stay with the registry)', async () => {
+    const seen: HttpRequest[] = [];
+    const c = new RegistryClient({
+      credentials: new StaticCredentials({ 'reg.example': { username: 'u', password: 'p' } }),
+      send: async (r) => {
+        seen.push(r);
+        if (r.url.host === 'reg.example') return res(307, { Location: 'https://evil.example/blob' });
+        return res(401, { 'WWW-Authenticate': 'Bearer realm="https://evil.example/token",service="x"' });
+      },
+    });
+    await assert.rejects(c.resolve('reg.example/a:1'), (e: LxrError) => e.reason === 'LXR_PERMISSION_DENIED');
+    assert.ok(!seen.some((r) => r.url.pathname === '/token'), 'asked the redirect target for a token');
+    assert.ok(!seen.some((r) => r.url.host === 'evil.example' && r.headers?.['Authorization'] !== undefined), 'sent credentials off-origin');
+  });
+
+  it('refuses a plain-HTTP token realm for a registry reached over HTTPS', async () => {
+    const seen: HttpRequest[] = [];
+    const c = new RegistryClient({
+      credentials: new StaticCredentials({ 'reg.example': { username: 'u', password: 'p' } }),
+      send: async (r) => {
+        seen.push(r);
+        return res(401, { 'WWW-Authenticate': 'Bearer realm="http://reg.example/token",service="x"' });
+      },
+    });
+    await assert.rejects(c.resolve('reg.example/a:1'), (e: LxrError) => e.reason === 'LXR_PERMISSION_DENIED' && /plain-HTTP token realm/.test(e.message));
+    assert.ok(!seen.some((r) => r.url.pathname === '/token'));
+  });
+
   it('answers one challenge only: a second 401 is PERMISSION_DENIED', async () => {
     let n = 0;
     const c = new RegistryClient({

@@ -281,10 +281,15 @@ export class RegistryAuth {
    * returns the header to retry with. LXR_PERMISSION_DENIED when no
    * challenge can be met with the credentials at hand.
    */
-  async respond(target: AuthTarget, scope: string, wwwAuthenticate: string[], signal?: AbortSignal): Promise<string> {
+  async respond(target: AuthTarget, scope: string, wwwAuthenticate: string[], signal?: AbortSignal, plainHttpRegistry = false): Promise<string> {
     const challenges = wwwAuthenticate.flatMap(parseWwwAuthenticate);
     const bearer = challenges.find((c) => c.scheme === 'bearer' && c.params['realm']);
     if (bearer !== undefined) {
+      // Credentials go to the realm: over plain HTTP only when the registry
+      // itself is reached that way (loopback or listed as insecure).
+      if (bearer.params['realm']!.startsWith('http:') && !plainHttpRegistry) {
+        throw new LxrError('LXR_PERMISSION_DENIED', `registry ${target.host} names a plain-HTTP token realm (${bearer.params['realm']}); refusing to send credentials there`);
+      }
       const s: HostScheme = { scheme: 'bearer', realm: bearer.params['realm']!, ...(bearer.params['service'] !== undefined ? { service: bearer.params['service'] } : {}) };
       this.schemes.set(target.host, s);
       // The challenge's scope (what the registry says it needs) joins ours.

@@ -258,7 +258,9 @@ export class RegistryClient {
     for (let hop = 0; ; hop++) {
       const res = await this.sendRetrying(cur);
       const location = header(res, 'location');
-      if (![301, 302, 303, 307, 308].includes(res.status) || location === undefined) return res;
+      // The final response is stamped with the URL we asked for: what the
+      // auth check below trusts is our own redirect chain, not the transport.
+      if (![301, 302, 303, 307, 308].includes(res.status) || location === undefined) return { ...res, url: cur.url };
       discard(res);
       if (hop >= MAX_REDIRECTS) throw new LxrError('LXR_UNAVAILABLE', `registry ${req.url.host}: more than ${MAX_REDIRECTS} redirects for ${req.url.pathname}`);
       const next = new URL(location, cur.url);
@@ -279,10 +281,14 @@ export class RegistryClient {
       const headers = { ...opts.headers, ...(authorization !== undefined ? { Authorization: authorization } : {}) };
       const res = await this.sendFollowing({ method, url, headers, ...(opts.body !== undefined ? { body: opts.body } : {}), signal: opts.signal });
       if (res.status !== 401 || answered) return res;
+      // Only the registry itself may ask for credentials: a 401 from where a
+      // redirect led (blob storage, or an attacker's server) is never
+      // answered, or it could send our credentials to a realm of its choosing.
+      if (res.url.origin !== url.origin) return res;
       const challenges = headerValues(res, 'www-authenticate');
       discard(res);
       this.auth.invalidate(ep.auth, scope);
-      authorization = await this.auth.respond(ep.auth, scope, challenges, opts.signal);
+      authorization = await this.auth.respond(ep.auth, scope, challenges, opts.signal, ep.base.protocol === 'http:');
     }
   }
 
