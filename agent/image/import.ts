@@ -6,7 +6,7 @@
 
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdtemp, open, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, open, readFile, realpath, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -51,6 +51,19 @@ export function inside(dir: string, rel: string): string {
   return p;
 }
 
+/**
+ * The file a (hostile) archive names, checked on disk: its real path must
+ * stay inside the archive and be a regular file. `inside` only checks the
+ * text; a symlink in the archive could otherwise import any host file.
+ */
+async function realInside(dir: string, file: string): Promise<string> {
+  const [root, real] = await Promise.all([realpath(dir), realpath(file).catch(() => null)]);
+  if (real === null) throw bad(`${path.relative(dir, file)} is missing from the archive`);
+  if (!real.startsWith(root + path.sep)) throw bad(`${path.relative(dir, file)} leads outside the archive`);
+  if (!(await stat(real)).isFile()) throw bad(`${path.relative(dir, file)} is not a regular file`);
+  return real;
+}
+
 async function readJsonFile<T>(file: string, what: string): Promise<T> {
   let st;
   try {
@@ -63,7 +76,8 @@ async function readJsonFile<T>(file: string, what: string): Promise<T> {
   try {
     return JSON.parse(await readFile(file, 'utf8')) as T;
   } catch (e) {
-    throw bad(`${what} is not valid JSON: ${(e as Error).message}`);
+    // Not the parser's message: it quotes the content.
+    throw bad(`${what} is not valid JSON`);
   }
 }
 
@@ -140,8 +154,10 @@ async function importOciLayout(dir: string, target: ImportTarget, opts: ImportOp
   const ingest = async (d: Descriptor): Promise<void> => {
     const { algorithm, hex } = parseDigest(d.digest, 'descriptor.digest');
     const file = path.join(dir, 'blobs', algorithm, hex);
-    if (!(await exists(file)) && !(await target.blobs.has(d.digest))) throw bad(`blob ${d.digest} is missing from the layout`);
-    await target.blobs.ingest(d.digest, d.size, () => createReadStream(file), signal ? { signal } : {});
+    if (await target.blobs.has(d.digest)) return;
+    if (!(await exists(file))) throw bad(`blob ${d.digest} is missing from the layout`);
+    const real = await realInside(dir, file);
+    await target.blobs.ingest(d.digest, d.size, () => createReadStream(real), signal ? { signal } : {});
   };
   const out: ImageRecord[] = [];
   for (const top of index.manifests) {
@@ -212,7 +228,8 @@ async function importDockerSave(dir: string, target: ImportTarget, opts: ImportO
   const entries = await readJsonFile<DockerSaveEntry[]>(path.join(dir, 'manifest.json'), 'manifest.json');
   if (!Array.isArray(entries)) throw bad('manifest.json is not a list');
   const signal = opts.signal;
-  const ingestFile = async (file: string, mediaType?: string): Promise<Descriptor> => {
+  const ingestFile = async (named: string, mediaType?: string): Promise<Descriptor> => {
+    const file = await realInside(dir, named);
     const { digest, size, head } = await fileDigest(file);
     await target.blobs.ingest(digest, size, () => createReadStream(file), signal ? { signal } : {});
     return { mediaType: mediaType ?? dockerLayerType(head), digest, size };

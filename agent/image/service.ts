@@ -174,6 +174,10 @@ async function pool<T>(items: readonly T[], limit: number, fn: (item: T, i: numb
   return errors;
 }
 
+/** An image config is small JSON; a layer count past this is no real image (overlayfs stacks at most 500). */
+const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
+const MAX_LAYERS = 128;
+
 export class ImageService {
   readonly blobs: BlobStore;
   readonly layers: LayerStore;
@@ -219,6 +223,13 @@ export class ImageService {
     try {
       const record = await this.lock.shared(async () => {
         const resolved = await this.registry.resolve(r, { signal, store: this.blobs, ...(opts.platform ? { platform: opts.platform } : {}) });
+        // The manifest is the registry's word: bound what it may make us fetch.
+        if (resolved.config.size > MAX_CONFIG_BYTES) {
+          throw new LxrError('LXR_INVALID_ARGUMENT', `image ${name}: its config is ${resolved.config.size} bytes, over the ${MAX_CONFIG_BYTES}-byte limit`, { field: 'image' });
+        }
+        if (resolved.layers.length > MAX_LAYERS) {
+          throw new LxrError('LXR_INVALID_ARGUMENT', `image ${name}: ${resolved.layers.length} layers, over the ${MAX_LAYERS}-layer limit`, { field: 'image' });
+        }
         await this.registry.fetchBlob(r, resolved.config.digest, resolved.config.size, this.blobs, { signal });
         const config = await this.blobs.readJson<ImageConfig>(resolved.config.digest);
         const chains = planLayers(config, resolved.layers, `image ${name}`);

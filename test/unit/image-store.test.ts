@@ -221,3 +221,31 @@ describe('LayerStore', () => {
     assert.equal((await p2).record.chainId, diffId);
   });
 });
+
+describe('docker-save import refuses files that lead outside the archive', () => {
+  test('a Config that is a symlink to a host file is refused, and nothing of it is read', async () => {
+    const { importArchive } = await import('../../agent/image/import.js');
+    const { BlobStore } = await import('../../agent/image/blob-store.js');
+    const { mkdtemp, writeFile: wf, symlink: sl, rm: rmr } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const dir = await mkdtemp(join(tmpdir(), 'lxr-test-imp-'));
+    try {
+      const secret = join(dir, '..', `lxr-test-secret-${process.pid}`);
+      await wf(secret, 'root:$6$secret');
+      const archive = join(dir, 'save');
+      await (await import('node:fs/promises')).mkdir(archive);
+      await sl(secret, join(archive, 'cfg'));
+      await wf(join(archive, 'manifest.json'), JSON.stringify([{ Config: 'cfg', RepoTags: ['x:1'], Layers: [] }]));
+      const blobs = new BlobStore(join(dir, 'blobs'));
+      await assert.rejects(
+        importArchive(archive, { blobs } as never),
+        (e: Error) => /leads outside the archive/.test(e.message) && !e.message.includes('secret'),
+      );
+      assert.deepEqual(await blobs.list(), []);
+      await rmr(secret, { force: true });
+    } finally {
+      await rmr(dir, { recursive: true, force: true });
+    }
+  });
+});
