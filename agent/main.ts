@@ -1,10 +1,103 @@
-// lxr-agent: the per-host daemon. Its gRPC API (images, containers, exec,
-// logs, stats, events) is issue #4; until then it only reports its version,
-// so nothing pretends to serve.
-const args = process.argv.slice(2);
-if (args[0] === 'version' || args[0] === '--version') {
-  process.stdout.write('lxr-agent 0.1.0\n');
-} else {
-  process.stderr.write('lxr-agent: the agent API is not built yet (issue #4); use lxr-runtime for containers today\n');
-  process.exitCode = 2;
+// lxr-agent: the per-host daemon. Serves the agent API (proto/lxr/agent/v1)
+// on a unix socket, and on TCP when --listen is given. SIGTERM/SIGINT stop
+// the server but leave containers running: the next agent adopts them.
+import { startAgent } from './server.js';
+import { AGENT_VERSION } from './host/host-service.js';
+
+const USAGE = `usage: lxr-agent [--root DIR] [--socket PATH] [--listen HOST:PORT] [--cgroup-parent NAME] [--run-root DIR] [--label K=V]...
+       lxr-agent version
+`;
+
+interface Flags {
+  root: string;
+  socket: string;
+  listen?: string;
+  cgroupParent: string;
+  runRoot: string;
+  labels: Record<string, string>;
 }
+
+function parse(args: string[]): Flags {
+  const f: Flags = { root: '/var/lib/lxr', socket: '/run/lxr/agent.sock', cgroupParent: 'lxr', runRoot: '/run/lxr/runtime', labels: {} };
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    const eq = a.indexOf('=');
+    const [flag, inline] = a.startsWith('--') && eq > 0 ? [a.slice(0, eq), a.slice(eq + 1)] : [a, undefined];
+    const value = (): string => {
+      const v = inline ?? args[++i];
+      if (v === undefined || v === '') throw new Error(`${flag} needs a value`);
+      return v;
+    };
+    switch (flag) {
+      case '--root':
+        f.root = value();
+        break;
+      case '--socket':
+        f.socket = value();
+        break;
+      case '--listen':
+        f.listen = value();
+        break;
+      case '--cgroup-parent':
+        f.cgroupParent = value();
+        break;
+      case '--run-root':
+        f.runRoot = value();
+        break;
+      case '--label': {
+        const kv = value();
+        const k = kv.indexOf('=');
+        if (k <= 0) throw new Error(`--label wants KEY=VALUE, got ${kv}`);
+        f.labels[kv.slice(0, k)] = kv.slice(k + 1);
+        break;
+      }
+      default:
+        throw new Error(`unknown argument ${a}`);
+    }
+  }
+  return f;
+}
+
+async function main(args: string[]): Promise<void> {
+  if (args[0] === 'version' || args[0] === '--version') {
+    process.stdout.write(`lxr-agent ${AGENT_VERSION}\n`);
+    return;
+  }
+  if (args[0] === 'help' || args[0] === '--help' || args[0] === '-h') {
+    process.stdout.write(USAGE);
+    return;
+  }
+  let flags: Flags;
+  try {
+    flags = parse(args);
+  } catch (e) {
+    process.stderr.write(`lxr-agent: ${(e as Error).message}\n${USAGE}`);
+    process.exitCode = 2;
+    return;
+  }
+  const agent = await startAgent({
+    root: flags.root,
+    socket: flags.socket,
+    runtimeRoot: flags.runRoot,
+    cgroupParent: flags.cgroupParent,
+    labels: flags.labels,
+    ...(flags.listen ? { listen: flags.listen } : {}),
+  });
+  const stop = (): void => {
+    // Containers are not stopped: only the API goes away.
+    agent.close().then(
+      () => process.exit(0),
+      (e: unknown) => {
+        process.stderr.write(`lxr-agent: ${(e as Error).message}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+}
+
+main(process.argv.slice(2)).catch((e: unknown) => {
+  process.stderr.write(`lxr-agent: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,608 @@
+// Containers as the agent's API sees them: a named container made from an
+// image (pulled if missing) on an overlay rootfs, run by the in-process OCI
+// runtime, with a small durable record per container, its CRI log, cgroup
+// stats and a stream of lifecycle events. A plain class: no grpc here.
+//
+// Decisions:
+// - The container's name is its runtime id; one record per container at
+//   <root>/containers/<name>.json, its files in <root>/containers/<name>/
+//   (bundle config.json, overlay upper/work/rootfs, container.log).
+// - Networking (net/) is not built yet: a container gets its own empty
+//   network namespace (loopback only). Asking for "bridge", "host", an
+//   address or ports is refused (LXR_UNSUPPORTED) instead of silently ignored.
+// - tty for the main process needs a console socket the agent does not hold
+//   yet: refused likewise.
+// - Users named in the request are looked up in the /etc/passwd of the
+//   topmost image layer that has one (the overlay is only mounted inside the
+//   container), which ignores whiteouts of that file: good for real images.
+
+import { EventEmitter } from 'node:events';
+import { existsSync, watch, type FSWatcher } from 'node:fs';
+import { mkdir, open, readdir, readFile, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { alreadyExists, failAfterCleanup, invalidArgument, LxrError, notFound } from '../../proto/shared/errors.js';
+import type { Logger } from '../../proto/shared/log.js';
+import type { CgroupManager } from '../cgroups/cgroup.js';
+import type { ImageInspect, ImageService } from '../image/service.js';
+import { linuxOverlayFs, planOverlay, prepareOverlayDirs, removeOverlayDirs, type RootfsOverlay } from '../rootfs/overlay.js';
+import { buildSpec, type ContainerRequest } from '../runtime/defaults.js';
+import type { Status } from '../runtime/oci.js';
+import type { ExitStatus, Runtime } from '../runtime/runtime.js';
+import { writeAtomic } from '../runtime/store.js';
+
+export const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+export const DEFAULT_STOP_GRACE_SECONDS = 10;
+
+export type ContainerState = 'created' | 'running' | 'stopped';
+
+export interface Limits {
+  /** Fractional cores; 0 = none. */
+  cpus: number;
+  memoryBytes: number;
+  /** 0 = the default. */
+  pids: number;
+}
+
+export interface CreateRequest {
+  name: string;
+  image: string;
+  command?: string[];
+  entrypoint?: string[];
+  env?: string[];
+  workdir?: string;
+  user?: string;
+  limits?: Partial<Limits>;
+  labels?: Record<string, string>;
+  network?: { mode?: string; address?: string; ports?: unknown[] };
+  hostname?: string;
+  tty?: boolean;
+  requestId?: string;
+}
+
+/** What is kept on disk per container. */
+export interface ContainerRecordFile {
+  name: string;
+  image: string;
+  imageDigest: string;
+  labels: Record<string, string>;
+  limits: Limits;
+  requestId: string;
+  createdAt: string;
+  startedAt?: string;
+  finishedAt?: string;
+  exit?: { exitCode: number; signal: number; oomKilled: boolean };
+  bundle: string;
+  overlay: RootfsOverlay;
+  log: string;
+  cgroupPath: string;
+}
+
+export interface ContainerInfo {
+  name: string;
+  id: string;
+  image: string;
+  imageDigest: string;
+  state: ContainerState;
+  pid: number;
+  exitCode: number;
+  signal: number;
+  oomKilled: boolean;
+  createdAt: string;
+  startedAt: string;
+  finishedAt: string;
+  labels: Record<string, string>;
+  address: string;
+  limits: Limits;
+}
+
+export interface ContainerStats {
+  cpuUsageNanos: number;
+  memoryUsageBytes: number;
+  memoryWorkingSetBytes: number;
+  memoryLimitBytes: number;
+  pids: number;
+  networkRxBytes: number;
+  networkTxBytes: number;
+  oomKills: number;
+}
+
+export type EventType = 'created' | 'started' | 'died' | 'oom' | 'removed';
+
+export interface ContainerEvent {
+  type: EventType;
+  name: string;
+  id: string;
+  time: string;
+  exitCode: number;
+  signal: number;
+}
+
+export interface LogLine {
+  stream: 'stdout' | 'stderr';
+  time: string;
+  line: Buffer;
+  partial: boolean;
+}
+
+export interface LogsOptions {
+  follow?: boolean;
+  /** Last N lines; 0 = all. */
+  tail?: number;
+  /** RFC 3339; lines at or after it. */
+  since?: string;
+  stdout?: boolean;
+  stderr?: boolean;
+  signal?: AbortSignal;
+}
+
+export interface ContainerServiceOptions {
+  /** The agent's state root; containers/ goes inside. */
+  root: string;
+  images: ImageService;
+  runtime: Runtime;
+  cgroups: CgroupManager | null;
+  /** Parent of every container's cgroup. */
+  cgroupParent: string;
+  log?: Logger;
+}
+
+const SIGNALS: Record<string, number> = {
+  HUP: 1, INT: 2, QUIT: 3, ILL: 4, TRAP: 5, ABRT: 6, BUS: 7, FPE: 8, KILL: 9, USR1: 10, SEGV: 11, USR2: 12, PIPE: 13, ALRM: 14, TERM: 15,
+  STKFLT: 16, CHLD: 17, CONT: 18, STOP: 19, TSTP: 20, TTIN: 21, TTOU: 22, URG: 23, XCPU: 24, XFSZ: 25, VTALRM: 26, PROF: 27, WINCH: 28, IO: 29, PWR: 30, SYS: 31,
+};
+
+/** "SIGTERM", "TERM" or a number (1-64); "" = SIGKILL. */
+export function parseSignal(s: string | undefined): number {
+  const v = (s ?? '').trim().toUpperCase();
+  if (v === '') return 9;
+  if (/^\d+$/.test(v)) {
+    const n = Number(v);
+    if (n >= 1 && n <= 64) return n;
+  } else {
+    const n = SIGNALS[v.startsWith('SIG') ? v.slice(3) : v];
+    if (n !== undefined) return n;
+  }
+  throw invalidArgument('signal', `${JSON.stringify(s)} is not a signal`);
+}
+
+export function checkName(name: unknown): string {
+  if (typeof name !== 'string' || !NAME_RE.test(name)) {
+    throw invalidArgument('name', `${JSON.stringify(name)} must be 1-64 characters of letters, digits, '_', '.', '-', starting with a letter or digit`);
+  }
+  return name;
+}
+
+/** One line of a CRI log: "TIME STREAM F|P text"; null for anything else. */
+export function parseCriLine(raw: Buffer): LogLine | null {
+  const s1 = raw.indexOf(0x20);
+  const s2 = s1 < 0 ? -1 : raw.indexOf(0x20, s1 + 1);
+  if (s2 < 0) return null;
+  const s3 = raw.indexOf(0x20, s2 + 1);
+  const tag = raw.subarray(s2 + 1, s3 < 0 ? raw.length : s3).toString();
+  const stream = raw.subarray(s1 + 1, s2).toString();
+  if ((stream !== 'stdout' && stream !== 'stderr') || (tag !== 'F' && tag !== 'P')) return null;
+  return { time: raw.subarray(0, s1).toString(), stream, partial: tag === 'P', line: s3 < 0 ? Buffer.alloc(0) : Buffer.from(raw.subarray(s3 + 1)) };
+}
+
+/** Compares RFC 3339 times with nanoseconds (Date keeps only milliseconds). */
+function timeKey(t: string): [number, number] {
+  const m = /^(.*?)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$/.exec(t);
+  if (!m) return [Date.parse(t), 0];
+  return [Date.parse(m[1]! + m[3]!), Number((m[2] ?? '').padEnd(9, '0').slice(0, 9))];
+}
+const atOrAfter = (t: string, since: [number, number]): boolean => {
+  const k = timeKey(t);
+  return k[0] > since[0] || (k[0] === since[0] && k[1] >= since[1]);
+};
+
+const nsToNum = (n: number | undefined): number => (n && Number.isFinite(n) && n > 0 ? n : 0);
+
+export class ContainerService {
+  readonly events = new EventEmitter();
+  private readonly dir: string;
+  private readonly locks = new Map<string, Promise<unknown>>();
+  /** The Runtime.wait() watcher per container; settles after its 'died' event. */
+  private readonly watchers = new Map<string, Promise<void>>();
+
+  constructor(private readonly o: ContainerServiceOptions) {
+    this.dir = path.join(o.root, 'containers');
+    this.events.setMaxListeners(0);
+  }
+
+  /** Creates the state dir and watches containers that survived an agent restart. */
+  async init(): Promise<void> {
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    for (const rec of await this.records()) {
+      const st = await this.runtimeStatus(rec.name);
+      if (st === 'created' || st === 'running') this.watch(rec.name);
+      else if (st === 'stopped' && !rec.exit) this.watch(rec.name); // records the exit it missed
+    }
+  }
+
+  /** Serializes operations on one name. */
+  private async locked<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(name) ?? Promise.resolve();
+    const run = prev.catch(() => undefined).then(fn);
+    const tail = run.catch(() => undefined);
+    this.locks.set(name, tail);
+    try {
+      return await run;
+    } finally {
+      if (this.locks.get(name) === tail) this.locks.delete(name);
+    }
+  }
+
+  private recordPath(name: string): string {
+    return path.join(this.dir, `${name}.json`);
+  }
+
+  private async readRecord(name: string): Promise<ContainerRecordFile | null> {
+    try {
+      return JSON.parse(await readFile(this.recordPath(name), 'utf8')) as ContainerRecordFile;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw e;
+    }
+  }
+
+  private async record(name: string): Promise<ContainerRecordFile> {
+    checkName(name);
+    const rec = await this.readRecord(name);
+    if (!rec) throw notFound('container', name);
+    return rec;
+  }
+
+  private async writeRecord(rec: ContainerRecordFile): Promise<void> {
+    await writeAtomic(this.recordPath(rec.name), JSON.stringify(rec, null, 2) + '\n', 0o600, true);
+  }
+
+  private async records(): Promise<ContainerRecordFile[]> {
+    const out: ContainerRecordFile[] = [];
+    for (const f of (await readdir(this.dir).catch(() => [] as string[])).sort()) {
+      if (!f.endsWith('.json')) continue;
+      const rec = await this.readRecord(f.slice(0, -5)).catch(() => null);
+      if (rec) out.push(rec);
+    }
+    return out;
+  }
+
+  /** The runtime's view; null when the runtime has no such container (e.g. after a reboot). */
+  private async runtimeState(name: string): Promise<{ status: Status; pid: number } | null> {
+    try {
+      const s = await this.o.runtime.state(name);
+      return { status: s.status, pid: s.pid ?? 0 };
+    } catch (e) {
+      if (e instanceof LxrError && e.reason === 'LXR_NOT_FOUND') return null;
+      throw e;
+    }
+  }
+
+  private async runtimeStatus(name: string): Promise<Status | null> {
+    return (await this.runtimeState(name))?.status ?? null;
+  }
+
+  private emit(type: EventType, name: string, exit?: { exitCode: number; signal: number }): void {
+    const ev: ContainerEvent = { type, name, id: name, time: new Date().toISOString(), exitCode: exit?.exitCode ?? 0, signal: exit?.signal ?? 0 };
+    this.o.log?.debug({ container: name, event: type }, 'container event');
+    this.events.emit('event', ev);
+  }
+
+  /** Waits for the container's exit, records it and emits 'died' (and 'oom'). */
+  private watch(name: string): void {
+    if (this.watchers.has(name)) return;
+    const p = (async () => {
+      let exit: ExitStatus;
+      try {
+        exit = await this.o.runtime.wait(name);
+      } catch (e) {
+        // Deleted meanwhile, or never recorded an exit: nothing to report.
+        this.o.log?.debug({ container: name, err: e }, 'wait ended without an exit');
+        return;
+      }
+      const rec = await this.readRecord(name).catch(() => null);
+      if (rec && !rec.exit) {
+        rec.exit = { exitCode: exit.exitCode, signal: exit.signal, oomKilled: exit.oomKilled };
+        rec.finishedAt = new Date().toISOString();
+        await this.writeRecord(rec).catch((e: unknown) => this.o.log?.warn({ container: name, err: e }, 'cannot record the exit'));
+      }
+      if (exit.oomKilled) this.emit('oom', name, exit);
+      this.emit('died', name, exit);
+    })().finally(() => {
+      if (this.watchers.get(name) === p) this.watchers.delete(name);
+    });
+    this.watchers.set(name, p);
+  }
+
+  private async ensureImage(ref: string, signal?: AbortSignal): Promise<ImageInspect> {
+    try {
+      return await this.o.images.inspect(ref);
+    } catch (e) {
+      if (!(e instanceof LxrError && e.reason === 'LXR_NOT_FOUND')) throw e;
+    }
+    return this.o.images.pull(ref, signal ? { signal } : {});
+  }
+
+  async create(req: CreateRequest, signal?: AbortSignal): Promise<ContainerInfo> {
+    const name = checkName(req.name);
+    if (typeof req.image !== 'string' || req.image === '') throw invalidArgument('image', 'an image is required');
+    const net = req.network ?? {};
+    if (net.mode && net.mode !== 'none') throw new LxrError('LXR_UNSUPPORTED', `network mode ${JSON.stringify(net.mode)} is not supported yet (containers get an empty network namespace)`, { field: 'network.mode' });
+    if (net.address) throw new LxrError('LXR_UNSUPPORTED', 'container addresses are not supported yet', { field: 'network.address' });
+    if (net.ports && net.ports.length > 0) throw new LxrError('LXR_UNSUPPORTED', 'published ports are not supported yet', { field: 'network.ports' });
+    if (req.tty) throw new LxrError('LXR_UNSUPPORTED', 'a terminal for the main process is not supported yet; use exec with tty', { field: 'tty' });
+    const limits: Limits = { cpus: req.limits?.cpus ?? 0, memoryBytes: req.limits?.memoryBytes ?? 0, pids: req.limits?.pids ?? 0 };
+    if (!(limits.cpus >= 0) || !Number.isFinite(limits.cpus)) throw invalidArgument('limits.cpus', 'must be a non-negative number');
+    for (const [k, v] of Object.entries(req.labels ?? {})) {
+      if (k === '') throw invalidArgument('labels', `empty label key (value ${JSON.stringify(v)})`);
+    }
+    return this.locked(name, async () => {
+      const existing = await this.readRecord(name);
+      if (existing) {
+        if (req.requestId && existing.requestId === req.requestId) return this.info(existing);
+        throw alreadyExists('container', name);
+      }
+      const image = await this.ensureImage(req.image, signal);
+      const layers = await this.o.images.rootfsLayers(image.manifestDigest);
+      const containerDir = path.join(this.dir, name);
+      const cleanups: Array<() => Promise<void>> = [];
+      try {
+        await mkdir(containerDir, { mode: 0o700 }).catch((e: unknown) => {
+          // A dir without a record: the leftovers of a create that crashed.
+          if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+        });
+        cleanups.unshift(() => rm(containerDir, { recursive: true, force: true }));
+        const overlay = planOverlay({ layers, containerDir });
+        const plan: RootfsOverlay = { lower: overlay.lower, upper: overlay.upper, work: overlay.work, target: overlay.target };
+        await prepareOverlayDirs(plan, linuxOverlayFs);
+        cleanups.unshift(() => removeOverlayDirs(plan, linuxOverlayFs));
+        const cgroupPath = `${this.o.cgroupParent}/${name}`;
+        const creq: ContainerRequest = {
+          id: name,
+          ...(req.command && req.command.length > 0 ? { command: req.command } : {}),
+          ...(req.entrypoint && req.entrypoint.length > 0 ? { entrypoint: req.entrypoint } : {}),
+          ...(req.env && req.env.length > 0 ? { env: req.env } : {}),
+          ...(req.workdir ? { workdir: req.workdir } : {}),
+          ...(req.user ? { user: req.user } : {}),
+          ...(req.hostname ? { hostname: req.hostname } : {}),
+          limits: {
+            ...(limits.cpus > 0 ? { cpus: limits.cpus } : {}),
+            ...(limits.memoryBytes > 0 ? { memoryBytes: limits.memoryBytes } : {}),
+            ...(limits.pids > 0 ? { pids: limits.pids } : {}),
+          },
+          labels: req.labels ?? {},
+        };
+        // Users are resolved in the topmost layer that has /etc/passwd (see above).
+        const userRoot = [...layers].reverse().find((l) => existsSync(path.join(l, 'etc', 'passwd'))) ?? plan.target;
+        const spec = buildSpec(image.config, creq, { rootfs: userRoot, cgroupsPath: cgroupPath });
+        spec.root = { path: plan.target, readonly: spec.root?.readonly ?? false };
+        await writeAtomic(path.join(containerDir, 'config.json'), JSON.stringify(spec, null, 2) + '\n', 0o600, false);
+        const log = path.join(containerDir, 'container.log');
+        const rec: ContainerRecordFile = {
+          name,
+          image: req.image,
+          imageDigest: image.manifestDigest,
+          labels: req.labels ?? {},
+          limits,
+          requestId: req.requestId ?? '',
+          createdAt: new Date().toISOString(),
+          bundle: containerDir,
+          overlay: plan,
+          log,
+          cgroupPath,
+        };
+        await this.writeRecord(rec);
+        cleanups.unshift(() => rm(this.recordPath(name), { force: true }));
+        await this.o.runtime.create(name, containerDir, { overlay: plan, stdio: { mode: 'log', path: log } });
+        this.emit('created', name);
+        this.watch(name);
+        return await this.info(rec);
+      } catch (e) {
+        return failAfterCleanup(e, cleanups);
+      }
+    });
+  }
+
+  async start(name: string): Promise<ContainerInfo> {
+    return this.locked(checkName(name), async () => {
+      const rec = await this.record(name);
+      await this.o.runtime.start(name);
+      rec.startedAt = new Date().toISOString();
+      await this.writeRecord(rec);
+      this.emit('started', name);
+      return this.info(rec);
+    });
+  }
+
+  /** SIGTERM, SIGKILL after `graceSeconds` (0 = the default); returns the stopped container. */
+  async stop(name: string, graceSeconds = 0): Promise<ContainerInfo> {
+    return this.locked(checkName(name), async () => {
+      await this.record(name);
+      const grace = graceSeconds > 0 ? graceSeconds : DEFAULT_STOP_GRACE_SECONDS;
+      await this.o.runtime.stop(name, grace * 1000);
+      await this.watchers.get(name);
+      return this.info(await this.record(name));
+    });
+  }
+
+  async kill(name: string, signal?: string): Promise<void> {
+    const sig = parseSignal(signal);
+    await this.locked(checkName(name), async () => {
+      await this.record(name);
+      await this.o.runtime.kill(name, sig);
+    });
+  }
+
+  async remove(name: string, force = false): Promise<void> {
+    await this.locked(checkName(name), async () => {
+      const rec = await this.record(name);
+      try {
+        await this.o.runtime.delete(name, { force });
+      } catch (e) {
+        if (!(e instanceof LxrError && e.reason === 'LXR_NOT_FOUND')) throw e;
+      }
+      await this.watchers.get(name);
+      await removeOverlayDirs(rec.overlay, linuxOverlayFs);
+      await rm(rec.bundle, { recursive: true, force: true });
+      await rm(this.recordPath(name), { force: true });
+      this.emit('removed', name);
+    });
+  }
+
+  async get(name: string): Promise<ContainerInfo> {
+    return this.info(await this.record(name));
+  }
+
+  async list(filter: { labels?: Record<string, string>; states?: string[] } = {}): Promise<ContainerInfo[]> {
+    const states = (filter.states ?? []).filter((s) => s !== '');
+    for (const [i, s] of states.entries()) {
+      if (s !== 'created' && s !== 'running' && s !== 'stopped') throw invalidArgument(`states[${i}]`, `${JSON.stringify(s)} is not created, running or stopped`);
+    }
+    const out: ContainerInfo[] = [];
+    for (const rec of await this.records()) {
+      if (!Object.entries(filter.labels ?? {}).every(([k, v]) => rec.labels[k] === v)) continue;
+      const info = await this.info(rec);
+      if (states.length > 0 && !states.includes(info.state)) continue;
+      out.push(info);
+    }
+    return out;
+  }
+
+  private async info(rec: ContainerRecordFile): Promise<ContainerInfo> {
+    const rt = await this.runtimeState(rec.name);
+    const state: ContainerState = rt && (rt.status === 'created' || rt.status === 'running') ? rt.status : 'stopped';
+    return {
+      name: rec.name,
+      id: rec.name,
+      image: rec.image,
+      imageDigest: rec.imageDigest,
+      state,
+      pid: state === 'stopped' ? 0 : (rt?.pid ?? 0),
+      exitCode: rec.exit?.exitCode ?? 0,
+      signal: rec.exit?.signal ?? 0,
+      oomKilled: rec.exit?.oomKilled ?? false,
+      createdAt: rec.createdAt,
+      startedAt: rec.startedAt ?? '',
+      finishedAt: rec.finishedAt ?? '',
+      labels: rec.labels,
+      address: '',
+      limits: rec.limits,
+    };
+  }
+
+  async stats(name: string): Promise<ContainerStats> {
+    const rec = await this.record(name);
+    if (!this.o.cgroups) throw new LxrError('LXR_UNSUPPORTED', 'this agent runs without cgroups');
+    const s = await (await this.o.cgroups.open(rec.cgroupPath)).stats();
+    return {
+      cpuUsageNanos: nsToNum(s.cpu.usageNanos),
+      memoryUsageBytes: nsToNum(s.memory.usageBytes),
+      memoryWorkingSetBytes: nsToNum(s.memory.workingSetBytes),
+      memoryLimitBytes: nsToNum(s.memory.limitBytes ?? 0),
+      pids: nsToNum(s.pids.current),
+      networkRxBytes: 0,
+      networkTxBytes: 0,
+      oomKills: nsToNum(s.memory.oomKills),
+    };
+  }
+
+  /**
+   * The container's output from its CRI log, filtered; with follow, then
+   * what comes until the container stops (and the log is drained) or the
+   * signal aborts.
+   */
+  async *logs(name: string, o: LogsOptions = {}): AsyncGenerator<LogLine> {
+    const rec = await this.record(name);
+    const since = o.since ? timeKey(o.since) : null;
+    if (since && Number.isNaN(since[0])) throw invalidArgument('since', `${JSON.stringify(o.since)} is not an RFC 3339 time`);
+    const both = !o.stdout && !o.stderr;
+    const wanted = (l: LogLine): boolean => (both || (l.stream === 'stdout' ? !!o.stdout : !!o.stderr)) && (!since || atOrAfter(l.time, since));
+    let fh = await open(rec.log, 'r').catch((e: unknown) => {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw e;
+    });
+    let pos = 0;
+    let rest = Buffer.alloc(0);
+    /** Complete lines appended since the last read. */
+    const readMore = async (): Promise<LogLine[]> => {
+      if (!fh) {
+        fh = await open(rec.log, 'r').catch(() => null);
+        if (!fh) return [];
+      }
+      const chunks: Buffer[] = [rest];
+      const buf = Buffer.alloc(1 << 16);
+      for (;;) {
+        const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+        if (bytesRead === 0) break;
+        pos += bytesRead;
+        chunks.push(Buffer.from(buf.subarray(0, bytesRead)));
+      }
+      const all = Buffer.concat(chunks);
+      const lines: LogLine[] = [];
+      let start = 0;
+      for (let nl = all.indexOf(0x0a); nl >= 0; nl = all.indexOf(0x0a, start)) {
+        const l = parseCriLine(all.subarray(start, nl));
+        if (l && wanted(l)) lines.push(l);
+        start = nl + 1;
+      }
+      rest = Buffer.from(all.subarray(start));
+      return lines;
+    };
+    try {
+      let first = await readMore();
+      if (o.tail && o.tail > 0) first = first.slice(-o.tail);
+      for (const l of first) {
+        if (o.signal?.aborted) return;
+        yield l;
+      }
+      if (!o.follow) return;
+      const done = (): Promise<boolean> => this.runtimeStatus(name).then((s) => s !== 'created' && s !== 'running');
+      for (;;) {
+        if (o.signal?.aborted) return;
+        const stopped = await done();
+        for (const l of await readMore()) yield l;
+        if (stopped) return;
+        await this.changeOrTimeout(rec.log, 250, o.signal);
+      }
+    } finally {
+      await fh?.close();
+    }
+  }
+
+  /** Resolves when `file` changes, after `ms`, or on abort, whichever is first. */
+  private changeOrTimeout(file: string, ms: number, signal?: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve) => {
+      let w: FSWatcher | undefined;
+      const finish = (): void => {
+        clearTimeout(t);
+        w?.close();
+        signal?.removeEventListener('abort', finish);
+        resolve();
+      };
+      const t = setTimeout(finish, ms);
+      signal?.addEventListener('abort', finish, { once: true });
+      try {
+        w = watch(file, finish);
+        w.on('error', finish);
+      } catch {
+        // Not there yet: the timeout polls.
+      }
+    });
+  }
+
+  /** Containers on this host and the limits of the running ones. */
+  async usage(): Promise<{ containers: number; running: number; reservedCpus: number; reservedMemoryBytes: number }> {
+    const all = await this.list();
+    const running = all.filter((c) => c.state === 'running');
+    return {
+      containers: all.length,
+      running: running.length,
+      reservedCpus: running.reduce((s, c) => s + c.limits.cpus, 0),
+      reservedMemoryBytes: running.reduce((s, c) => s + c.limits.memoryBytes, 0),
+    };
+  }
+
+  /** Waits for the exit watchers (agent shutdown does not: containers keep running). */
+  async settled(): Promise<void> {
+    await Promise.all([...this.watchers.values()]);
+  }
+}

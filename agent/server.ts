@@ -1,0 +1,159 @@
+// lxr-agent's gRPC server: the Host, Images and Containers services and
+// standard health checking, on a unix socket (mode 0600) and, when asked, on
+// TCP. Closing the server leaves containers running: they belong to their
+// monitors, and the next agent adopts them.
+import { randomBytes } from 'node:crypto';
+import { chmodSync, lstatSync, mkdirSync, renameSync, rmdirSync, unlinkSync } from 'node:fs';
+import { createConnection } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { ServiceNames, services } from '../proto/shared/api.js';
+import { LxrError } from '../proto/shared/errors.js';
+import { HealthService } from '../proto/shared/health.js';
+import { childLogger, rootLogger, type Logger } from '../proto/shared/log.js';
+import { containersHandlers } from './api/containers-adapter.js';
+import { hostHandlers } from './api/host-adapter.js';
+import { imagesHandlers } from './api/images-adapter.js';
+import { createCgroupManager } from './cgroups/index.js';
+import { ContainerService } from './containers/container-service.js';
+import { HostService } from './host/host-service.js';
+import { RegistryClient, type RegistryClientOptions } from './image/registry/client.js';
+import { ImageService } from './image/service.js';
+import { Runtime } from './runtime/runtime.js';
+
+export interface AgentOptions {
+  /** State root (images, containers), e.g. /var/lib/lxr. */
+  root: string;
+  /** The unix socket to serve on, e.g. /run/lxr/agent.sock. */
+  socket: string;
+  /** HOST:PORT to serve on over TCP as well (no TLS yet: trusted networks only). */
+  listen?: string;
+  /** Parent cgroup of every container (default "lxr"). */
+  cgroupParent?: string;
+  /** The runtime's state (default <root>/run; /run/lxr/runtime in production). */
+  runtimeRoot?: string;
+  registry?: RegistryClientOptions;
+  labels?: Record<string, string>;
+  log?: Logger;
+}
+
+export interface Agent {
+  /** The unix socket address (unix://...), and the TCP one when listening. */
+  address: string;
+  tcpAddress?: string;
+  health: HealthService;
+  close(): Promise<void>;
+}
+
+/** Whether something accepts connections on the unix socket `p`. */
+function socketLive(p: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createConnection(p);
+    s.on('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.on('error', () => resolve(false));
+  });
+}
+
+function bind(server: grpc.Server, address: string, creds: grpc.ServerCredentials): Promise<number> {
+  return new Promise((resolve, reject) => server.bindAsync(address, creds, (err, port) => (err ? reject(err) : resolve(port))));
+}
+
+/**
+ * Binds the unix socket inside a fresh 0700 directory, makes it 0600 and
+ * only then renames it into place: no client can connect while the mode is
+ * still the umask's.
+ */
+async function bindUnix(server: grpc.Server, socket: string): Promise<void> {
+  const dir = path.dirname(socket);
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  const st = lstatSync(socket, { throwIfNoEntry: false });
+  if (st) {
+    if (!st.isSocket()) throw new LxrError('LXR_ALREADY_EXISTS', `${socket} exists and is not a socket`, { field: 'socket' });
+    if (await socketLive(socket)) throw new LxrError('LXR_ALREADY_EXISTS', `another agent serves on ${socket}`, { field: 'socket' });
+    unlinkSync(socket); // a stale socket of an agent that died
+  }
+  const priv = path.join(dir, `.${path.basename(socket)}.${randomBytes(4).toString('hex')}`);
+  mkdirSync(priv, { mode: 0o700 });
+  try {
+    const tmp = path.join(priv, 's');
+    await bind(server, `unix://${tmp}`, grpc.ServerCredentials.createInsecure());
+    chmodSync(tmp, 0o600);
+    renameSync(tmp, socket);
+  } finally {
+    rmdirSync(priv);
+  }
+}
+
+export async function startAgent(o: AgentOptions): Promise<Agent> {
+  const root = path.resolve(o.root);
+  const log = childLogger(o.log ?? rootLogger('lxr-agent'), { host: os.hostname() });
+  mkdirSync(root, { recursive: true, mode: 0o700 });
+  const cgroups = await createCgroupManager();
+  const cgroupParent = o.cgroupParent ?? 'lxr';
+  const runtime = new Runtime({ root: o.runtimeRoot ?? path.join(root, 'run'), cgroups, cgroupParent });
+  const registry = new RegistryClient(o.registry ?? {});
+  const images = new ImageService({ root: path.join(root, 'images'), registry });
+  const containers = new ContainerService({ root, images, runtime, cgroups, cgroupParent, log });
+  await containers.init();
+  const host = new HostService({ cgroupMode: cgroups.mode, labels: o.labels ?? {}, containerUsage: () => containers.usage() });
+
+  const shutdown = new AbortController();
+  const ctx = { log, shutdown: shutdown.signal };
+  const health = new HealthService();
+  const server = new grpc.Server();
+  server.addService(services.Health, health.handlers());
+  server.addService(services.Host, hostHandlers(ctx, host));
+  server.addService(services.Images, imagesHandlers(ctx, images));
+  server.addService(services.Containers, containersHandlers(ctx, containers));
+  for (const s of ['', ServiceNames.Host, ServiceNames.Images, ServiceNames.Containers, ServiceNames.Health]) health.setStatus(s, 'SERVING');
+
+  let tcpAddress: string | undefined;
+  try {
+    await bindUnix(server, o.socket);
+    if (o.listen) {
+      const port = await bind(server, o.listen, grpc.ServerCredentials.createInsecure());
+      tcpAddress = o.listen.replace(/:\d+$/, `:${port}`);
+    }
+  } catch (e) {
+    server.forceShutdown();
+    registry.close();
+    throw e;
+  }
+  log.info({ socket: o.socket, listen: tcpAddress, root, cgroupMode: cgroups.mode }, 'lxr-agent serving');
+
+  let closed: Promise<void> | undefined;
+  return {
+    address: `unix://${o.socket}`,
+    ...(tcpAddress ? { tcpAddress } : {}),
+    health,
+    close() {
+      closed ??= (async () => {
+        health.shutdown();
+        health.endWatches();
+        shutdown.abort();
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(() => {
+            server.forceShutdown();
+            resolve();
+          }, 5000);
+          server.tryShutdown(() => {
+            clearTimeout(t);
+            resolve();
+          });
+        });
+        registry.close();
+        try {
+          unlinkSync(o.socket);
+        } catch {
+          // Already gone.
+        }
+        log.info('lxr-agent stopped; containers keep running');
+      })();
+      return closed;
+    },
+  };
+}

@@ -1,0 +1,129 @@
+// The loaded protobuf API: lxr.agent.v1 and grpc.health.v1, read at run
+// time from the .proto files with @grpc/proto-loader. The agent, the
+// controller and lxrctl all import this module, so every side reads the same
+// contract with the same loader options.
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import type * as T from './api-types.js';
+
+export type * from './api-types.js';
+
+/** The repository root: the nearest directory up from here whose package.json is named "lxr". */
+export function repoRoot(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const pkg = path.join(dir, 'package.json');
+    if (existsSync(pkg)) {
+      try {
+        if ((JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name === 'lxr') return dir;
+      } catch {
+        // Not ours; keep walking up.
+      }
+    }
+    const up = path.dirname(dir);
+    if (up === dir) throw new Error(`cannot find the lxr repository root above ${fileURLToPath(import.meta.url)}`);
+    dir = up;
+  }
+}
+
+/** Where the .proto files are (proto/ at the repository root, not under dist). */
+export const PROTO_DIR = path.join(repoRoot(), 'proto');
+
+export const LOADER_OPTIONS: protoLoader.Options = {
+  keepCase: false,
+  longs: Number,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+  includeDirs: [PROTO_DIR],
+};
+
+export const agentPackageDefinition = protoLoader.loadSync('lxr/agent/v1/agent.proto', LOADER_OPTIONS);
+export const healthPackageDefinition = protoLoader.loadSync('grpc/health/v1/health.proto', LOADER_OPTIONS);
+
+const agentRoot = grpc.loadPackageDefinition(agentPackageDefinition) as unknown as {
+  lxr: { agent: { v1: Record<string, grpc.ServiceClientConstructor> } };
+};
+const healthRoot = grpc.loadPackageDefinition(healthPackageDefinition) as unknown as {
+  grpc: { health: { v1: Record<string, grpc.ServiceClientConstructor> } };
+};
+
+/** Full service names, as health checks and reflection name them. */
+export const ServiceNames = {
+  Host: 'lxr.agent.v1.Host',
+  Images: 'lxr.agent.v1.Images',
+  Containers: 'lxr.agent.v1.Containers',
+  Exec: 'lxr.agent.v1.Exec',
+  Health: 'grpc.health.v1.Health',
+} as const;
+
+// ---------------------------------------------------------------- clients
+
+export type UnaryCallback<Res> = (err: grpc.ServiceError | null, res?: Res) => void;
+
+/** A unary method of a generated client (the overloads grpc-js gives it). */
+export interface UnaryMethod<Req, Res> {
+  (req: Req, cb: UnaryCallback<Res>): grpc.ClientUnaryCall;
+  (req: Req, md: grpc.Metadata, cb: UnaryCallback<Res>): grpc.ClientUnaryCall;
+  (req: Req, md: grpc.Metadata, opts: grpc.CallOptions, cb: UnaryCallback<Res>): grpc.ClientUnaryCall;
+}
+
+export type ServerStreamMethod<Req, Res> = (req: Req, md?: grpc.Metadata, opts?: grpc.CallOptions) => grpc.ClientReadableStream<Res>;
+
+export interface HostClient extends grpc.Client {
+  GetInfo: UnaryMethod<T.GetInfoRequest, T.GetInfoResponse>;
+}
+
+export interface ImagesClient extends grpc.Client {
+  Pull: ServerStreamMethod<T.PullRequest, T.PullResponse>;
+  List: UnaryMethod<T.ListImagesRequest, T.ListImagesResponse>;
+  Inspect: UnaryMethod<T.InspectImageRequest, T.InspectImageResponse>;
+  Remove: UnaryMethod<T.RemoveImageRequest, T.RemoveImageResponse>;
+  Import: UnaryMethod<T.ImportImageRequest, T.ImportImageResponse>;
+}
+
+export interface ContainersClient extends grpc.Client {
+  Create: UnaryMethod<T.CreateContainerRequest, T.CreateContainerResponse>;
+  Start: UnaryMethod<T.StartContainerRequest, T.StartContainerResponse>;
+  Stop: UnaryMethod<T.StopContainerRequest, T.StopContainerResponse>;
+  Kill: UnaryMethod<T.KillContainerRequest, T.KillContainerResponse>;
+  Remove: UnaryMethod<T.RemoveContainerRequest, T.RemoveContainerResponse>;
+  Get: UnaryMethod<T.GetContainerRequest, T.GetContainerResponse>;
+  List: UnaryMethod<T.ListContainersRequest, T.ListContainersResponse>;
+  Stats: UnaryMethod<T.StatsRequest, T.StatsResponse>;
+  Logs: ServerStreamMethod<T.LogsRequest, T.LogsResponse>;
+  Events: ServerStreamMethod<T.EventsRequest, T.Event>;
+}
+
+export interface HealthClient extends grpc.Client {
+  Check: UnaryMethod<T.HealthCheckRequest, T.HealthCheckResponse>;
+  Watch: ServerStreamMethod<T.HealthCheckRequest, T.HealthCheckResponse>;
+}
+
+type ClientCtor<C> = new (address: string, credentials: grpc.ChannelCredentials, options?: grpc.ClientOptions) => C;
+
+const agentV1 = agentRoot.lxr.agent.v1;
+export const HostClient = agentV1.Host! as unknown as ClientCtor<HostClient> & grpc.ServiceClientConstructor;
+export const ImagesClient = agentV1.Images! as unknown as ClientCtor<ImagesClient> & grpc.ServiceClientConstructor;
+export const ContainersClient = agentV1.Containers! as unknown as ClientCtor<ContainersClient> & grpc.ServiceClientConstructor;
+export const ExecClient = agentV1.Exec! as grpc.ServiceClientConstructor;
+export const HealthClient = healthRoot.grpc.health.v1.Health! as unknown as ClientCtor<HealthClient> & grpc.ServiceClientConstructor;
+
+/** Service definitions for grpc.Server.addService. */
+export const services = {
+  Host: HostClient.service,
+  Images: ImagesClient.service,
+  Containers: ContainersClient.service,
+  Exec: ExecClient.service,
+  Health: HealthClient.service,
+};
+
+/** Calls a unary method and resolves with its response (rejects with the grpc ServiceError). */
+export function unary<Req, Res>(client: grpc.Client, method: UnaryMethod<Req, Res>, req: Req, opts: grpc.CallOptions = {}, md = new grpc.Metadata()): Promise<Res> {
+  return new Promise<Res>((resolve, reject) => {
+    method.call(client, req, md, opts, (err, res) => (err ? reject(err) : resolve(res as Res)));
+  });
+}
