@@ -16,9 +16,10 @@ fi
 # compare against, python3 for the console-socket test peer, zstd to build
 # zstd-compressed test layers.
 # docker-registry (a real registry on loopback), apache2-utils (htpasswd)
-# and openssl (token-auth certificates) for the image tests.
+# and openssl (token-auth certificates) for the image tests; skopeo and
+# umoci as the peers of the image benchmark.
 debs=(build-essential pkg-config libseccomp-dev busybox-static runc crun iproute2 python3 util-linux zstd
-  docker-registry apache2-utils openssl)
+  docker-registry apache2-utils openssl skopeo umoci)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -2,16 +2,20 @@
 // Benchmarks measure LXR against its peers side by side in one run and
 // report ratios; they never fail on timing (only on errors).
 
+import { formatImageReport, imageBench } from './image.js';
 import { formatRuntimeReport, runtimeBench } from './runtime.js';
 
 interface Bench {
   describe: string;
+  /** What --count counts, and its default. */
+  count: { what: string; default: number };
   run(o: { count: number; json: boolean }): Promise<void>;
 }
 
 const BENCHES: Record<string, Bench> = {
   runtime: {
     describe: '100 sequential `true` containers: LXR in process, the lxr-runtime command, runc, crun (root)',
+    count: { what: 'containers per contender', default: 100 },
     async run({ count, json }) {
       const log = (l: string) => process.stderr.write(l + '\n');
       const r = await runtimeBench({ count, log });
@@ -20,6 +24,20 @@ const BENCHES: Record<string, Bench> = {
         process.stdout.write(JSON.stringify(notes.length ? r : rest, null, 2) + '\n');
       } else {
         process.stdout.write(formatRuntimeReport(r) + '\n');
+      }
+    },
+  },
+  image: {
+    describe: 'pull + unpack a 5-layer, ~300 MB, ~14k-file image from a loopback registry: LXR vs skopeo copy + umoci unpack (root)',
+    count: { what: 'rounds, contenders alternating', default: 3 },
+    async run({ count, json }) {
+      const log = (l: string) => process.stderr.write(l + '\n');
+      const r = await imageBench({ rounds: count, log });
+      if (json) {
+        const { notes, ...rest } = r;
+        process.stdout.write(JSON.stringify(notes.length ? r : rest, null, 2) + '\n');
+      } else {
+        process.stdout.write(formatImageReport(r) + '\n');
       }
     },
   },
@@ -32,7 +50,9 @@ ${Object.entries(BENCHES)
   .join('\n')}
 options:
   --json       print only a JSON summary (medians etc.) on stdout; progress goes to stderr
-  --count N    containers per contender (default 100)`;
+  --count N    ${Object.entries(BENCHES)
+    .map(([n, b]) => `${n}: ${b.count.what} (default ${b.count.default})`)
+    .join('; ')}`;
 
 function fail(msg: string, code = 2): never {
   process.stderr.write(`bench: ${msg}\n`);
@@ -41,7 +61,7 @@ function fail(msg: string, code = 2): never {
 
 async function main(argv: string[]): Promise<void> {
   let json = false;
-  let count = 100;
+  let count: number | undefined;
   const names: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -59,8 +79,8 @@ async function main(argv: string[]): Promise<void> {
   if (names.length !== 1) fail(`name one benchmark (available: ${Object.keys(BENCHES).join(', ')})\n${USAGE}`);
   const bench = BENCHES[names[0]!];
   if (!bench) fail(`unknown benchmark "${names[0]}" (available: ${Object.keys(BENCHES).join(', ')})`);
-  if (process.getuid?.() !== 0) fail(`${names[0]} needs root (namespaces, mounts, cgroups): run it as root`, 1);
-  await bench.run({ count, json });
+  if (process.getuid?.() !== 0) fail(`${names[0]} needs root: run it as root`, 1);
+  await bench.run({ count: count ?? bench.count.default, json });
 }
 
 main(process.argv.slice(2)).then(

@@ -292,6 +292,78 @@ describe('hostile layers', () => {
   }
 });
 
+describe('the extractor', () => {
+  test('rewritten and hardlinked files, small and big, end up as the last entry says', T, async () => {
+    const root = await tempDir('unpack');
+    const big = (n: number) => Buffer.alloc(300 * 1024 + n, n);
+    const entries: TarEntry[] = [
+      { path: 'a', body: 'first', mode: 0o600 },
+      { path: 'b', type: 'link', linkpath: 'a' },
+      { path: 'a', body: 'second', mode: 0o640, mtime: MTIME },
+      { path: 'big', body: big(1) },
+      { path: 'big2', type: 'link', linkpath: 'big' },
+      { path: 'small-then-big', body: 'small' },
+      { path: 'small-then-big', body: big(2), mode: 0o755 },
+      { path: 'big-then-small', body: big(3) },
+      { path: 'big-then-small', body: 'small', mode: 0o600 },
+      { path: 'deep/er/and/deeper/file', body: 'd' },
+      { path: 'deep/', type: 'dir', mode: 0o700, mtime: MTIME },
+    ];
+    const tar = tarLayer(entries);
+    const dest = path.join(root, 'l');
+    await unpackLayer({ source: source(gzipLayer(tar), 4096).stream, mediaType: MEDIA.gzip, dest, expectedDiffId: sha256(tar), limits: LIMITS });
+    const at = (p: string): string => path.join(dest, p);
+    assert.equal(readFileSync(at('a'), 'utf8'), 'second');
+    assert.equal(readFileSync(at('b'), 'utf8'), 'first', 'the earlier link keeps the replaced inode');
+    assert.notEqual(statSync(at('a')).ino, statSync(at('b')).ino);
+    assert.equal(lstatSync(at('a')).mode & 0o7777, 0o640);
+    assert.equal(lstatSync(at('a')).mtimeMs, MTIME * 1000);
+    assert.ok(readFileSync(at('big')).equals(big(1)));
+    assert.equal(statSync(at('big2')).ino, statSync(at('big')).ino);
+    assert.ok(readFileSync(at('small-then-big')).equals(big(2)));
+    assert.equal(lstatSync(at('small-then-big')).mode & 0o7777, 0o755);
+    assert.equal(readFileSync(at('big-then-small'), 'utf8'), 'small');
+    assert.equal(lstatSync(at('big-then-small')).mode & 0o7777, 0o600);
+    assert.equal(readFileSync(at('deep/er/and/deeper/file'), 'utf8'), 'd');
+    assert.equal(lstatSync(at('deep')).mode & 0o7777, 0o700);
+    assert.equal(lstatSync(at('deep')).mtimeMs, MTIME * 1000);
+  });
+
+  for (const format of ['gnu', 'posix'] as const) {
+    test(`a layer made by GNU tar (--format=${format}) unpacks as GNU tar unpacks it`, T, async () => {
+      const root = await tempDir('unpack');
+      const src = path.join(root, 'src');
+      const long = 'l'.repeat(140);
+      const files: Record<string, string | Buffer> = {
+        'etc/passwd': 'root:x:0:0\n',
+        [`usr/share/${long}/${long}.txt`]: 'a long name\n',
+        'usr/lib/big.bin': randomBytes(600_000),
+        'usr/lib/empty': '',
+        'home/u/ünïcode': 'utf-8 name\n',
+      };
+      for (const [p, c] of Object.entries(files)) {
+        await mkdir(path.dirname(path.join(src, p)), { recursive: true });
+        await writeFile(path.join(src, p), c);
+      }
+      execFileSync('chown', ['-R', '1234:5678', path.join(src, 'home')]);
+      execFileSync('chmod', ['4755', path.join(src, 'usr/lib/big.bin')]);
+      execFileSync('ln', [path.join(src, 'usr/lib/big.bin'), path.join(src, `usr/share/${long}/hard-${long}`)]);
+      // Whole seconds: pax keeps nanoseconds, the attrs plan milliseconds.
+      execFileSync('find', [src, '-exec', 'touch', '-h', '-d', '@1500000000', '{}', '+']);
+      const tar = execFileSync('tar', ['-C', src, `--format=${format}`, '--sort=name', '-cf', '-', '.'], { maxBuffer: 1 << 28 });
+      const ours = path.join(root, 'ours');
+      await unpackLayer({ source: source(tar, 1000).stream, mediaType: MEDIA.tar, dest: ours, expectedDiffId: sha256(tar), limits: LIMITS });
+      const gnu = path.join(root, 'gnu');
+      await mkdir(gnu);
+      execFileSync('tar', ['-C', gnu, '--same-owner', '-xpf', '-'], { input: tar });
+      const listing = (dir: string): string =>
+        execFileSync('find', ['.', '-printf', '%p %y %m %U %G %s %T@ %n\\n'], { cwd: dir, encoding: 'utf8' }).split('\n').sort().join('\n');
+      assert.equal(listing(ours), listing(gnu));
+      execFileSync('diff', ['-r', '--no-dereference', ours, gnu]);
+    });
+  }
+});
+
 describe('arguments and cleanup', () => {
   test('an unknown media type is refused before anything is made', async () => {
     const root = await tempDir('unpack');
