@@ -11,6 +11,7 @@ import { c as createTar } from 'tar';
 import { LxrError } from '../../proto/shared/errors.js';
 import { digestOf } from '../../agent/image/digest.js';
 import { chainIds } from '../../agent/image/layer-store.js';
+import { StaticCredentials } from '../../agent/image/registry/auth.js';
 import { RegistryClient } from '../../agent/image/registry/client.js';
 import { HttpTransport } from '../../agent/image/registry/http.js';
 import { MediaType } from '../../agent/image/registry/mediatypes.js';
@@ -35,8 +36,8 @@ const isErr = (reason: string, message?: RegExp) => (e: unknown) => {
 };
 
 /** An image from ready-made tars (buildImage only knows regular files). */
-function imageOf(tars: Buffer[], platform: Platform, cmd: string[]): TestImage {
-  const layers = tars.map((t) => blob(MediaType.OciLayerGzip, compress(t, 'gzip')));
+function imageOf(tars: Buffer[], platform: Platform, cmd: string[], zstd: boolean[] = []): TestImage {
+  const layers = tars.map((t, i) => (zstd[i] ? blob(MediaType.OciLayerZstd, compress(t, 'zstd')) : blob(MediaType.OciLayerGzip, compress(t, 'gzip'))));
   const diffIds = tars.map((t) => digestOf(t));
   const configJson = {
     created: '2024-01-01T00:00:00Z',
@@ -181,6 +182,49 @@ describe('image service', { skip }, () => {
       await fx.rt.delete(id, { force: true });
     }
   });
+
+  for (const auth of ['basic', 'token'] as const) {
+    test(`end to end with ${auth} auth: a gzip and a zstd layer pulled with credentials, a container runs on them`, T, async () => {
+      const secured = await startRegistry({ auth });
+      const creds = new StaticCredentials({ [secured.host]: { username: secured.username, password: secured.password } });
+      const securedPusher = new TestPusher(secured.host, creds);
+      const root = path.join(work, uniqueId(`auth-${auth}`));
+      try {
+        const layer2 = tarOf({ 'etc/motd': `pulled with ${auth}\n`, 'etc/.wh.doomed': '' });
+        const image = imageOf([baseTar, layer2], host, ['/bin/sh'], [false, true]);
+        await securedPusher.pushImage('lxr/private', image, 'v1');
+        const ref = `${secured.host}/lxr/private:v1`;
+        // Without credentials the registry refuses, with a clear reason.
+        const anon = new ImageService({ root: path.join(root, 'anon'), registry: new RegistryClient({ retries: 0 }) });
+        await assert.rejects(anon.pull(ref), isErr('LXR_PERMISSION_DENIED'));
+        const svc = new ImageService({ root: path.join(root, 'svc'), registry: new RegistryClient({ retries: 0, credentials: creds }) });
+        await svc.pull(ref);
+        const fx = await runtimeFixture();
+        const plan = planOverlay({ layers: await svc.rootfsLayers(ref), containerDir: path.join(root, 'c') });
+        await prepareOverlayDirs(plan, linuxOverlayFs);
+        const id = uniqueId('a');
+        const spec = buildSpec((await svc.inspect(ref)).config, { id, command: ['/bin/sh', '-c', 'cat /etc/motd; test -e /etc/doomed && echo doomed-visible; true'] }, { rootfs: plan.target, cgroupsPath: `${fx.cgroupParent}/${id}` });
+        const bundle = path.join(root, 'bundle');
+        await mkdir(bundle, { recursive: true });
+        await writeFile(path.join(bundle, 'config.json'), JSON.stringify(spec));
+        const log = path.join(root, 'log');
+        await fx.rt.create(id, bundle, { overlay: plan, stdio: { mode: 'log', path: log } });
+        try {
+          await fx.rt.start(id);
+          const exit = await fx.rt.wait(id);
+          const out = parseCriLog(await readFile(log, 'utf8'));
+          assert.equal(exit.exitCode, 0, out.stderr);
+          assert.equal(out.stdout, `pulled with ${auth}\n`);
+        } finally {
+          await fx.rt.delete(id, { force: true });
+        }
+        if (auth === 'token') assert.ok(secured.tokenRequests > 0, 'the token server was never asked');
+      } finally {
+        await securedPusher.close();
+        await secured.stop();
+      }
+    });
+  }
 
   test('a second pull finds everything and downloads no blob; a missing tag is NOT_FOUND', T, async () => {
     requests.length = 0;
