@@ -30,7 +30,11 @@ export interface ImportOptions {
   repository?: string;
   /** Where a tar is extracted. Default: os.tmpdir(). */
   tmpDir?: string;
+  /** Bounds on what a tar may unpack into tmpDir (a hostile or compressed archive). */
+  limits?: { maxBytes?: number; maxEntries?: number };
 }
+
+const DEFAULT_IMPORT_LIMITS = { maxBytes: 64 * 1024 ** 3, maxEntries: 100_000 };
 
 export interface ImportTarget {
   blobs: BlobStore;
@@ -114,7 +118,12 @@ export async function importArchive(source: string, target: ImportTarget, opts: 
   const tmp = await mkdtemp(path.join(opts.tmpDir ?? tmpdir(), 'lxr-import-'));
   try {
     // Only files and directories: no links, devices or absolute/.. paths
-    // (node-tar's defaults refuse those), so nothing lands outside tmp.
+    // (node-tar's defaults refuse those), so nothing lands outside tmp; and
+    // no more than the limits, counted from the headers before any write.
+    const limits = { ...DEFAULT_IMPORT_LIMITS, ...opts.limits };
+    let bytes = 0;
+    let entries = 0;
+    let over: LxrError | null = null;
     await extractTar({
       file: source,
       cwd: tmp,
@@ -122,10 +131,17 @@ export async function importArchive(source: string, target: ImportTarget, opts: 
       preservePaths: false,
       preserveOwner: false,
       filter: (_p, entry) => {
-        const t = (entry as { type?: string }).type;
+        const e = entry as { type?: string; size?: number };
+        bytes += e.size ?? 0;
+        entries++;
+        if (!over && bytes > limits.maxBytes) over = new LxrError('LXR_RESOURCE_EXHAUSTED', `archive ${JSON.stringify(source)} unpacks to more than limits.maxBytes (${limits.maxBytes} bytes)`, { field: 'limits.maxBytes' });
+        if (!over && entries > limits.maxEntries) over = new LxrError('LXR_RESOURCE_EXHAUSTED', `archive ${JSON.stringify(source)} has more than limits.maxEntries (${limits.maxEntries}) entries`, { field: 'limits.maxEntries' });
+        if (over) return false;
+        const t = e.type;
         return t === 'File' || t === 'OldFile' || t === 'ContiguousFile' || t === 'Directory';
       },
     });
+    if (over) throw over;
     const out = await importDir(tmp, target, opts);
     await rm(tmp, { recursive: true, force: true });
     return out;

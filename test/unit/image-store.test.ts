@@ -249,3 +249,30 @@ describe('docker-save import refuses files that lead outside the archive', () =>
     }
   });
 });
+
+describe('tar imports are bounded', () => {
+  test('more entries or bytes than the limits stop the import with a clear error and leave no temp dir', async () => {
+    const { importArchive } = await import('../../agent/image/import.js');
+    const { BlobStore } = await import('../../agent/image/blob-store.js');
+    const { mkdtemp, writeFile: wf, rm: rmr, readdir: rd, mkdir: md } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { c: createTar } = await import('tar');
+    const dir = await mkdtemp(join(tmpdir(), 'lxr-test-implim-'));
+    try {
+      const src = join(dir, 'src');
+      await md(src);
+      for (let i = 0; i < 20; i++) await wf(join(src, `f${i}`), 'x'.repeat(1000));
+      const archive = join(dir, 'a.tar');
+      await createTar({ file: archive, cwd: src }, (await rd(src)).sort());
+      const tmp = join(dir, 'tmp');
+      await md(tmp);
+      const blobs = new BlobStore(join(dir, 'blobs'));
+      await assert.rejects(importArchive(archive, { blobs } as never, { tmpDir: tmp, limits: { maxEntries: 5 } }), (e: LxrError) => e.reason === 'LXR_RESOURCE_EXHAUSTED' && e.field === 'limits.maxEntries');
+      await assert.rejects(importArchive(archive, { blobs } as never, { tmpDir: tmp, limits: { maxBytes: 5000 } }), (e: LxrError) => e.reason === 'LXR_RESOURCE_EXHAUSTED' && e.field === 'limits.maxBytes');
+      assert.deepEqual(await rd(tmp), []);
+    } finally {
+      await rmr(dir, { recursive: true, force: true });
+    }
+  });
+});
