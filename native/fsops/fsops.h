@@ -7,18 +7,11 @@
 
 #include <stddef.h>
 
-struct lxr_err {
-	int errnum;          /* errno of the failed call, 0 if none */
-	char step[128];      /* what was being done, e.g. "whiteout usr/lib/x" */
-	char msg[768];
-};
+#include "../common/err.h"
 
-/* Fills err and returns -1. errnum is errno (0 for a logic error). */
-int lxr_fail(struct lxr_err *err, int errnum, const char *step, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+
 /* One JSON line {"step","errno","errnum","message"} on fd. */
 void report_error(int fd, const struct lxr_err *err);
-const char *errno_name(int e);
 
 /* ops.c: each takes the layer dir's fd and a relative path ("" = the dir). */
 int op_whiteout(int root, const char *rel, struct lxr_err *err);

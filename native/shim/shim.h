@@ -8,16 +8,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-struct lxr_err {
-	int errnum;          /* errno of the failed call, 0 if none */
-	int exit_code;       /* 127/126 for a missing/non-executable binary */
-	char step[128];      /* what was being done, e.g. "mount /proc" */
-	char msg[768];
-};
+#include "../common/err.h"
 
-/* Fills err and returns -1. errnum is errno (0 for a logic error). */
-int lxr_fail(struct lxr_err *err, int errnum, const char *step, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+
 
 struct mount_op {
 	int is_remount;
@@ -88,16 +81,13 @@ int plan_load(const char *path, struct plan *p, struct lxr_err *err);
 
 /* util.c */
 int write_file(const char *path, const char *data, struct lxr_err *err);
-int write_all(int fd, const void *buf, size_t len);
 ssize_t read_all(int fd, char **out);
-void json_str(char *dst, size_t cap, const char *s);
 int report(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int report_error(int fd, const struct lxr_err *err);
 /* When set, every report line on report_tag_fd starts with this tag and a
  * space (server mode); other descriptors (the control socket) get none. */
 extern const char *report_tag;
 extern int report_tag_fd;
-const char *errno_name(int e);
 int self_protect(char **argv);
 
 /* mounts.c: the container's filesystem view */

@@ -67,6 +67,29 @@ async function tarDir(dir: string): Promise<Buffer> {
 
 const listOrEmpty = (d: string): Promise<string[]> => readdir(d).catch(() => []);
 
+/** Runs `script` in a container on the overlay of a pulled image's layers; its stdout. */
+async function runOnImage(svc: ImageService, ref: string, dir: string, script: string): Promise<string> {
+  const fx = await runtimeFixture();
+  const plan = planOverlay({ layers: await svc.rootfsLayers(ref), containerDir: path.join(dir, 'c') });
+  await prepareOverlayDirs(plan, linuxOverlayFs);
+  const id = uniqueId('i');
+  const spec = buildSpec((await svc.inspect(ref)).config, { id, command: ['/bin/sh', '-c', script] }, { rootfs: plan.target, cgroupsPath: `${fx.cgroupParent}/${id}` });
+  const bundle = path.join(dir, 'bundle');
+  await mkdir(bundle, { recursive: true });
+  await writeFile(path.join(bundle, 'config.json'), JSON.stringify(spec));
+  const log = path.join(dir, 'log');
+  await fx.rt.create(id, bundle, { overlay: plan, stdio: { mode: 'log', path: log } });
+  try {
+    await fx.rt.start(id);
+    const exit = await fx.rt.wait(id);
+    const out = parseCriLog(await readFile(log, 'utf8'));
+    assert.equal(exit.exitCode, 0, out.stderr);
+    return out.stdout;
+  } finally {
+    await fx.rt.delete(id, { force: true });
+  }
+}
+
 describe('image service', { skip }, () => {
   let reg: TestRegistry;
   let pusher: TestPusher;
@@ -159,28 +182,8 @@ describe('image service', { skip }, () => {
   });
 
   test('a container on the overlay of the pulled layers sees the merged tree', T, async () => {
-    const fx = await runtimeFixture();
-    const dir = path.join(work, uniqueId('ctr'));
-    const info = await main.inspect(NAME());
-    const plan = planOverlay({ layers: await main.rootfsLayers(NAME()), containerDir: path.join(dir, 'c') });
-    await prepareOverlayDirs(plan, linuxOverlayFs);
-    const id = uniqueId('i');
     const script = 'cat /etc/motd; cat /etc/l3; test -e /etc/doomed && echo doomed-visible; ls /opq; echo "$LXR_IMAGE"';
-    const spec = buildSpec(info.config, { id, command: ['/bin/sh', '-c', script] }, { rootfs: plan.target, cgroupsPath: `${fx.cgroupParent}/${id}` });
-    const bundle = path.join(dir, 'bundle');
-    await mkdir(bundle, { recursive: true });
-    await writeFile(path.join(bundle, 'config.json'), JSON.stringify(spec));
-    const log = path.join(dir, 'log');
-    await fx.rt.create(id, bundle, { overlay: plan, stdio: { mode: 'log', path: log } });
-    try {
-      await fx.rt.start(id);
-      const exit = await fx.rt.wait(id);
-      const out = parseCriLog(await readFile(log, 'utf8'));
-      assert.equal(exit.exitCode, 0, out.stderr);
-      assert.equal(out.stdout, 'layer2\nl3\nnew.txt\nyes\n');
-    } finally {
-      await fx.rt.delete(id, { force: true });
-    }
+    assert.equal(await runOnImage(main, NAME(), path.join(work, uniqueId('ctr')), script), 'layer2\nl3\nnew.txt\nyes\n');
   });
 
   for (const auth of ['basic', 'token'] as const) {
@@ -199,25 +202,8 @@ describe('image service', { skip }, () => {
         await assert.rejects(anon.pull(ref), isErr('LXR_PERMISSION_DENIED'));
         const svc = new ImageService({ root: path.join(root, 'svc'), registry: new RegistryClient({ retries: 0, credentials: creds }) });
         await svc.pull(ref);
-        const fx = await runtimeFixture();
-        const plan = planOverlay({ layers: await svc.rootfsLayers(ref), containerDir: path.join(root, 'c') });
-        await prepareOverlayDirs(plan, linuxOverlayFs);
-        const id = uniqueId('a');
-        const spec = buildSpec((await svc.inspect(ref)).config, { id, command: ['/bin/sh', '-c', 'cat /etc/motd; test -e /etc/doomed && echo doomed-visible; true'] }, { rootfs: plan.target, cgroupsPath: `${fx.cgroupParent}/${id}` });
-        const bundle = path.join(root, 'bundle');
-        await mkdir(bundle, { recursive: true });
-        await writeFile(path.join(bundle, 'config.json'), JSON.stringify(spec));
-        const log = path.join(root, 'log');
-        await fx.rt.create(id, bundle, { overlay: plan, stdio: { mode: 'log', path: log } });
-        try {
-          await fx.rt.start(id);
-          const exit = await fx.rt.wait(id);
-          const out = parseCriLog(await readFile(log, 'utf8'));
-          assert.equal(exit.exitCode, 0, out.stderr);
-          assert.equal(out.stdout, `pulled with ${auth}\n`);
-        } finally {
-          await fx.rt.delete(id, { force: true });
-        }
+        const out = await runOnImage(svc, ref, root, 'cat /etc/motd; test -e /etc/doomed && echo doomed-visible; true');
+        assert.equal(out, `pulled with ${auth}\n`);
         if (auth === 'token') assert.ok(secured.tokenRequests > 0, 'the token server was never asked');
       } finally {
         await securedPusher.close();
