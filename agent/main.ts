@@ -4,7 +4,7 @@
 import { startAgent } from './server.js';
 import { AGENT_VERSION } from './host/host-service.js';
 
-const USAGE = `usage: lxr-agent [--root DIR] [--socket PATH] [--listen HOST:PORT] [--cgroup-parent NAME] [--run-root DIR] [--label K=V]...
+const USAGE = `usage: lxr-agent [--root DIR] [--socket PATH] [--listen HOST:PORT] [--metrics-listen HOST:PORT] [--cgroup-parent NAME] [--run-root DIR] [--label K=V]...
        lxr-agent version
 `;
 
@@ -12,6 +12,7 @@ interface Flags {
   root: string;
   socket: string;
   listen?: string;
+  metricsListen?: string;
   cgroupParent: string;
   runRoot: string;
   labels: Record<string, string>;
@@ -37,6 +38,9 @@ function parse(args: string[]): Flags {
         break;
       case '--listen':
         f.listen = value();
+        break;
+      case '--metrics-listen':
+        f.metricsListen = value();
         break;
       case '--cgroup-parent':
         f.cgroupParent = value();
@@ -82,6 +86,7 @@ async function main(args: string[]): Promise<void> {
     cgroupParent: flags.cgroupParent,
     labels: flags.labels,
     ...(flags.listen ? { listen: flags.listen } : {}),
+    ...(flags.metricsListen ? { metricsListen: flags.metricsListen } : {}),
   });
   const stop = (): void => {
     // Containers are not stopped: only the API goes away.

@@ -17,9 +17,10 @@ import { hostHandlers } from './api/host-adapter.js';
 import { imagesHandlers } from './api/images-adapter.js';
 import { createCgroupManager } from './cgroups/index.js';
 import { ContainerService } from './containers/container-service.js';
-import { HostService } from './host/host-service.js';
+import { AGENT_VERSION, HostService } from './host/host-service.js';
 import { RegistryClient, type RegistryClientOptions } from './image/registry/client.js';
 import { ImageService } from './image/service.js';
+import { createAgentRegistry, serveMetrics, type MetricsServer } from './metrics/metrics.js';
 import { Runtime } from './runtime/runtime.js';
 
 export interface AgentOptions {
@@ -29,6 +30,8 @@ export interface AgentOptions {
   socket: string;
   /** HOST:PORT to serve on over TCP as well (no TLS yet: trusted networks only). */
   listen?: string;
+  /** HOST:PORT to serve Prometheus metrics on over HTTP at /metrics (port 0: any free one). */
+  metricsListen?: string;
   /** Parent cgroup of every container (default "lxr"). */
   cgroupParent?: string;
   /** The runtime's state (default <root>/run; /run/lxr/runtime in production). */
@@ -42,6 +45,8 @@ export interface Agent {
   /** The unix socket address (unix://...), and the TCP one when listening. */
   address: string;
   tcpAddress?: string;
+  /** HOST:PORT of the /metrics endpoint, when serving it. */
+  metricsAddress?: string;
   health: HealthService;
   close(): Promise<void>;
 }
@@ -112,23 +117,26 @@ export async function startAgent(o: AgentOptions): Promise<Agent> {
   for (const s of ['', ServiceNames.Host, ServiceNames.Images, ServiceNames.Containers, ServiceNames.Health]) health.setStatus(s, 'SERVING');
 
   let tcpAddress: string | undefined;
+  let metrics: MetricsServer | undefined;
   try {
     await bindUnix(server, o.socket);
     if (o.listen) {
       const port = await bind(server, o.listen, grpc.ServerCredentials.createInsecure());
       tcpAddress = o.listen.replace(/:\d+$/, `:${port}`);
     }
+    if (o.metricsListen) metrics = await serveMetrics(createAgentRegistry({ containers, version: AGENT_VERSION, log }), o.metricsListen, log);
   } catch (e) {
     server.forceShutdown();
     registry.close();
     throw e;
   }
-  log.info({ socket: o.socket, listen: tcpAddress, root, cgroupMode: cgroups.mode }, 'lxr-agent serving');
+  log.info({ socket: o.socket, listen: tcpAddress, metrics: metrics?.address, root, cgroupMode: cgroups.mode }, 'lxr-agent serving');
 
   let closed: Promise<void> | undefined;
   return {
     address: `unix://${o.socket}`,
     ...(tcpAddress ? { tcpAddress } : {}),
+    ...(metrics ? { metricsAddress: metrics.address } : {}),
     health,
     close() {
       closed ??= (async () => {
@@ -145,6 +153,7 @@ export async function startAgent(o: AgentOptions): Promise<Agent> {
             resolve();
           });
         });
+        await metrics?.close();
         registry.close();
         try {
           unlinkSync(o.socket);
