@@ -212,11 +212,17 @@ export class ContainerService {
   /** Creates the state dir and watches containers that survived an agent restart. */
   async init(): Promise<void> {
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    const missed: Array<Promise<void> | undefined> = [];
     for (const rec of await this.records()) {
       const st = await this.runtimeStatus(rec.name);
       if (st === 'created' || st === 'running') this.watch(rec.name);
-      else if (st === 'stopped' && !rec.exit) this.watch(rec.name); // records the exit it missed
+      else if (st === 'stopped' && !rec.exit) {
+        // Exited while no agent ran: its exit is recorded before the API serves.
+        this.watch(rec.name);
+        missed.push(this.watchers.get(rec.name));
+      }
     }
+    await Promise.all(missed);
   }
 
   /** Serializes operations on one name. */

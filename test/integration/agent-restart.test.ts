@@ -1,0 +1,267 @@
+// Agent restarts and crashes: containers outlive lxr-agent, and the next
+// agent adopts them. The agent runs as a real separate process (the compiled
+// agent/main.js of the same dist tree this test runs from) on a temp root,
+// socket, runtime root and cgroup parent; it is SIGKILLed with containers
+// running, one container exits while no agent runs, and a new agent on the
+// same state reports both: the running one as running, then its exit (Get
+// and the 'died' event), the other as stopped with its exit code.
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
+import { readdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, test } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
+import { c as createTar } from 'tar';
+import { digestOf } from '../../agent/image/digest.js';
+import { MediaType } from '../../agent/image/registry/mediatypes.js';
+import { hostPlatform } from '../../agent/image/registry/platform.js';
+import { processStartTime } from '../../agent/runtime/runtime.js';
+import { ContainersClient, HealthClient, ImagesClient, repoRoot, unary, type Event, type PullResponse } from '../../proto/shared/api.js';
+import { removeCgroupTree } from '../helpers/cgroups.js';
+import { blob, compress, type TestImage } from '../helpers/oci-image.js';
+import { REGISTRY_BIN, REGISTRY_SKIP, startRegistry, TestPusher, type TestRegistry } from '../helpers/registry.js';
+import { makeBusyboxRootfs } from '../helpers/rootfs.js';
+import { ownedTempDir, uniqueId } from '../helpers/tmp.js';
+
+const skip = process.getuid?.() !== 0 ? 'needs root (containers, cgroups)' : existsSync(REGISTRY_BIN) ? false : REGISTRY_SKIP;
+
+/** agent/main.js of the dist tree this file was compiled into (dist/, or another --outDir). */
+function agentMain(): string {
+  const root = repoRoot();
+  const self = fileURLToPath(import.meta.url);
+  const distDir = path.relative(root, self).split(path.sep)[0]!;
+  return path.join(root, distDir, 'agent', 'main.js');
+}
+
+async function busyboxImage(dir: string): Promise<TestImage> {
+  const rootfs = path.join(dir, 'rootfs');
+  await makeBusyboxRootfs(rootfs);
+  const chunks: Buffer[] = [];
+  for await (const ch of createTar({ cwd: rootfs, portable: true }, (await readdir(rootfs)).sort())) chunks.push(Buffer.from(ch as Buffer));
+  const tar = Buffer.concat(chunks);
+  const platform = hostPlatform();
+  const layer = blob(MediaType.OciLayerGzip, compress(tar, 'gzip'));
+  const configJson = {
+    created: '2024-01-01T00:00:00Z',
+    architecture: platform.architecture,
+    os: platform.os,
+    ...(platform.variant !== undefined ? { variant: platform.variant } : {}),
+    config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], Cmd: ['/bin/sh'], WorkingDir: '/' },
+    rootfs: { type: 'layers', diff_ids: [digestOf(tar)] },
+  };
+  const config = blob(MediaType.OciConfig, Buffer.from(JSON.stringify(configJson)));
+  const d = (b: { mediaType: string; digest: string; size: number }) => ({ mediaType: b.mediaType, digest: b.digest, size: b.size });
+  const manifest = blob(MediaType.OciManifest, Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciManifest, config: d(config), layers: [d(layer)] })));
+  return { format: 'oci', platform, manifest, config, layers: [layer], diffIds: [digestOf(tar)], tars: [tar] };
+}
+
+const collect = <T>(s: grpc.ClientReadableStream<T>): Promise<T[]> =>
+  new Promise((resolve, reject) => {
+    const out: T[] = [];
+    s.on('data', (m: T) => out.push(m));
+    s.on('error', reject);
+    s.on('end', () => resolve(out));
+  });
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+async function pidAlive(pid: number): Promise<boolean> {
+  // A zombie counts as gone: its exit is what the monitor collects.
+  if ((await processStartTime(pid)) === null) return false;
+  try {
+    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+/** Init of the container: exits with `code` on SIGTERM (a trap: PID 1 ignores unhandled signals). */
+const untilTerm = (code: number): string[] => ['sh', '-c', `trap 'exit ${code}' TERM; while :; do sleep 1; done`];
+
+interface AgentProc {
+  proc: ChildProcess;
+  pid: number;
+  logFile: string;
+  ctrs: ContainersClient;
+  images: ImagesClient;
+  health: HealthClient;
+}
+
+describe('agent restart: containers outlive the agent and are adopted', { skip, timeout: 180_000 }, () => {
+  let work: string;
+  let reg: TestRegistry;
+  let cgroupParent: string;
+  let socket: string;
+  let image: string;
+  let agentCount = 0;
+  const agents: AgentProc[] = [];
+  const made = new Set<string>();
+
+  const agentLogs = (): string => agents.map((a) => `--- ${a.logFile}:\n${existsSync(a.logFile) ? readFileSync(a.logFile, 'utf8') : ''}`).join('\n');
+
+  /** Spawns lxr-agent and waits until its health check says SERVING. */
+  async function spawnAgent(): Promise<AgentProc> {
+    const logFile = path.join(work, `agent-${++agentCount}.log`);
+    const fd = openSync(logFile, 'a');
+    let proc: ChildProcess;
+    try {
+      proc = spawn(
+        process.execPath,
+        [agentMain(), '--root', path.join(work, 'root'), '--socket', socket, '--run-root', path.join(work, 'runtime'), '--cgroup-parent', cgroupParent],
+        { stdio: ['ignore', fd, fd], env: { ...process.env, LXR_LOG_LEVEL: process.env.LXR_LOG_LEVEL ?? 'debug' } },
+      );
+    } finally {
+      closeSync(fd);
+    }
+    if (proc.pid === undefined) throw new Error('cannot spawn lxr-agent');
+    const creds = grpc.credentials.createInsecure();
+    const address = `unix://${socket}`;
+    const a: AgentProc = { proc, pid: proc.pid, logFile, ctrs: new ContainersClient(address, creds), images: new ImagesClient(address, creds), health: new HealthClient(address, creds) };
+    agents.push(a);
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`lxr-agent exited (${proc.exitCode ?? proc.signalCode}):\n${agentLogs()}`);
+      const ok = await unary(a.health, a.health.Check, { service: '' }, { deadline: Date.now() + 1000 }).then(
+        (r) => r.status === 'SERVING',
+        () => false,
+      );
+      if (ok) return a;
+      if (Date.now() > deadline) throw new Error(`lxr-agent did not serve within 20 s:\n${agentLogs()}`);
+      await sleep(100);
+    }
+  }
+
+  async function killAgent(a: AgentProc): Promise<void> {
+    for (const c of [a.ctrs, a.images, a.health]) c.close();
+    if (a.proc.exitCode !== null || a.proc.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => a.proc.once('exit', () => resolve()));
+    process.kill(a.pid, 'SIGKILL');
+    await exited;
+  }
+
+  before(async () => {
+    work = await ownedTempDir('agentrestart');
+    cgroupParent = uniqueId('lxr-test-');
+    socket = path.join(work, 'run', 'agent.sock');
+    reg = await startRegistry();
+    const img = await busyboxImage(work);
+    const pusher = new TestPusher(reg.host);
+    try {
+      await pusher.pushImage('lxr/busybox', img, 'v1');
+    } finally {
+      pusher.close();
+    }
+    image = `${reg.host}/lxr/busybox:v1`;
+  });
+
+  after(async () => {
+    const errors: unknown[] = [];
+    const step = async (f: () => unknown) => {
+      try {
+        await f();
+      } catch (e) {
+        errors.push(e);
+      }
+    };
+    const live = agents.filter((a) => a.proc.exitCode === null && a.proc.signalCode === null).at(-1);
+    if (live) {
+      for (const name of made) {
+        await step(() =>
+          unary(live.ctrs, live.ctrs.Remove, { name, force: true }).catch((e: grpc.ServiceError) => {
+            if (e.code !== grpc.status.NOT_FOUND) throw e;
+          }),
+        );
+      }
+    }
+    for (const a of agents) await step(() => killAgent(a));
+    await step(() => reg?.stop());
+    await step(async () => {
+      // Containers no agent removed (a failure before the second agent came up) die here.
+      const { killed } = await removeCgroupTree(cgroupParent);
+      if (killed.length > 0 && made.size === 0) throw new Error(`processes left in ${cgroupParent}: ${killed.join(' ')}`);
+    });
+    await step(() => work && rm(work, { recursive: true, force: true }));
+    if (errors.length) throw new AggregateError(errors, 'agent-restart cleanup failed');
+  });
+
+  test('SIGKILLed agent: containers keep running; the next agent adopts them and reports their exits', async () => {
+    const a1 = await spawnAgent();
+    const pulled = await collect<PullResponse>(a1.images.Pull({ image }));
+    assert.equal(pulled.at(-1)?.event, 'image');
+
+    const adopted = uniqueId('c');
+    const exitedMeanwhile = uniqueId('c');
+    const pids = new Map<string, number>();
+    for (const [name, code] of [
+      [adopted, 7],
+      [exitedMeanwhile, 9],
+    ] as const) {
+      made.add(name);
+      await unary(a1.ctrs, a1.ctrs.Create, { name, image, command: untilTerm(code) });
+      const started = (await unary(a1.ctrs, a1.ctrs.Start, { name })).container!;
+      assert.equal(started.state, 'running');
+      assert.ok(started.pid > 0);
+      pids.set(name, started.pid);
+    }
+    // The traps are set before the first signal comes.
+    await sleep(300);
+
+    await killAgent(a1);
+    assert.equal(a1.proc.signalCode, 'SIGKILL');
+    for (const [name, pid] of pids) assert.ok(await pidAlive(pid), `${name}: init ${pid} died with the agent`);
+
+    // One container exits while no agent runs; its monitor records the exit.
+    const gonePid = pids.get(exitedMeanwhile)!;
+    process.kill(gonePid, 'SIGTERM');
+    for (let i = 0; i < 100 && (await pidAlive(gonePid)); i++) await sleep(50);
+    assert.equal(await pidAlive(gonePid), false, 'the container did not exit on SIGTERM');
+    assert.ok(await pidAlive(pids.get(adopted)!));
+
+    const a2 = await spawnAgent();
+    const c2 = (await unary(a2.ctrs, a2.ctrs.Get, { name: exitedMeanwhile })).container!;
+    assert.equal(c2.state, 'stopped', JSON.stringify(c2));
+    assert.equal(c2.exitCode, 9, JSON.stringify(c2));
+    assert.equal(c2.pid, 0);
+    assert.ok(c2.finishedAt, JSON.stringify(c2));
+
+    const events: Event[] = [];
+    const evStream = a2.ctrs.Events({ names: [adopted] });
+    evStream.on('data', (e: Event) => events.push(e));
+    const evDone = new Promise<void>((resolve) => {
+      evStream.on('error', () => resolve());
+      evStream.on('end', () => resolve());
+    });
+    await sleep(200); // the stream is registered before the exit
+
+    const c1 = (await unary(a2.ctrs, a2.ctrs.Get, { name: adopted })).container!;
+    assert.equal(c1.state, 'running', JSON.stringify(c1));
+    assert.equal(c1.pid, pids.get(adopted));
+    assert.deepEqual(
+      (await unary(a2.ctrs, a2.ctrs.List, { states: ['running'] })).containers.map((c) => c.name),
+      [adopted],
+    );
+
+    // The container exits on its own (the agent is not asked): the new agent collects it.
+    process.kill(pids.get(adopted)!, 'SIGTERM');
+    for (let i = 0; i < 100 && !events.some((e) => e.type === 'died'); i++) await sleep(50);
+    evStream.cancel();
+    await evDone;
+    const died = events.filter((e) => e.type === 'died');
+    assert.equal(died.length, 1, JSON.stringify(events));
+    assert.equal(died[0]!.name, adopted);
+    assert.equal(died[0]!.exitCode, 7);
+
+    const c1After = (await unary(a2.ctrs, a2.ctrs.Get, { name: adopted })).container!;
+    assert.equal(c1After.state, 'stopped', JSON.stringify(c1After));
+    assert.equal(c1After.exitCode, 7, JSON.stringify(c1After));
+    assert.equal(c1After.pid, 0);
+    assert.ok(c1After.finishedAt);
+
+    for (const name of [adopted, exitedMeanwhile]) {
+      await unary(a2.ctrs, a2.ctrs.Remove, { name });
+      made.delete(name);
+    }
+    assert.deepEqual((await unary(a2.ctrs, a2.ctrs.List, {})).containers, []);
+  });
+});
