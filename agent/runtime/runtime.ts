@@ -361,20 +361,36 @@ export class Runtime {
   /** The container's exit; waits for it. */
   async wait(id: string): Promise<ExitStatus> {
     const inProc = this.exits.get(id);
-    if (!inProc) await this.record(id); // NOT_FOUND for an unknown id
+    const rec = await this.record(id); // NOT_FOUND for an unknown id
     if (inProc) {
-      // The report and the exit record race: a monitor killed with -9 sends
-      // no report, but waitExitFile notices it is gone.
-      const r = await Promise.race([inProc, this.waitExitFile(id, Infinity).then(() => null)]);
+      // A monitor killed with -9 sends no report: a cheap liveness check
+      // (no file watch on the hot path) ends the wait, and the exit record
+      // below decides.
+      const gone = new AbortController();
+      const r = await Promise.race([inProc, this.monitorGone(rec.monitorPid, gone.signal).then(() => null)]);
+      gone.abort();
       this.exits.delete(id);
       if (r && r.type === 'exited') {
         const rec = await this.store.readExit(id);
         return { exitCode: r.exitCode ?? 0, signal: r.signal ?? 0, oomKilled: r.oomKilled ?? false, ...(rec?.error ? { error: rec.error } : {}) };
       }
     }
-    const rec = await this.waitExitFile(id, Infinity);
-    if (!rec) throw new LxrError('LXR_INTERNAL', `container ${id}: exited without an exit record`);
-    return { exitCode: rec.exitCode, signal: rec.signal, oomKilled: rec.oomKilled, ...(rec.error ? { error: rec.error } : {}) };
+    const exit = await this.waitExitFile(id, Infinity);
+    if (!exit) throw new LxrError('LXR_INTERNAL', `container ${id}: exited without an exit record`);
+    return { exitCode: exit.exitCode, signal: exit.signal, oomKilled: exit.oomKilled, ...(exit.error ? { error: exit.error } : {}) };
+  }
+
+  /** Resolves when the monitor process is gone (polled; aborted when the report came). */
+  private async monitorGone(monitorPid: number, signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      try {
+        await sleep(250, undefined, { signal });
+      } catch {
+        return new Promise(() => {}); // aborted: the report won the race
+      }
+      if ((await processStartTime(monitorPid)) === null) return;
+    }
+    return new Promise(() => {});
   }
 
   private async waitExitFile(id: string, timeoutMs: number): Promise<ExitRecord | null> {

@@ -9,7 +9,7 @@ import { createConnection } from 'node:net';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { runtimeFixture } from '../helpers/runtime.js';
-import { uniqueId } from '../helpers/tmp.js';
+import { tempDir, uniqueId } from '../helpers/tmp.js';
 import { assertNothingLeft, execCapture, execProcess, rejectsWith, sh, statusFields, T, until } from './runtime-common.js';
 
 describe('hardening', () => {
@@ -119,6 +119,22 @@ describe('sysctls in a joined namespace', () => {
     const id = uniqueId('c');
     const e = await rejectsWith(fx.rt.create(id, await fx.bundle(cfg)), 'LXR_INVALID_SPEC', /host/);
     assert.equal(e.field, 'linux.sysctl.net.ipv4.ip_forward');
+    await assertNothingLeft(fx, id);
+  });
+});
+
+describe('a monitor killed with -9', () => {
+  test('does not leave wait() hanging: it ends with a clear error once the container is gone', T, async () => {
+    const fx = await runtimeFixture();
+    const id = uniqueId('c');
+    await fx.rt.create(id, await fx.bundle(sh('sleep 30')), { stdio: { mode: 'log', path: path.join(await tempDir('log'), 'c.log') } });
+    await fx.rt.start(id);
+    const rec = await fx.rt.store.read(id);
+    const waiting = fx.rt.wait(id);
+    process.kill(rec.monitorPid, 'SIGKILL');
+    process.kill(rec.pid, 'SIGKILL');
+    await rejectsWith(waiting, 'LXR_INTERNAL', /without an exit record/);
+    await fx.rt.delete(id, { force: true });
     await assertNothingLeft(fx, id);
   });
 });
