@@ -4,55 +4,26 @@
 // from, and real containers.
 import assert from 'node:assert/strict';
 import { existsSync, statSync } from 'node:fs';
-import { readdir, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import { c as createTar } from 'tar';
-import { digestOf } from '../../agent/image/digest.js';
-import { MediaType } from '../../agent/image/registry/mediatypes.js';
 import { hostPlatform } from '../../agent/image/registry/platform.js';
 import { startAgent, type Agent } from '../../agent/server.js';
 import { ContainersClient, HealthClient, HostClient, ImagesClient, unary, type Event, type LogsResponse, type PullResponse } from '../../proto/shared/api.js';
 import { FIELD_KEY, fromStatus, REASON_KEY } from '../../proto/shared/grpc-errors.js';
 import { rootLogger } from '../../proto/shared/log.js';
 import { removeCgroupTree } from '../helpers/cgroups.js';
-import { blob, compress, type TestImage } from '../helpers/oci-image.js';
-import { REGISTRY_BIN, REGISTRY_SKIP, startRegistry, TestPusher, type TestRegistry } from '../helpers/registry.js';
-import { makeBusyboxRootfs } from '../helpers/rootfs.js';
+import type { TestImage } from '../helpers/oci-image.js';
+import { startRegistry, TestPusher, type TestRegistry } from '../helpers/registry.js';
+import { agentTestSkip, busyboxImage, collect } from '../helpers/agent.js';
 import { ownedTempDir, uniqueId } from '../helpers/tmp.js';
 
-const skip = process.getuid?.() !== 0 ? 'needs root (containers, cgroups)' : existsSync(REGISTRY_BIN) ? false : REGISTRY_SKIP;
+const skip = agentTestSkip;
 
-async function busyboxImage(dir: string): Promise<TestImage> {
-  const rootfs = path.join(dir, 'rootfs');
-  await makeBusyboxRootfs(rootfs);
-  const chunks: Buffer[] = [];
-  for await (const ch of createTar({ cwd: rootfs, portable: true }, (await readdir(rootfs)).sort())) chunks.push(Buffer.from(ch as Buffer));
-  const tar = Buffer.concat(chunks);
-  const platform = hostPlatform();
-  const layer = blob(MediaType.OciLayerGzip, compress(tar, 'gzip'));
-  const configJson = {
-    created: '2024-01-01T00:00:00Z',
-    architecture: platform.architecture,
-    os: platform.os,
-    ...(platform.variant !== undefined ? { variant: platform.variant } : {}),
-    config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], Cmd: ['/bin/sh'], WorkingDir: '/', Labels: { 'org.example': 'agent-api' } },
-    rootfs: { type: 'layers', diff_ids: [digestOf(tar)] },
-  };
-  const config = blob(MediaType.OciConfig, Buffer.from(JSON.stringify(configJson)));
-  const d = (b: { mediaType: string; digest: string; size: number }) => ({ mediaType: b.mediaType, digest: b.digest, size: b.size });
-  const manifest = blob(MediaType.OciManifest, Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciManifest, config: d(config), layers: [d(layer)] })));
-  return { format: 'oci', platform, manifest, config, layers: [layer], diffIds: [digestOf(tar)], tars: [tar] };
-}
 
-const collect = <T>(s: grpc.ClientReadableStream<T>): Promise<T[]> =>
-  new Promise((resolve, reject) => {
-    const out: T[] = [];
-    s.on('data', (m: T) => out.push(m));
-    s.on('error', reject);
-    s.on('end', () => resolve(out));
-  });
+
+
 
 /** The call fails with `code`, the trailer lxr-reason `reason` (and lxr-field `field`). */
 const grpcErr = (code: grpc.status, reason: string, opts: { field?: string; message?: RegExp } = {}) => (e: unknown) => {
@@ -84,7 +55,7 @@ describe('agent gRPC API', { skip, timeout: 180_000 }, () => {
     cgroupParent = uniqueId('lxr-test-');
     socket = path.join(work, 'run', 'agent.sock');
     reg = await startRegistry();
-    img = await busyboxImage(work);
+    img = await busyboxImage(work, { 'org.example': 'agent-api' });
     const pusher = new TestPusher(reg.host);
     try {
       await pusher.pushImage('lxr/busybox', img, 'v1');

@@ -3,47 +3,21 @@
 // a loopback registry, and a scrape checked for cAdvisor's per-container
 // names, the agent's own metrics and the Prometheus text format.
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
-import { readdir, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import { c as createTar } from 'tar';
-import { digestOf } from '../../agent/image/digest.js';
-import { MediaType } from '../../agent/image/registry/mediatypes.js';
-import { hostPlatform } from '../../agent/image/registry/platform.js';
 import { startAgent, type Agent } from '../../agent/server.js';
 import { ContainersClient, unary } from '../../proto/shared/api.js';
 import { rootLogger } from '../../proto/shared/log.js';
 import { removeCgroupTree } from '../helpers/cgroups.js';
-import { blob, compress, type TestImage } from '../helpers/oci-image.js';
-import { REGISTRY_BIN, REGISTRY_SKIP, startRegistry, TestPusher, type TestRegistry } from '../helpers/registry.js';
-import { makeBusyboxRootfs } from '../helpers/rootfs.js';
+import { startRegistry, TestPusher, type TestRegistry } from '../helpers/registry.js';
+import { agentTestSkip, busyboxImage } from '../helpers/agent.js';
 import { ownedTempDir, uniqueId } from '../helpers/tmp.js';
 
-const skip = process.getuid?.() !== 0 ? 'needs root (containers, cgroups)' : existsSync(REGISTRY_BIN) ? false : REGISTRY_SKIP;
+const skip = agentTestSkip;
 
-async function busyboxImage(dir: string): Promise<TestImage> {
-  const rootfs = path.join(dir, 'rootfs');
-  await makeBusyboxRootfs(rootfs);
-  const chunks: Buffer[] = [];
-  for await (const ch of createTar({ cwd: rootfs, portable: true }, (await readdir(rootfs)).sort())) chunks.push(Buffer.from(ch as Buffer));
-  const tar = Buffer.concat(chunks);
-  const platform = hostPlatform();
-  const layer = blob(MediaType.OciLayerGzip, compress(tar, 'gzip'));
-  const configJson = {
-    created: '2024-01-01T00:00:00Z',
-    architecture: platform.architecture,
-    os: platform.os,
-    ...(platform.variant !== undefined ? { variant: platform.variant } : {}),
-    config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], Cmd: ['/bin/sh'], WorkingDir: '/' },
-    rootfs: { type: 'layers', diff_ids: [digestOf(tar)] },
-  };
-  const config = blob(MediaType.OciConfig, Buffer.from(JSON.stringify(configJson)));
-  const d = (b: { mediaType: string; digest: string; size: number }) => ({ mediaType: b.mediaType, digest: b.digest, size: b.size });
-  const manifest = blob(MediaType.OciManifest, Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciManifest, config: d(config), layers: [d(layer)] })));
-  return { format: 'oci', platform, manifest, config, layers: [layer], diffIds: [digestOf(tar)], tars: [tar] };
-}
+
 
 interface Sample {
   name: string;

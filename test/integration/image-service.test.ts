@@ -7,7 +7,6 @@ import { existsSync, readdirSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { c as createTar } from 'tar';
 import { LxrError } from '../../proto/shared/errors.js';
 import { digestOf } from '../../agent/image/digest.js';
 import { chainIds } from '../../agent/image/layer-store.js';
@@ -22,6 +21,7 @@ import { buildSpec } from '../../agent/runtime/defaults.js';
 import { blob, buildIndex, compress, tarOf, type TestImage } from '../helpers/oci-image.js';
 import { REGISTRY_BIN, REGISTRY_SKIP, startRegistry, type TestRegistry, TestPusher } from '../helpers/registry.js';
 import { makeBusyboxRootfs } from '../helpers/rootfs.js';
+import { tarDir } from '../helpers/agent.js';
 import { parseCriLog, runtimeFixture } from '../helpers/runtime.js';
 import { ownedTempDir, uniqueId } from '../helpers/tmp.js';
 
@@ -57,12 +57,6 @@ function imageOf(tars: Buffer[], platform: Platform, cmd: string[], zstd: boolea
   const d = (b: { mediaType: string; digest: string; size: number }) => ({ mediaType: b.mediaType, digest: b.digest, size: b.size });
   const manifest = blob(MediaType.OciManifest, Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciManifest, config: d(config), layers: layers.map(d) })));
   return { format: 'oci', platform, manifest, config, layers, diffIds, tars };
-}
-
-async function tarDir(dir: string): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of createTar({ cwd: dir, portable: true }, (await readdir(dir)).sort())) chunks.push(Buffer.from(c as Buffer));
-  return Buffer.concat(chunks);
 }
 
 const listOrEmpty = (d: string): Promise<string[]> => readdir(d).catch(() => []);
