@@ -11,7 +11,7 @@
 // fixed seed: five gzip layers mixing thousands of small text-like files
 // (like a language runtime) and large incompressible ones.
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createReadStream, existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -22,6 +22,7 @@ import { unpackLayer } from '../../agent/image/unpack.js';
 import { buildImage, type LayerSpec, type TestImage } from '../helpers/oci-image.js';
 import { REGISTRY_BIN, REGISTRY_SKIP, TestPusher, startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { formatTable, round, speedRatio, summarize, type Summary } from './stats.js';
+import { catchInterrupts, checkInterrupted, trackChild } from './interrupt.js';
 
 export const LXR = 'lxr';
 export const PEER = 'skopeo+umoci';
@@ -128,46 +129,19 @@ export function benchImageSpec(): LayerSpec[] {
 }
 
 // ---------------------------------------------------------------------------
-// Interruption.
-
-let interrupted: string | null = null;
-const children = new Set<ChildProcess>();
-
-class Interrupted extends Error {}
-function checkInterrupted(): void {
-  if (interrupted) throw new Interrupted(`interrupted by ${interrupted}`);
-}
-
-function onSignal(sig: NodeJS.Signals): void {
-  if (interrupted) {
-    process.stderr.write(`lxr-bench: second ${sig}, exiting without cleanup; lxr-bench-image-* temp dirs may be left\n`);
-    process.exit(130);
-  }
-  interrupted = sig;
-  process.stderr.write(`lxr-bench: ${sig}: stopping and cleaning up (again to exit at once)\n`);
-  for (const c of children) {
-    try {
-      if (c.pid) process.kill(-c.pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-}
+// Timing one command (interrupt handling: ./interrupt.ts).
 
 /** Runs a command (its own process group, so Ctrl-C can end it); ms. */
 async function timed(cmd: string, args: string[]): Promise<number> {
   checkInterrupted();
   const t0 = process.hrtime.bigint();
   const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
-  children.add(child);
+  const done = trackChild(child);
   let err = '';
   child.stderr!.setEncoding('utf8').on('data', (d: string) => {
     if (err.length < 16 * 1024) err += d;
   });
-  const code = await new Promise<number | null>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (c) => resolve(c));
-  }).finally(() => children.delete(child));
+  const code = await done;
   const ms = Number(process.hrtime.bigint() - t0) / 1e6;
   checkInterrupted();
   if (code !== 0) throw new Error(`${path.basename(cmd)} ${args.join(' ')}: exit ${code}: ${err.trim()}`);
@@ -233,8 +207,7 @@ export async function imageBench(opts: ImageBenchOptions): Promise<ImageBenchRes
   ] as const) {
     if (!existsSync(bin)) throw new Error(pkg);
   }
-  const sigs: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
-  for (const s of sigs) process.on(s, onSignal);
+  const releaseSignals = catchInterrupts('lxr-bench-image-* temp dirs');
   let registry: TestRegistry | undefined;
   const dir = await mkdtemp(path.join(tmpdir(), 'lxr-bench-image-'));
   try {
@@ -307,7 +280,7 @@ export async function imageBench(opts: ImageBenchOptions): Promise<ImageBenchRes
     result.targets[`${LXR} at least as fast as ${PEER}`] = { met: l <= p, ratio: result.ratios[`${PEER}/${LXR}`] ?? null, text: cmp.text };
     return result;
   } finally {
-    for (const s of sigs) process.off(s, onSignal);
+    releaseSignals();
     const errors: string[] = [];
     await registry?.stop().catch((e: unknown) => errors.push(`registry: ${(e as Error).message}`));
     await rm(dir, { recursive: true, force: true }).catch((e: unknown) => errors.push((e as Error).message));

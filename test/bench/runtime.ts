@@ -22,7 +22,7 @@
 // still creates <id>/cgroup.procs under "unified", which would then land on
 // the host's /sys/fs/cgroup tmpfs, hidden under the cgroup2 mount, and leak.)
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, rmdir } from 'node:fs/promises';
@@ -35,6 +35,7 @@ import { cgroupMountpoints, removeCgroupTree } from '../helpers/cgroups.js';
 import { makeBundle } from '../helpers/rootfs.js';
 import { baseConfig } from '../helpers/runc-spec.js';
 import { round, speedRatio, splitEvenly, summarize, formatTable, type Summary } from './stats.js';
+import { catchInterrupts, checkInterrupted, trackChild } from './interrupt.js';
 
 export const IN_PROCESS = 'lxr in-process';
 export const COMMAND = 'lxr-runtime command';
@@ -62,35 +63,6 @@ export interface RuntimeBenchResult {
   ratios: Record<string, number | null>;
   targets: Record<string, { met: boolean | null; ratio: number | null; text: string }>;
   notes: string[];
-}
-
-// ---------------------------------------------------------------------------
-// Interruption: Ctrl-C / SIGTERM stop the loops and let the cleanup run.
-
-let interrupted: string | null = null;
-const children = new Set<ChildProcess>();
-
-class Interrupted extends Error {}
-
-function checkInterrupted(): void {
-  if (interrupted) throw new Interrupted(`interrupted by ${interrupted}`);
-}
-
-function onSignal(sig: NodeJS.Signals): void {
-  if (interrupted) {
-    process.stderr.write(`lxr-bench: second ${sig}, exiting without cleanup; cgroups named lxrbench-*/lxr-bench-* may be left\n`);
-    process.exit(130);
-  }
-  interrupted = sig;
-  process.stderr.write(`lxr-bench: ${sig}: stopping and cleaning up (again to exit at once)\n`);
-  // Each loop is its own process group: this ends the loop and the command it is timing.
-  for (const c of children) {
-    try {
-      if (c.pid) process.kill(-c.pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
 }
 
 // ---------------------------------------------------------------------------
@@ -138,15 +110,12 @@ async function timeLoop(spec: LoopSpec): Promise<number[]> {
   const args = ['-c', LOOP, 'lxr-bench-loop', spec.privateV1 ? 'private-v1' : 'host', spec.prefix, String(spec.first), String(spec.count), spec.errlog, ...spec.cmd];
   const [file, argv] = spec.privateV1 ? ['unshare', ['--mount', '--propagation', 'private', 'bash', ...args]] : ['bash', args];
   const child = spawn(file, argv as string[], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-  children.add(child);
+  const done = trackChild(child);
   let out = '';
   let err = '';
   child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
   child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
-  const code = await new Promise<number | null>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (c) => resolve(c));
-  }).finally(() => children.delete(child));
+  const code = await done;
   checkInterrupted();
   const lines = out.split('\n').filter((l) => l !== '');
   const times: number[] = [];
@@ -227,8 +196,7 @@ export async function runtimeBench(opts: RuntimeBenchOptions): Promise<RuntimeBe
   const cgroupParent = `lxr-bench-${rand}`;
   const dir = await mkdtemp(path.join(tmpdir(), 'lxr-bench-'));
   const sweep: Sweep = { idPrefix, cgroupParent, lxrAbsent: (await cgroupMountpoints()).filter((mp) => !existsSync(path.join(mp, 'lxr'))) };
-  const sigs: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
-  for (const s of sigs) process.on(s, onSignal);
+  const releaseSignals = catchInterrupts('cgroups named lxrbench-*/lxr-bench-*');
 
   try {
     const bundle = path.join(dir, 'bundle');
@@ -332,7 +300,7 @@ export async function runtimeBench(opts: RuntimeBenchOptions): Promise<RuntimeBe
     };
     return result;
   } finally {
-    for (const s of sigs) process.off(s, onSignal);
+    releaseSignals();
     const errors: string[] = [];
     const removed = await sweepCgroups(sweep).catch((e: unknown) => {
       errors.push((e as Error).message);
