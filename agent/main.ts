@@ -5,6 +5,7 @@ import { startAgent } from './server.js';
 import { AGENT_VERSION } from './host/host-service.js';
 
 const USAGE = `usage: lxr-agent [--root DIR] [--socket PATH] [--listen HOST:PORT] [--metrics-listen HOST:PORT] [--cgroup-parent NAME] [--run-root DIR] [--label K=V]...
+                 [--exec-ring-bytes N] [--exec-idle-timeout SECONDS] [--exec-retention SECONDS]
        lxr-agent version
 `;
 
@@ -16,10 +17,17 @@ interface Flags {
   cgroupParent: string;
   runRoot: string;
   labels: Record<string, string>;
+  exec: { ringBytes?: number; idleTimeoutMs?: number; retentionMs?: number };
+}
+
+function positive(flag: string, v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`${flag} wants a positive whole number, got ${v}`);
+  return n;
 }
 
 function parse(args: string[]): Flags {
-  const f: Flags = { root: '/var/lib/lxr', socket: '/run/lxr/agent.sock', cgroupParent: 'lxr', runRoot: '/run/lxr/runtime', labels: {} };
+  const f: Flags = { root: '/var/lib/lxr', socket: '/run/lxr/agent.sock', cgroupParent: 'lxr', runRoot: '/run/lxr/runtime', labels: {}, exec: {} };
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
     const eq = a.indexOf('=');
@@ -47,6 +55,15 @@ function parse(args: string[]): Flags {
         break;
       case '--run-root':
         f.runRoot = value();
+        break;
+      case '--exec-ring-bytes':
+        f.exec.ringBytes = positive(flag, value());
+        break;
+      case '--exec-idle-timeout':
+        f.exec.idleTimeoutMs = positive(flag, value()) * 1000;
+        break;
+      case '--exec-retention':
+        f.exec.retentionMs = positive(flag, value()) * 1000;
         break;
       case '--label': {
         const kv = value();
@@ -85,6 +102,7 @@ async function main(args: string[]): Promise<void> {
     runtimeRoot: flags.runRoot,
     cgroupParent: flags.cgroupParent,
     labels: flags.labels,
+    exec: flags.exec,
     ...(flags.listen ? { listen: flags.listen } : {}),
     ...(flags.metricsListen ? { metricsListen: flags.metricsListen } : {}),
   });

@@ -13,10 +13,12 @@ import { LxrError } from '../proto/shared/errors.js';
 import { HealthService } from '../proto/shared/health.js';
 import { childLogger, rootLogger, type Logger } from '../proto/shared/log.js';
 import { containersHandlers } from './api/containers-adapter.js';
+import { execHandlers } from './api/exec-adapter.js';
 import { hostHandlers } from './api/host-adapter.js';
 import { imagesHandlers } from './api/images-adapter.js';
 import { createCgroupManager } from './cgroups/index.js';
 import { ContainerService } from './containers/container-service.js';
+import { ExecService } from './exec/exec-service.js';
 import { AGENT_VERSION, HostService } from './host/host-service.js';
 import { RegistryClient, type RegistryClientOptions } from './image/registry/client.js';
 import { ImageService } from './image/service.js';
@@ -38,6 +40,8 @@ export interface AgentOptions {
   runtimeRoot?: string;
   registry?: RegistryClientOptions;
   labels?: Record<string, string>;
+  /** Exec sessions: output kept per session, default idle timeout, how long ended ones stay attachable. */
+  exec?: { ringBytes?: number; idleTimeoutMs?: number; retentionMs?: number; killGraceMs?: number };
   log?: Logger;
 }
 
@@ -104,17 +108,21 @@ export async function startAgent(o: AgentOptions): Promise<Agent> {
   const images = new ImageService({ root: path.join(root, 'images'), registry });
   const containers = new ContainerService({ root, images, runtime, cgroups, cgroupParent, log });
   await containers.init();
+  const exec = new ExecService({ target: containers, log, ...(o.exec ?? {}) });
   const host = new HostService({ cgroupMode: cgroups.mode, labels: o.labels ?? {}, containerUsage: () => containers.usage() });
 
   const shutdown = new AbortController();
   const ctx = { log, shutdown: shutdown.signal };
   const health = new HealthService();
-  const server = new grpc.Server();
+  // Keepalive pings find clients that vanished without closing (a laptop
+  // that went to sleep), so their exec sessions count as detached.
+  const server = new grpc.Server({ 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_timeout_ms': 10_000 });
   server.addService(services.Health, health.handlers());
   server.addService(services.Host, hostHandlers(ctx, host));
   server.addService(services.Images, imagesHandlers(ctx, images));
   server.addService(services.Containers, containersHandlers(ctx, containers));
-  for (const s of ['', ServiceNames.Host, ServiceNames.Images, ServiceNames.Containers, ServiceNames.Health]) health.setStatus(s, 'SERVING');
+  server.addService(services.Exec, execHandlers(ctx, exec));
+  for (const s of ['', ServiceNames.Host, ServiceNames.Images, ServiceNames.Containers, ServiceNames.Exec, ServiceNames.Health]) health.setStatus(s, 'SERVING');
 
   let tcpAddress: string | undefined;
   let metrics: MetricsServer | undefined;
@@ -154,6 +162,7 @@ export async function startAgent(o: AgentOptions): Promise<Agent> {
           });
         });
         await metrics?.close();
+        exec.close();
         registry.close();
         try {
           unlinkSync(o.socket);

@@ -11,7 +11,7 @@ export interface AdapterContext {
   shutdown?: AbortSignal;
 }
 
-function logFailure(log: Logger, rpc: string, e: unknown, container?: string): void {
+export function logFailure(log: Logger, rpc: string, e: unknown, container?: string): void {
   const st = toStatus(e);
   const child = log.child({ rpc, ...(container ? { container } : {}) });
   // INTERNAL means a bug or a host failure; the rest are the caller's doing.

@@ -25,8 +25,10 @@ import type { Logger } from '../../proto/shared/log.js';
 import type { CgroupManager } from '../cgroups/cgroup.js';
 import type { ImageInspect, ImageService } from '../image/service.js';
 import { linuxOverlayFs, planOverlay, prepareOverlayDirs, removeOverlayDirs, type RootfsOverlay } from '../rootfs/overlay.js';
-import { buildSpec, type ContainerRequest } from '../runtime/defaults.js';
-import type { Status } from '../runtime/oci.js';
+import type { ExecStartRequest } from '../exec/exec-service.js';
+import { buildSpec, resolveUser, type ContainerRequest } from '../runtime/defaults.js';
+import type { AttachedExec } from '../runtime/exec-io.js';
+import type { Process, Spec, Status } from '../runtime/oci.js';
 import type { ExitStatus, Runtime } from '../runtime/runtime.js';
 import { writeAtomic } from '../runtime/store.js';
 
@@ -436,6 +438,49 @@ export class ContainerService {
       await this.record(name);
       await this.o.runtime.kill(name, sig);
     });
+  }
+
+  /**
+   * Runs a process in a running container, from the container's own process
+   * settings (env, cwd, user, capabilities, seccomp, ...) with the request's
+   * overrides; its stdio wired to the caller (exec sessions).
+   */
+  async exec(name: string, req: ExecStartRequest): Promise<AttachedExec> {
+    const rec = await this.record(name);
+    (req.env ?? []).forEach((e, i) => {
+      if (typeof e !== 'string' || e.indexOf('=') <= 0) throw invalidArgument(`start.env[${i}]`, `${JSON.stringify(e)} is not NAME=VALUE`);
+    });
+    if (req.cwd && !req.cwd.startsWith('/')) throw invalidArgument('start.cwd', `${JSON.stringify(req.cwd)} is not an absolute path`);
+    const spec = JSON.parse(await readFile(path.join(rec.bundle, 'config.json'), 'utf8')) as Spec;
+    const base = spec.process!;
+    const env = new Map<string, string>();
+    const put = (e: string): void => void env.set(e.slice(0, Math.max(0, e.indexOf('='))), e);
+    (base.env ?? []).forEach(put);
+    let user = base.user;
+    if (req.user) {
+      const userRoot = rec.overlay.lower.find((l) => existsSync(path.join(l, 'etc', 'passwd'))) ?? rec.overlay.target;
+      let u: ReturnType<typeof resolveUser>;
+      try {
+        u = resolveUser(userRoot, req.user);
+      } catch (e) {
+        if (e instanceof LxrError && e.field === 'process.user') throw invalidArgument('start.user', e.message);
+        throw e;
+      }
+      user = { uid: u.uid, gid: u.gid, additionalGids: u.additionalGids ?? [] };
+      put(`HOME=${u.home}`);
+    }
+    if (req.tty && !env.has('TERM')) put('TERM=xterm');
+    (req.env ?? []).forEach(put);
+    const proc: Process = {
+      ...base,
+      args: req.args,
+      env: [...env.values()],
+      cwd: req.cwd || base.cwd,
+      user,
+      terminal: req.tty,
+      ...(req.tty ? { consoleSize: { height: req.rows > 0 ? req.rows : 24, width: req.cols > 0 ? req.cols : 80 } } : {}),
+    };
+    return this.o.runtime.execAttached(name, proc);
   }
 
   async remove(name: string, force = false): Promise<void> {

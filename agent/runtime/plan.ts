@@ -242,15 +242,24 @@ export interface ExecPlanInput {
   process: Process;
   procsFiles: readonly string[];
   consoleSocket?: string | undefined;
+  /**
+   * The helper keeps the terminal's master and relays it over its own
+   * stdio (the agent's node-pty), instead of handing it to a console socket.
+   */
+  relayTerminal?: boolean;
+  /** Reports go to this unix socket instead of fd 3 (a node-pty child has no fd 3). */
+  reportSocket?: string | undefined;
   detach: boolean;
 }
 
 /** Exec joins every namespace the container has, through its init's /proc entries. */
 export function planExec(input: ExecPlanInput): PlanRecord[] {
-  if (input.process.terminal && !input.consoleSocket) {
+  if (input.process.terminal && !input.consoleSocket && !input.relayTerminal) {
     throw invalidSpec('process.terminal', 'a terminal needs a console socket to hand the PTY to (--console-socket)');
   }
+  if (input.relayTerminal && input.detach) throw invalidSpec('process.terminal', 'a relayed terminal cannot be detached');
   const out: PlanRecord[] = [['target', String(input.pid)]];
+  if (input.reportSocket) out.push(['report_socket', input.reportSocket]);
   for (const ns of input.spec.linux?.namespaces ?? []) {
     const name = NS_NAMES[ns.type];
     out.push(['ns', name, ns.path ?? `/proc/${input.pid}/ns/${name === 'mount' ? 'mnt' : name}`]);

@@ -3,14 +3,16 @@
 // A thin orchestrator over the planner (plan.ts), the native helper
 // (shim.ts), cgroups and the state store; the lxr-runtime command line and
 // the agent both drive this class.
-import { existsSync, readFileSync, rmSync, statSync, watch, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, watch, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { failAfterCleanup, invalidArgument, invalidSpec, LxrError, notFound } from '../../proto/shared/errors.js';
 import type { CgroupHandle, CgroupLimits, CgroupManager } from '../cgroups/cgroup.js';
 import type { RootfsOverlay } from '../rootfs/overlay.js';
 import { ALWAYS_ALLOWED_DEVICE_RULES } from './devices.js';
+import type { AttachedExec } from './exec-io.js';
 import { assertLegal, type Operation } from './lifecycle.js';
 import type { Process, Spec, State, Status } from './oci.js';
 import { encodePlan, planCreate, planExec, type Stdio } from './plan.js';
@@ -486,6 +488,31 @@ export class Runtime {
       }
     }
     await this.store.remove(id);
+  }
+
+  /**
+   * Exec with the process's stdio wired to the caller (pipes, or a terminal
+   * relayed by the helper when proc.terminal), for exec sessions.
+   */
+  async execAttached(id: string, proc: Process): Promise<AttachedExec> {
+    const rec = await this.record(id);
+    assertLegal(id, await this.status(rec), 'exec');
+    const spec = validateSpec({ ...rec.spec, process: proc });
+    const procsFiles = rec.cgroupPath && this.opts.cgroups ? (await this.opts.cgroups.open(rec.cgroupPath)).procsFiles : [];
+    const tty = spec.process!.terminal === true;
+    // The report socket is named in the plan: a private dir with a short path (sun_path).
+    const sockDir = tty ? mkdtempSync(path.join(os.tmpdir(), 'lxr-exec-')) : null;
+    const reportSocket = sockDir ? path.join(sockDir, 'r') : undefined;
+    const records = planExec({ pid: rec.pid, spec, process: spec.process!, procsFiles, relayTerminal: tty, reportSocket, detach: false });
+    const planFile = path.join(this.store.paths(id).dir, `exec-${process.pid}-${Date.now()}-${Math.random().toString(16).slice(2, 8)}.plan`);
+    writeFileSync(planFile, encodePlan(records), { mode: 0o600 });
+    try {
+      const size = spec.process!.consoleSize;
+      return await this.launcher.execAttached(planFile, { tty, rows: size?.height ?? 0, cols: size?.width ?? 0, ...(reportSocket ? { reportSocket } : {}) });
+    } finally {
+      rmSync(planFile, { force: true });
+      if (sockDir) rmSync(sockDir, { recursive: true, force: true });
+    }
   }
 
   async exec(id: string, proc: Process, o: ExecOptions = {}): Promise<ExecHandle> {

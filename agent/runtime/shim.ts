@@ -8,6 +8,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { LxrError, type Reason } from '../../proto/shared/errors.js';
+import { execWithPipes, execWithTerminal, scriptedExec, type AttachedExec, type AttachedExecOptions, type ScriptedExec } from './exec-io.js';
 
 export interface ShimReport {
   type: 'created' | 'started' | 'error' | 'exited';
@@ -46,6 +47,8 @@ export interface CreateHints {
 export interface ShimLauncher {
   create(planFile: string, stdio: ShimStdio, hints?: CreateHints): Promise<ShimProcess>;
   exec(planFile: string, stdio: ShimStdio): Promise<ShimProcess>;
+  /** Exec with the process's stdio wired to the agent (exec sessions). */
+  execAttached(planFile: string, o: AttachedExecOptions): Promise<AttachedExec>;
 }
 
 /**
@@ -255,6 +258,10 @@ export class LinuxShimLauncher implements ShimLauncher {
     return this.run('exec', planFile, stdio);
   }
 
+  execAttached(planFile: string, o: AttachedExecOptions): Promise<AttachedExec> {
+    return o.tty ? execWithTerminal(this.shimPath, planFile, o) : execWithPipes(this.shimPath, planFile);
+  }
+
   /** Stops the helper server (running containers are unaffected). */
   close(): void {
     this.server?.close();
@@ -297,6 +304,8 @@ export class LinuxShimLauncher implements ShimLauncher {
 /** Records what the runtime asked for; answers with scripted reports. */
 export class FakeShimLauncher implements ShimLauncher {
   readonly calls: Array<{ mode: 'create' | 'exec'; planFile: string; stdio: ShimStdio }> = [];
+  /** Attached execs handed out, for the test to drive as the process. */
+  readonly attached: ScriptedExec[] = [];
   nextPid = 4242;
   failWith: ShimReport | null = null;
 
@@ -317,5 +326,13 @@ export class FakeShimLauncher implements ShimLauncher {
 
   exec(planFile: string, stdio: ShimStdio) {
     return this.answer('exec', planFile, stdio);
+  }
+
+  execAttached(planFile: string, o: AttachedExecOptions): Promise<AttachedExec> {
+    this.calls.push({ mode: 'exec', planFile, stdio: ['ignore', 'ignore', 'ignore'] });
+    if (this.failWith) return Promise.reject(reportToError(this.failWith, 'exec'));
+    const x = scriptedExec(this.nextPid++, o.tty);
+    this.attached.push(x);
+    return Promise.resolve(x);
   }
 }

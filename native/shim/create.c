@@ -221,7 +221,7 @@ int cmd_create(struct plan *p, int report_fd)
 		if (logfd < 0) { lxr_fail(&err, errno, "log", "open %s", p->log_path); goto fail_early; }
 		if (pipe2(out, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0) { lxr_fail(&err, errno, "log", "pipe"); goto fail_early; }
 	}
-	if (p->terminal && p->console_socket && (cfd = connect_console(p->console_socket, &err)) < 0) goto fail_early;
+	if (p->terminal && p->console_socket && (cfd = connect_unix(p->console_socket, "console socket", &err)) < 0) goto fail_early;
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) { lxr_fail(&err, errno, "monitor", "socketpair"); goto fail_early; }
 
 	unsigned long flags = 0;

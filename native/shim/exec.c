@@ -26,12 +26,14 @@ static int parse_err(const char *payload, struct lxr_err *err)
 int cmd_exec(struct plan *p, int report_fd)
 {
 	struct lxr_err err = { 0 };
-	int fds[16], cfd = -1, sv[2];
+	int fds[16], cfd = -1, sv[2], master = -1, slave = -1;
+	/* A terminal without a console socket is relayed by this helper. */
+	int relay = p->terminal && !p->console_socket;
 	if (!p->target) { lxr_fail(&err, EINVAL, "exec", "the plan names no target process"); goto fail; }
 	if (!p->args.n) { lxr_fail(&err, EINVAL, "exec", "the plan has no args"); goto fail; }
 	if (p->ns.n > 16) { lxr_fail(&err, EINVAL, "exec", "too many namespaces"); goto fail; }
 	if (open_ns_fds(p, fds, &err) < 0) goto fail;
-	if (p->terminal && p->console_socket && (cfd = connect_console(p->console_socket, &err)) < 0) goto fail;
+	if (p->terminal && p->console_socket && (cfd = connect_unix(p->console_socket, "console socket", &err)) < 0) goto fail;
 	if (p->has_oom_score_adj) {
 		char v[16];
 		snprintf(v, sizeof v, "%d", p->oom_score_adj);
@@ -40,6 +42,8 @@ int cmd_exec(struct plan *p, int report_fd)
 	if (join_cgroups(p, getpid(), &err) < 0) goto fail;
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) { lxr_fail(&err, errno, "exec", "set non-dumpable"); goto fail; }
 	if (setns_fds(p, fds, &err) < 0) goto fail;
+	/* In the container's mount namespace now: the PTY comes from its devpts. */
+	if (relay && open_pty(p, &master, &slave, &err) < 0) goto fail;
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) { lxr_fail(&err, errno, "exec", "socketpair"); goto fail; }
 
 	sigset_t mask, old;
@@ -63,7 +67,10 @@ int cmd_exec(struct plan *p, int report_fd)
 				lxr_fail(&err, errno, "user namespace", "become root in the container's user namespace");
 				goto child_fail;
 			}
-		if (p->terminal && setup_terminal(p, cfd, &err) < 0) goto child_fail;
+		if (relay) {
+			close(master);
+			if (become_tty_session(slave, &err) < 0) goto child_fail;
+		} else if (p->terminal && setup_terminal(p, cfd, &err) < 0) goto child_fail;
 		finalize_and_exec(p, -1, NULL, &err);
 	child_fail:
 		send_child_error(sv[1], &err);
@@ -71,6 +78,7 @@ int cmd_exec(struct plan *p, int report_fd)
 	}
 	close(sv[1]);
 	if (cfd >= 0) close(cfd);
+	if (slave >= 0) close(slave);
 	char k, payload[4096];
 	int r = sync_recv(sv[0], &k, payload, sizeof payload);
 	close(sv[0]);
@@ -91,16 +99,8 @@ int cmd_exec(struct plan *p, int report_fd)
 		waitpid(child, &status, 0);
 		goto done;
 	}
-	for (;;) {
-		struct signalfd_siginfo si;
-		if (read(sfd, &si, sizeof si) != sizeof si) {
-			if (errno == EINTR) continue;
-			break;
-		}
-		if (si.ssi_signo != SIGCHLD) { kill(child, (int)si.ssi_signo); continue; }
-		pid_t w = waitpid(child, &status, WNOHANG);
-		if (w == child) break;
-	}
+	if (relay) relay_terminal(master, child, sfd, report_fd, &status);
+	else wait_forwarding(child, sfd, report_fd, &status);
 done:;
 	int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 	report(report_fd, "{\"type\":\"exited\",\"pid\":%d,\"exitCode\":%d,\"signal\":%d,\"oomKilled\":false}", child, code,

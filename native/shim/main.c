@@ -43,5 +43,14 @@ int main(int argc, char **argv)
 	}
 	/* Only now: the re-exec above must keep the report descriptor. */
 	if (report_fd >= 0) fcntl(report_fd, F_SETFD, FD_CLOEXEC);
+	/* A caller that cannot pass fd 3 (node-pty) names a socket instead;
+	 * whatever fd 3 then is, it is not ours to write to. */
+	if (plan.report_socket) {
+		report_fd = connect_unix(plan.report_socket, "report socket", &err);
+		if (report_fd < 0) {
+			fprintf(stderr, "lxr-shim: %s: %s\n", err.step, err.msg);
+			return 1;
+		}
+	}
 	return !strcmp(argv[1], "create") ? cmd_create(&plan, report_fd) : cmd_exec(&plan, report_fd);
 }

@@ -143,6 +143,7 @@ static int apply(struct plan *p, const char *op, int argc, char **a, struct lxr_
 	}
 	else if (!strcmp(op, "terminal")) { NEED(2); NUM(0, p->rows); NUM(1, p->cols); p->terminal = 1; }
 	else if (!strcmp(op, "console_socket")) { NEED(1); p->console_socket = a[0]; }
+	else if (!strcmp(op, "report_socket")) { NEED(1); p->report_socket = a[0]; }
 	else if (!strcmp(op, "stdio")) {
 		if (argc == 1 && !strcmp(a[0], "inherit")) p->stdio_log = 0;
 		else if (argc == 2 && !strcmp(a[0], "log")) { p->stdio_log = 1; p->log_path = a[1]; }

@@ -68,6 +68,7 @@ struct plan {
 	VEC(char *) args;  /* NULL-terminated when used */
 	int terminal; unsigned rows, cols;
 	const char *console_socket;
+	const char *report_socket;
 	int stdio_log; const char *log_path;
 	const char *control;
 	const char *exit_file;
@@ -106,7 +107,14 @@ int finalize_and_exec(const struct plan *p, int sync_fd, int (*wait_go)(int), st
 
 /* terminal.c */
 int setup_terminal(const struct plan *p, int console_fd, struct lxr_err *err);
-int connect_console(const char *path, struct lxr_err *err);
+int connect_unix(const char *path, const char *what, struct lxr_err *err);
+int open_pty(const struct plan *p, int *master, int *slave, struct lxr_err *err);
+int become_tty_session(int slave, struct lxr_err *err);
+/* relay.c */
+int relay_terminal(int master, pid_t child, int sfd, int ctl, int *status);
+/* control.c */
+int control_read(int fd, pid_t child);
+int wait_forwarding(pid_t child, int sfd, int ctl, int *status);
 
 /* namespaces.c */
 int join_namespaces(const struct plan *p, int skip_pid, struct lxr_err *err);

@@ -229,3 +229,68 @@ export interface Event {
   exitCode: number;
   signal: number;
 }
+
+// ---------------------------------------------------------------- exec
+
+export interface ExecStart {
+  container?: string;
+  args?: string[];
+  env?: string[];
+  cwd?: string;
+  user?: string;
+  tty?: boolean;
+  rows?: number;
+  cols?: number;
+  idleTimeoutSeconds?: number;
+}
+export interface ExecAttach {
+  sessionId?: string;
+  offset?: number;
+}
+export interface Resize {
+  rows?: number;
+  cols?: number;
+}
+export interface ExecRequest {
+  start?: ExecStart;
+  attach?: ExecAttach;
+  stdin?: Buffer;
+  resize?: Resize;
+  signal?: string;
+  closeStdin?: boolean;
+  /** Which of the oneof fields is set (as delivered). */
+  msg?: 'start' | 'attach' | 'stdin' | 'resize' | 'signal' | 'closeStdin';
+}
+export interface ExecOutput {
+  stream: 'stdout' | 'stderr';
+  data: Buffer;
+  offset: number;
+}
+export interface ExecExit {
+  code: number;
+  signal: number;
+}
+export interface ExecResponse {
+  sessionId?: string;
+  output?: ExecOutput;
+  gapUntil?: number;
+  exit?: ExecExit;
+  msg?: 'sessionId' | 'output' | 'gapUntil' | 'exit';
+}
+export interface ListSessionsRequest {
+  container?: string;
+}
+export interface Session {
+  id: string;
+  container: string;
+  args: string[];
+  tty: boolean;
+  state: 'running' | 'exited';
+  attachedClients: number;
+  startedAt: string;
+  lastActivity: string;
+  exit: ExecExit | null;
+}
+export interface ListSessionsResponse {
+  sessions: Session[];
+}

@@ -98,6 +98,14 @@ export interface ContainersClient extends grpc.Client {
   Events: ServerStreamMethod<T.EventsRequest, T.Event>;
 }
 
+export type BidiStreamMethod<Req, Res> = (md?: grpc.Metadata, opts?: grpc.CallOptions) => grpc.ClientDuplexStream<Req, Res>;
+
+export interface ExecClient extends grpc.Client {
+  Exec: BidiStreamMethod<T.ExecRequest, T.ExecResponse>;
+  Attach: BidiStreamMethod<T.ExecRequest, T.ExecResponse>;
+  ListSessions: UnaryMethod<T.ListSessionsRequest, T.ListSessionsResponse>;
+}
+
 export interface HealthClient extends grpc.Client {
   Check: UnaryMethod<T.HealthCheckRequest, T.HealthCheckResponse>;
   Watch: ServerStreamMethod<T.HealthCheckRequest, T.HealthCheckResponse>;
@@ -109,8 +117,19 @@ const agentV1 = agentRoot.lxr.agent.v1;
 export const HostClient = agentV1.Host! as unknown as ClientCtor<HostClient> & grpc.ServiceClientConstructor;
 export const ImagesClient = agentV1.Images! as unknown as ClientCtor<ImagesClient> & grpc.ServiceClientConstructor;
 export const ContainersClient = agentV1.Containers! as unknown as ClientCtor<ContainersClient> & grpc.ServiceClientConstructor;
-export const ExecClient = agentV1.Exec! as grpc.ServiceClientConstructor;
+export const ExecClient = agentV1.Exec! as unknown as ClientCtor<ExecClient> & grpc.ServiceClientConstructor;
 export const HealthClient = healthRoot.grpc.health.v1.Health! as unknown as ClientCtor<HealthClient> & grpc.ServiceClientConstructor;
+
+/**
+ * Channel options every LXR client uses: an 8 MiB HTTP/2 receive window
+ * (grpc-js's default of 64 KiB caps a stream at a few hundred MB/s, which
+ * exec output outruns), and keepalive pings so a dead peer is noticed.
+ */
+export const CLIENT_OPTIONS: grpc.ClientOptions = {
+  'grpc-node.flow_control_window': 8 << 20,
+  'grpc.keepalive_time_ms': 30_000,
+  'grpc.keepalive_timeout_ms': 10_000,
+};
 
 /** Service definitions for grpc.Server.addService. */
 export const services = {

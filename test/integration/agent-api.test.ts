@@ -11,12 +11,11 @@ import * as grpc from '@grpc/grpc-js';
 import { hostPlatform } from '../../agent/image/registry/platform.js';
 import { startAgent, type Agent } from '../../agent/server.js';
 import { ContainersClient, HealthClient, HostClient, ImagesClient, unary, type Event, type LogsResponse, type PullResponse } from '../../proto/shared/api.js';
-import { FIELD_KEY, fromStatus, REASON_KEY } from '../../proto/shared/grpc-errors.js';
 import { rootLogger } from '../../proto/shared/log.js';
 import { removeCgroupTree } from '../helpers/cgroups.js';
 import type { TestImage } from '../helpers/oci-image.js';
 import { startRegistry, TestPusher, type TestRegistry } from '../helpers/registry.js';
-import { agentTestSkip, busyboxImage, collect } from '../helpers/agent.js';
+import { agentTestSkip, busyboxImage, cleanupSteps, collect, grpcErr } from '../helpers/agent.js';
 import { ownedTempDir, uniqueId } from '../helpers/tmp.js';
 
 const skip = agentTestSkip;
@@ -24,17 +23,6 @@ const skip = agentTestSkip;
 
 
 
-
-/** The call fails with `code`, the trailer lxr-reason `reason` (and lxr-field `field`). */
-const grpcErr = (code: grpc.status, reason: string, opts: { field?: string; message?: RegExp } = {}) => (e: unknown) => {
-  const err = e as grpc.ServiceError;
-  assert.equal(err.code, code, String(err.details));
-  assert.deepEqual(err.metadata.get(REASON_KEY), [reason]);
-  if (opts.field !== undefined) assert.deepEqual(err.metadata.get(FIELD_KEY), [opts.field]);
-  if (opts.message) assert.match(err.details, opts.message);
-  assert.equal(fromStatus(err).reason, reason);
-  return true;
-};
 
 describe('agent gRPC API', { skip, timeout: 180_000 }, () => {
   let work: string;
@@ -72,14 +60,7 @@ describe('agent gRPC API', { skip, timeout: 180_000 }, () => {
   });
 
   after(async () => {
-    const errors: unknown[] = [];
-    const step = async (f: () => unknown) => {
-      try {
-        await f();
-      } catch (e) {
-        errors.push(e);
-      }
-    };
+    const { step, done } = cleanupSteps();
     for (const name of made) {
       await step(() =>
         unary(ctrs, ctrs.Remove, { name, force: true }).catch((e: grpc.ServiceError) => {
@@ -95,7 +76,7 @@ describe('agent gRPC API', { skip, timeout: 180_000 }, () => {
       if (killed.length > 0) throw new Error(`processes left in ${cgroupParent}: ${killed.join(' ')}`);
     });
     await step(() => work && rm(work, { recursive: true, force: true }));
-    if (errors.length) throw new AggregateError(errors, 'agent-api cleanup failed');
+    done('agent-api');
   });
 
   test('socket is 0600 and health says SERVING', async () => {

@@ -12,7 +12,7 @@ import { ContainersClient, unary } from '../../proto/shared/api.js';
 import { rootLogger } from '../../proto/shared/log.js';
 import { removeCgroupTree } from '../helpers/cgroups.js';
 import { startRegistry, TestPusher, type TestRegistry } from '../helpers/registry.js';
-import { agentTestSkip, busyboxImage } from '../helpers/agent.js';
+import { agentTestSkip, busyboxImage, cleanupSteps } from '../helpers/agent.js';
 import { ownedTempDir, uniqueId } from '../helpers/tmp.js';
 
 const skip = agentTestSkip;
@@ -85,14 +85,7 @@ describe('agent /metrics', { skip, timeout: 180_000 }, () => {
   });
 
   after(async () => {
-    const errors: unknown[] = [];
-    const step = async (f: () => unknown) => {
-      try {
-        await f();
-      } catch (e) {
-        errors.push(e);
-      }
-    };
+    const { step, done } = cleanupSteps();
     for (const name of made) {
       await step(() =>
         unary(ctrs, ctrs.Remove, { name, force: true }).catch((e: grpc.ServiceError) => {
@@ -109,7 +102,7 @@ describe('agent /metrics', { skip, timeout: 180_000 }, () => {
       if (killed.length > 0) throw new Error(`processes left in ${cgroupParent}: ${killed.join(' ')}`);
     });
     await step(() => work && rm(work, { recursive: true, force: true }));
-    if (errors.length) throw new AggregateError(errors, 'agent-metrics cleanup failed');
+    done('agent-metrics');
   });
 
   const scrape = async (p = '/metrics'): Promise<Response> => fetch(`http://${agent.metricsAddress}${p}`);

@@ -6,33 +6,20 @@
 // same state reports both: the running one as running, then its exit (Get
 // and the 'died' event), the other as stopped with its exit code.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { processStartTime } from '../../agent/runtime/runtime.js';
-import { ContainersClient, HealthClient, ImagesClient, repoRoot, unary, type Event, type PullResponse } from '../../proto/shared/api.js';
+import { unary, type Event, type PullResponse } from '../../proto/shared/api.js';
+import { AgentProcesses } from '../helpers/agent-process.js';
 import { removeCgroupTree } from '../helpers/cgroups.js';
 import { startRegistry, TestPusher, type TestRegistry } from '../helpers/registry.js';
-import { agentTestSkip, busyboxImage, collect } from '../helpers/agent.js';
+import { agentTestSkip, busyboxImage, cleanupSteps, collect } from '../helpers/agent.js';
 import { ownedTempDir, uniqueId } from '../helpers/tmp.js';
 
 const skip = agentTestSkip;
-
-/** agent/main.js of the dist tree this file was compiled into (dist/, or another --outDir). */
-function agentMain(): string {
-  const root = repoRoot();
-  const self = fileURLToPath(import.meta.url);
-  const distDir = path.relative(root, self).split(path.sep)[0]!;
-  return path.join(root, distDir, 'agent', 'main.js');
-}
-
-
-
-
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function pidAlive(pid: number): Promise<boolean> {
@@ -48,71 +35,18 @@ async function pidAlive(pid: number): Promise<boolean> {
 /** Init of the container: exits with `code` on SIGTERM (a trap: PID 1 ignores unhandled signals). */
 const untilTerm = (code: number): string[] => ['sh', '-c', `trap 'exit ${code}' TERM; while :; do sleep 1; done`];
 
-interface AgentProc {
-  proc: ChildProcess;
-  pid: number;
-  logFile: string;
-  ctrs: ContainersClient;
-  images: ImagesClient;
-  health: HealthClient;
-}
-
 describe('agent restart: containers outlive the agent and are adopted', { skip, timeout: 180_000 }, () => {
   let work: string;
   let reg: TestRegistry;
   let cgroupParent: string;
-  let socket: string;
   let image: string;
-  let agentCount = 0;
-  const agents: AgentProc[] = [];
+  let lab: AgentProcesses;
   const made = new Set<string>();
-
-  const agentLogs = (): string => agents.map((a) => `--- ${a.logFile}:\n${existsSync(a.logFile) ? readFileSync(a.logFile, 'utf8') : ''}`).join('\n');
-
-  /** Spawns lxr-agent and waits until its health check says SERVING. */
-  async function spawnAgent(): Promise<AgentProc> {
-    const logFile = path.join(work, `agent-${++agentCount}.log`);
-    const fd = openSync(logFile, 'a');
-    let proc: ChildProcess;
-    try {
-      proc = spawn(
-        process.execPath,
-        [agentMain(), '--root', path.join(work, 'root'), '--socket', socket, '--run-root', path.join(work, 'runtime'), '--cgroup-parent', cgroupParent],
-        { stdio: ['ignore', fd, fd], env: { ...process.env, LXR_LOG_LEVEL: process.env.LXR_LOG_LEVEL ?? 'debug' } },
-      );
-    } finally {
-      closeSync(fd);
-    }
-    if (proc.pid === undefined) throw new Error('cannot spawn lxr-agent');
-    const creds = grpc.credentials.createInsecure();
-    const address = `unix://${socket}`;
-    const a: AgentProc = { proc, pid: proc.pid, logFile, ctrs: new ContainersClient(address, creds), images: new ImagesClient(address, creds), health: new HealthClient(address, creds) };
-    agents.push(a);
-    const deadline = Date.now() + 20_000;
-    for (;;) {
-      if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`lxr-agent exited (${proc.exitCode ?? proc.signalCode}):\n${agentLogs()}`);
-      const ok = await unary(a.health, a.health.Check, { service: '' }, { deadline: Date.now() + 1000 }).then(
-        (r) => r.status === 'SERVING',
-        () => false,
-      );
-      if (ok) return a;
-      if (Date.now() > deadline) throw new Error(`lxr-agent did not serve within 20 s:\n${agentLogs()}`);
-      await sleep(100);
-    }
-  }
-
-  async function killAgent(a: AgentProc): Promise<void> {
-    for (const c of [a.ctrs, a.images, a.health]) c.close();
-    if (a.proc.exitCode !== null || a.proc.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => a.proc.once('exit', () => resolve()));
-    process.kill(a.pid, 'SIGKILL');
-    await exited;
-  }
 
   before(async () => {
     work = await ownedTempDir('agentrestart');
     cgroupParent = uniqueId('lxr-test-');
-    socket = path.join(work, 'run', 'agent.sock');
+    lab = new AgentProcesses({ work, cgroupParent });
     reg = await startRegistry();
     const img = await busyboxImage(work);
     const pusher = new TestPusher(reg.host);
@@ -125,15 +59,8 @@ describe('agent restart: containers outlive the agent and are adopted', { skip, 
   });
 
   after(async () => {
-    const errors: unknown[] = [];
-    const step = async (f: () => unknown) => {
-      try {
-        await f();
-      } catch (e) {
-        errors.push(e);
-      }
-    };
-    const live = agents.filter((a) => a.proc.exitCode === null && a.proc.signalCode === null).at(-1);
+    const { step, done } = cleanupSteps();
+    const live = lab?.live();
     if (live) {
       for (const name of made) {
         await step(() =>
@@ -143,7 +70,7 @@ describe('agent restart: containers outlive the agent and are adopted', { skip, 
         );
       }
     }
-    for (const a of agents) await step(() => killAgent(a));
+    await step(() => lab?.killAll());
     await step(() => reg?.stop());
     await step(async () => {
       // Containers no agent removed (a failure before the second agent came up) die here.
@@ -151,11 +78,11 @@ describe('agent restart: containers outlive the agent and are adopted', { skip, 
       if (killed.length > 0 && made.size === 0) throw new Error(`processes left in ${cgroupParent}: ${killed.join(' ')}`);
     });
     await step(() => work && rm(work, { recursive: true, force: true }));
-    if (errors.length) throw new AggregateError(errors, 'agent-restart cleanup failed');
+    done('agent-restart');
   });
 
   test('SIGKILLed agent: containers keep running; the next agent adopts them and reports their exits', async () => {
-    const a1 = await spawnAgent();
+    const a1 = await lab.spawn();
     const pulled = await collect<PullResponse>(a1.images.Pull({ image }));
     assert.equal(pulled.at(-1)?.event, 'image');
 
@@ -176,7 +103,7 @@ describe('agent restart: containers outlive the agent and are adopted', { skip, 
     // The traps are set before the first signal comes.
     await sleep(300);
 
-    await killAgent(a1);
+    await lab.kill(a1);
     assert.equal(a1.proc.signalCode, 'SIGKILL');
     for (const [name, pid] of pids) assert.ok(await pidAlive(pid), `${name}: init ${pid} died with the agent`);
 
@@ -187,7 +114,7 @@ describe('agent restart: containers outlive the agent and are adopted', { skip, 
     assert.equal(await pidAlive(gonePid), false, 'the container did not exit on SIGTERM');
     assert.ok(await pidAlive(pids.get(adopted)!));
 
-    const a2 = await spawnAgent();
+    const a2 = await lab.spawn();
     const c2 = (await unary(a2.ctrs, a2.ctrs.Get, { name: exitedMeanwhile })).container!;
     assert.equal(c2.state, 'stopped', JSON.stringify(c2));
     assert.equal(c2.exitCode, 9, JSON.stringify(c2));
