@@ -96,7 +96,17 @@ async function main(args: string[]): Promise<void> {
     process.exitCode = 2;
     return;
   }
+  // Test-only fault injection: LXR_TEST_CRASH_AT=STEP makes the agent kill
+  // itself with SIGKILL right after that step of a container create.
+  const crashAt = process.env.LXR_TEST_CRASH_AT;
   const agent = await startAgent({
+    ...(crashAt
+      ? {
+          crashPoint: (step: string) => {
+            if (step === crashAt) process.kill(process.pid, 'SIGKILL');
+          },
+        }
+      : {}),
     root: flags.root,
     socket: flags.socket,
     runtimeRoot: flags.runRoot,

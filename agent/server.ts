@@ -40,6 +40,8 @@ export interface AgentOptions {
   runtimeRoot?: string;
   registry?: RegistryClientOptions;
   labels?: Record<string, string>;
+  /** Fault injection for crash tests: called after each create step (runtime and containers). */
+  crashPoint?: (step: string) => void;
   /** Exec sessions: output kept per session, default idle timeout, how long ended ones stay attachable. */
   exec?: { ringBytes?: number; idleTimeoutMs?: number; retentionMs?: number; killGraceMs?: number };
   log?: Logger;
@@ -103,10 +105,10 @@ export async function startAgent(o: AgentOptions): Promise<Agent> {
   mkdirSync(root, { recursive: true, mode: 0o700 });
   const cgroups = await createCgroupManager();
   const cgroupParent = o.cgroupParent ?? 'lxr';
-  const runtime = new Runtime({ root: o.runtimeRoot ?? path.join(root, 'run'), cgroups, cgroupParent });
+  const runtime = new Runtime({ root: o.runtimeRoot ?? path.join(root, 'run'), cgroups, cgroupParent, ...(o.crashPoint ? { crashPoint: o.crashPoint } : {}) });
   const registry = new RegistryClient(o.registry ?? {});
   const images = new ImageService({ root: path.join(root, 'images'), registry });
-  const containers = new ContainerService({ root, images, runtime, cgroups, cgroupParent, log });
+  const containers = new ContainerService({ root, images, runtime, cgroups, cgroupParent, log, ...(o.crashPoint ? { crashPoint: o.crashPoint } : {}) });
   await containers.init();
   const exec = new ExecService({ target: containers, log, ...(o.exec ?? {}) });
   const host = new HostService({ cgroupMode: cgroups.mode, labels: o.labels ?? {}, containerUsage: () => containers.usage() });

@@ -32,6 +32,13 @@ import type { Process, Spec, Status } from '../runtime/oci.js';
 import type { ExitStatus, Runtime } from '../runtime/runtime.js';
 import { writeAtomic } from '../runtime/store.js';
 
+/**
+ * The steps of a create, in order, as crash points name them: the
+ * container's dir, its overlay dirs, its spec, its record, then the
+ * runtime's claim, cgroup, monitor and state, and the runtime's answer.
+ */
+export const CREATE_STEPS = ['dir', 'overlay-dirs', 'spec', 'record', 'runtime-claim', 'cgroup', 'monitor', 'runtime-state', 'created'] as const;
+
 export const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 export const DEFAULT_STOP_GRACE_SECONDS = 10;
 
@@ -77,6 +84,8 @@ export interface ContainerRecordFile {
   overlay: RootfsOverlay;
   log: string;
   cgroupPath: string;
+  /** Set while create runs: a record still "creating" at start is rolled back. */
+  phase?: 'creating';
 }
 
 export interface ContainerInfo {
@@ -146,6 +155,11 @@ export interface ContainerServiceOptions {
   /** Parent of every container's cgroup. */
   cgroupParent: string;
   log?: Logger;
+  /**
+   * Fault injection for crash tests: called after each step of create with
+   * its name (dir, overlay-dirs, spec, record, created).
+   */
+  crashPoint?: (step: string) => void;
 }
 
 const SIGNALS: Record<string, number> = {
@@ -211,9 +225,13 @@ export class ContainerService {
     this.events.setMaxListeners(0);
   }
 
-  /** Creates the state dir and watches containers that survived an agent restart. */
+  /**
+   * Creates the state dir, repairs what creates that crashed left behind,
+   * and watches containers that survived an agent restart.
+   */
   async init(): Promise<void> {
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    await this.repair();
     const missed: Array<Promise<void> | undefined> = [];
     for (const rec of await this.records()) {
       const st = await this.runtimeStatus(rec.name);
@@ -225,6 +243,45 @@ export class ContainerService {
       }
     }
     await Promise.all(missed);
+  }
+
+  /**
+   * A create interrupted at any step leaves a record still "creating", or
+   * only a container dir, or only a runtime claim: each is rolled back to
+   * nothing (the caller never had an answer, and a retry starts afresh).
+   */
+  private async repair(): Promise<void> {
+    const repairedClaims = await this.o.runtime.repair();
+    for (const id of repairedClaims) this.o.log?.info({ container: id }, 'repair: removed the runtime claim of a create that crashed');
+    const records = new Set<string>();
+    for (const rec of await this.records()) {
+      if (rec.phase !== 'creating') {
+        records.add(rec.name);
+        continue;
+      }
+      try {
+        await this.o.runtime.delete(rec.name, { force: true });
+      } catch (e) {
+        if (!(e instanceof LxrError && e.reason === 'LXR_NOT_FOUND')) throw e;
+      }
+      await removeOverlayDirs(rec.overlay, linuxOverlayFs);
+      await rm(rec.bundle, { recursive: true, force: true });
+      await rm(this.recordPath(rec.name), { force: true });
+      this.o.log?.info({ container: rec.name }, 'repair: rolled back a create that crashed');
+    }
+    for (const ent of await readdir(this.dir, { withFileTypes: true })) {
+      if (!ent.isDirectory() || records.has(ent.name) || !NAME_RE.test(ent.name)) continue;
+      await rm(path.join(this.dir, ent.name), { recursive: true, force: true });
+      this.o.log?.info({ container: ent.name }, 'repair: removed the files of a create that crashed');
+    }
+    for (const ent of await readdir(this.dir)) {
+      // Temp files of an atomic write cut short.
+      if (ent.endsWith('.tmp') && ent.includes('.json.')) await rm(path.join(this.dir, ent), { force: true });
+    }
+  }
+
+  private crashPoint(step: string): void {
+    this.o.crashPoint?.(step);
   }
 
   /** Serializes operations on one name. */
@@ -359,10 +416,12 @@ export class ContainerService {
           if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
         });
         cleanups.unshift(() => rm(containerDir, { recursive: true, force: true }));
+        this.crashPoint('dir');
         const overlay = planOverlay({ layers, containerDir });
         const plan: RootfsOverlay = { lower: overlay.lower, upper: overlay.upper, work: overlay.work, target: overlay.target };
         await prepareOverlayDirs(plan, linuxOverlayFs);
         cleanups.unshift(() => removeOverlayDirs(plan, linuxOverlayFs));
+        this.crashPoint('overlay-dirs');
         const cgroupPath = `${this.o.cgroupParent}/${name}`;
         const creq: ContainerRequest = {
           id: name,
@@ -384,6 +443,7 @@ export class ContainerService {
         const spec = buildSpec(image.config, creq, { rootfs: userRoot, cgroupsPath: cgroupPath });
         spec.root = { path: plan.target, readonly: spec.root?.readonly ?? false };
         await writeAtomic(path.join(containerDir, 'config.json'), JSON.stringify(spec, null, 2) + '\n', 0o600, false);
+        this.crashPoint('spec');
         const log = path.join(containerDir, 'container.log');
         const rec: ContainerRecordFile = {
           name,
@@ -397,10 +457,15 @@ export class ContainerService {
           overlay: plan,
           log,
           cgroupPath,
+          phase: 'creating',
         };
         await this.writeRecord(rec);
         cleanups.unshift(() => rm(this.recordPath(name), { force: true }));
+        this.crashPoint('record');
         await this.o.runtime.create(name, containerDir, { overlay: plan, stdio: { mode: 'log', path: log } });
+        this.crashPoint('created');
+        delete rec.phase;
+        await this.writeRecord(rec);
         this.emit('created', name);
         this.watch(name);
         return await this.info(rec);

@@ -17,7 +17,7 @@ import { assertLegal, type Operation } from './lifecycle.js';
 import type { Process, Spec, State, Status } from './oci.js';
 import { encodePlan, planCreate, planExec, type Stdio } from './plan.js';
 import { LinuxShimLauncher, reportToError, type ShimLauncher, type ShimProcess, type ShimReport, type ShimStdio } from './shim.js';
-import { checkId, StateStore, writeAtomic, type ContainerRecord, type ExitRecord } from './store.js';
+import { checkId, startTimeSync, StateStore, writeAtomic, type ContainerRecord, type ExitRecord } from './store.js';
 import { sysctlNamespace, validateSpec } from './validate.js';
 
 export interface RuntimeOptions {
@@ -27,6 +27,11 @@ export interface RuntimeOptions {
   launcher?: ShimLauncher;
   /** Parent cgroup for containers whose spec names no cgroupsPath. */
   cgroupParent?: string;
+  /**
+   * Fault injection for crash tests: called after each step of create with
+   * the step's name (runtime-claim, cgroup, monitor, runtime-state).
+   */
+  crashPoint?: (step: string) => void;
 }
 
 export interface CreateOptions {
@@ -62,13 +67,7 @@ export interface ExitStatus {
 
 /** Reads field 22 (starttime) of /proc/PID/stat; null if the process is gone. */
 export async function processStartTime(pid: number): Promise<string | null> {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return rest[19] ?? null;
-  } catch {
-    return null;
-  }
+  return startTimeSync(pid);
 }
 
 
@@ -154,6 +153,37 @@ export class Runtime {
     this.launcher = opts.launcher ?? new LinuxShimLauncher();
   }
 
+  private crashPoint(step: string): void {
+    this.opts.crashPoint?.(step);
+  }
+
+  /**
+   * Removes what creates that crashed left: an id claimed without a state
+   * record whose creator is gone, with its cgroup and whatever runs in it
+   * (a monitor whose init was already placed there ends with it). Returns
+   * the ids repaired.
+   */
+  async repair(): Promise<string[]> {
+    const repaired: string[] = [];
+    for (const id of await this.store.list()) {
+      if (!this.store.staleClaim(id)) continue;
+      const cgPath = this.store.readNote(id, 'cgroup');
+      if (cgPath && this.opts.cgroups) {
+        const cg = await this.opts.cgroups.open(cgPath).catch((e: unknown) => {
+          if (e instanceof LxrError && e.reason === 'LXR_NOT_FOUND') return null;
+          throw e;
+        });
+        if (cg) {
+          await cg.killAll();
+          await cg.destroy();
+        }
+      }
+      await this.store.remove(id);
+      repaired.push(id);
+    }
+    return repaired;
+  }
+
   async loadBundle(bundle: string): Promise<Spec> {
     if (!path.isAbsolute(bundle)) throw invalidArgument('bundle', `${bundle} must be an absolute path`);
     let text: string;
@@ -229,14 +259,18 @@ export class Runtime {
     const rootfs = path.resolve(bundle, spec.root?.path ?? 'rootfs');
     this.checkSupported(spec);
     await this.store.claim(id);
+    this.crashPoint('runtime-claim');
     const paths = this.store.paths(id);
     const cleanups: Array<() => Promise<void>> = [() => this.store.remove(id)];
     let cgroup: CgroupHandle | null = null;
     try {
       if (this.opts.cgroups) {
-        cgroup = await this.opts.cgroups.create(this.cgroupPath(id, spec), cgroupLimitsFromSpec(spec));
+        const cgPath = this.cgroupPath(id, spec);
+        this.store.note(id, 'cgroup', cgPath);
+        cgroup = await this.opts.cgroups.create(cgPath, cgroupLimitsFromSpec(spec));
         const made = cgroup;
         cleanups.unshift(() => made.destroy());
+        this.crashPoint('cgroup');
       }
       const records = planCreate({
         id,
@@ -254,6 +288,7 @@ export class Runtime {
       const ownPidNs = (spec.linux?.namespaces ?? []).some((n) => n.type === 'pid' && !n.path);
       const shim = await this.launcher.create(paths.plan, o.stdioFds ?? ['ignore', 'ignore', 'ignore'], { viaServer: ownPidNs && !o.consoleSocket });
       const pid = shim.first.pid!;
+      this.crashPoint('monitor');
       const rec: ContainerRecord = {
         ociVersion: spec.ociVersion,
         id,
@@ -275,6 +310,7 @@ export class Runtime {
         await this.killAndWait(rec);
       });
       await this.store.write(rec);
+      this.crashPoint('runtime-state');
       const st = statSync(paths.state);
       this.records.set(id, { rec, ino: st.ino, mtimeMs: st.mtimeMs });
       if (o.pidFile) await writeAtomic(o.pidFile, String(pid), 0o644);

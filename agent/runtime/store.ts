@@ -63,6 +63,16 @@ export async function writeAtomic(file: string, data: string | Buffer, mode = 0o
   renameSync(tmp, file);
 }
 
+/** Field 22 (starttime) of /proc/PID/stat; null when there is no such process. */
+export function startTimeSync(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+  } catch {
+    return null;
+  }
+}
+
 export class StateStore {
   constructor(readonly root: string) {}
 
@@ -97,24 +107,36 @@ export class StateStore {
       rmSync(dir, { recursive: true, force: true });
       mkdirSync(dir, { mode: 0o700 });
     }
-    writeFileSync(path.join(dir, 'claim'), String(process.pid));
+    // The claimer's pid and start time: a reused pid is not mistaken for it.
+    writeFileSync(path.join(dir, 'claim'), `${process.pid} ${startTimeSync(process.pid) ?? ''}`);
   }
 
-  private staleClaim(id: string): boolean {
+  /** Remembers something about a claimed id that a repair needs (e.g. its cgroup). */
+  note(id: string, key: 'cgroup', value: string): void {
+    writeFileSync(path.join(this.dir(id), `claim-${key}`), value);
+  }
+
+  readNote(id: string, key: 'cgroup'): string | null {
+    try {
+      return readFileSync(path.join(this.dir(id), `claim-${key}`), 'utf8');
+    } catch {
+      return null;
+    }
+  }
+
+  /** A claim without a record whose creator is gone: a create that crashed. */
+  staleClaim(id: string): boolean {
     const p = this.paths(id);
     if (existsSync(p.state)) return false;
     let pid: number;
+    let start: string;
     try {
-      pid = Number(readFileSync(path.join(p.dir, 'claim'), 'utf8'));
+      [pid, start = ''] = ((s) => [Number(s[0]), s[1]] as const)(readFileSync(path.join(p.dir, 'claim'), 'utf8').split(' '));
     } catch {
       return false; // mid-claim, or not ours to judge
     }
-    try {
-      process.kill(pid, 0);
-      return false;
-    } catch (e) {
-      return (e as NodeJS.ErrnoException).code === 'ESRCH';
-    }
+    const now = startTimeSync(pid);
+    return now === null || (start !== '' && now !== start);
   }
 
   async write(rec: ContainerRecord): Promise<void> {

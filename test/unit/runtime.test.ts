@@ -13,7 +13,7 @@ import type { Spec, Status } from '../../agent/runtime/oci.js';
 import { decodePlan } from '../../agent/runtime/plan.js';
 import { cgroupLimitsFromSpec, Runtime } from '../../agent/runtime/runtime.js';
 import { FakeShimLauncher, reportToError } from '../../agent/runtime/shim.js';
-import { checkId, StateStore } from '../../agent/runtime/store.js';
+import { checkId, startTimeSync, StateStore } from '../../agent/runtime/store.js';
 import { tempDir } from '../helpers/tmp.js';
 
 describe('lifecycle', () => {
@@ -262,7 +262,26 @@ describe('a claim left by a create that died', () => {
     await assert.rejects(store.claim('a'), (e: LxrError) => e.reason === 'LXR_ALREADY_EXISTS');
     // a dead creator (pid 2^22+1 is above pid_max's default ceiling) leaves it reclaimable
     await writeFile(path.join(store.paths('a').dir, 'claim'), String(4194305));
+    assert.equal(store.staleClaim('a'), true);
     await store.claim('a');
-    assert.equal(await readFile(path.join(store.paths('a').dir, 'claim'), 'utf8'), String(process.pid));
+    assert.equal(await readFile(path.join(store.paths('a').dir, 'claim'), 'utf8'), `${process.pid} ${startTimeSync(process.pid)}`);
+    // a live pid with another start time is a reused pid: the creator is gone
+    await writeFile(path.join(store.paths('a').dir, 'claim'), `${process.pid} 1`);
+    assert.equal(store.staleClaim('a'), true);
+    await writeFile(path.join(store.paths('a').dir, 'claim'), `${process.pid} ${startTimeSync(process.pid)}`);
+    assert.equal(store.staleClaim('a'), false);
+  });
+
+  it('repair() removes stale claims with their cgroup, and leaves live containers alone', async () => {
+    const cgroups = new FakeCgroups();
+    const rt = new Runtime({ root: path.join(await tempDir('rt'), 's'), cgroups, launcher: new FakeShimLauncher() });
+    await rt.create('live', await bundleWith(goodConfig()));
+    await rt.store.claim('dead');
+    rt.store.note('dead', 'cgroup', 'lxr/dead');
+    await writeFile(path.join(rt.store.paths('dead').dir, 'claim'), String(4194305));
+    assert.deepEqual(await rt.repair(), ['dead']);
+    assert.deepEqual(await rt.store.list(), ['live']);
+    assert.ok(cgroups.destroyed.includes('lxr/dead'), JSON.stringify(cgroups.destroyed));
+    assert.deepEqual(await rt.repair(), []);
   });
 });
