@@ -17,9 +17,10 @@ fi
 # zstd-compressed test layers.
 # docker-registry (a real registry on loopback), apache2-utils (htpasswd)
 # and openssl (token-auth certificates) for the image tests; skopeo and
-# umoci as the peers of the image benchmark.
+# umoci as the peers of the image benchmark; podman as the peer of the
+# agent benchmark (exec latency, create-and-start).
 debs=(build-essential pkg-config libseccomp-dev busybox-static runc crun iproute2 python3 util-linux zstd
-  docker-registry apache2-utils openssl skopeo umoci)
+  docker-registry apache2-utils openssl skopeo umoci podman)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -37,6 +38,13 @@ if [ "$node_major" -lt 20 ]; then
 fi
 
 npm ci --no-audit --no-fund --loglevel=error
+# node-pty (exec with a tty) is a native module: when npm skipped its install
+# script and no prebuilt binary fits, build it here (build-essential, python3).
+if ! node -e "require('node-pty')" 2>/dev/null; then
+  echo "building node-pty"
+  npm rebuild node-pty --foreground-scripts --loglevel=error
+  node -e "require('node-pty')"
+fi
 make -s -C native
 npx tsc -b
 

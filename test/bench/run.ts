@@ -2,6 +2,7 @@
 // Benchmarks measure LXR against its peers side by side in one run and
 // report ratios; they never fail on timing (only on errors).
 
+import { agentBench, formatAgentReport } from './agent.js';
 import { formatImageReport, imageBench } from './image.js';
 import { formatRuntimeReport, runtimeBench } from './runtime.js';
 
@@ -25,6 +26,15 @@ const BENCHES: Record<string, Bench> = {
       } else {
         process.stdout.write(formatRuntimeReport(r) + '\n');
       }
+    },
+  },
+  agent: {
+    describe: 'exec latency vs runc exec and podman exec; 1 GiB exec throughput vs an nsenter pipe; create-and-start vs podman run (root)',
+    count: { what: 'samples per contender (latency, create-and-start)', default: 30 },
+    async run({ count, json }) {
+      const log = (l: string) => process.stderr.write(l + '\n');
+      const r = await agentBench({ count, log });
+      process.stdout.write((json ? JSON.stringify(r, null, 2) : formatAgentReport(r)) + '\n');
     },
   },
   image: {
