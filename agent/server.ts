@@ -4,7 +4,6 @@
 // monitors, and the next agent adopts them.
 import { randomBytes } from 'node:crypto';
 import { chmodSync, lstatSync, mkdirSync, renameSync, rmdirSync, unlinkSync } from 'node:fs';
-import { createConnection } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -23,7 +22,7 @@ import { AGENT_VERSION, HostService } from './host/host-service.js';
 import { RegistryClient, type RegistryClientOptions } from './image/registry/client.js';
 import { ImageService } from './image/service.js';
 import { createAgentRegistry, serveMetrics, type MetricsServer } from './metrics/metrics.js';
-import { Runtime } from './runtime/runtime.js';
+import { Runtime, socketAccepts } from './runtime/runtime.js';
 
 export interface AgentOptions {
   /** State root (images, containers), e.g. /var/lib/lxr. */
@@ -57,18 +56,6 @@ export interface Agent {
   close(): Promise<void>;
 }
 
-/** Whether something accepts connections on the unix socket `p`. */
-function socketLive(p: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = createConnection(p);
-    s.on('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.on('error', () => resolve(false));
-  });
-}
-
 function bind(server: grpc.Server, address: string, creds: grpc.ServerCredentials): Promise<number> {
   return new Promise((resolve, reject) => server.bindAsync(address, creds, (err, port) => (err ? reject(err) : resolve(port))));
 }
@@ -84,7 +71,7 @@ async function bindUnix(server: grpc.Server, socket: string): Promise<void> {
   const st = lstatSync(socket, { throwIfNoEntry: false });
   if (st) {
     if (!st.isSocket()) throw new LxrError('LXR_ALREADY_EXISTS', `${socket} exists and is not a socket`, { field: 'socket' });
-    if (await socketLive(socket)) throw new LxrError('LXR_ALREADY_EXISTS', `another agent serves on ${socket}`, { field: 'socket' });
+    if (await socketAccepts(socket)) throw new LxrError('LXR_ALREADY_EXISTS', `another agent serves on ${socket}`, { field: 'socket' });
     unlinkSync(socket); // a stale socket of an agent that died
   }
   const priv = path.join(dir, `.${path.basename(socket)}.${randomBytes(4).toString('hex')}`);

@@ -10,6 +10,7 @@
 // channel, native/shim/control.c): the helper is the process's parent and
 // has not reaped it, so a signal can never reach a reused pid.
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { rmSync, write as fsWrite } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -99,6 +100,56 @@ export async function execWithPipes(shimPath: string, planFile: string): Promise
     closeStdin: () => child.stdin!.end(),
     resize: () => {},
     signal: (n) => sendSignal(channel, n),
+    exited,
+  };
+}
+
+/**
+ * Through the container's exec server (native/shim/exec_server.c): four
+ * connections, each opened with a 64-byte header naming its role and this
+ * exec's token; `in`, `out` and `err` become the process's stdio as they
+ * are, `ctl` carries the plan and brings the reports.
+ */
+export async function execViaServer(socket: string, plan: Buffer): Promise<AttachedExec> {
+  const token = randomBytes(16).toString('hex');
+  const open = (kind: string, extra = ''): Promise<net.Socket> =>
+    new Promise((resolve, reject) => {
+      const s = net.createConnection(socket);
+      s.once('error', reject);
+      s.once('connect', () => {
+        s.off('error', reject);
+        s.on('error', () => {}); // EPIPE/ECONNRESET once the process is gone
+        s.write(`${kind} ${token} ${extra}`.padEnd(64, ' '));
+        resolve(s);
+      });
+    });
+  const conns = await Promise.allSettled([open('ctl', String(plan.length)), open('in'), open('out'), open('err')]);
+  const failed = conns.find((c) => c.status === 'rejected');
+  if (failed) {
+    for (const c of conns) if (c.status === 'fulfilled') c.value.destroy();
+    throw new LxrError('LXR_UNAVAILABLE', `exec server ${socket}: ${(failed.reason as Error).message}`, { cause: failed.reason });
+  }
+  const [ctl, stdin, stdout, stderr] = conns.map((c) => (c as PromiseFulfilledResult<net.Socket>).value) as [net.Socket, net.Socket, net.Socket, net.Socket];
+  ctl.write(plan);
+  stdin.resume(); // nothing comes this way; let its end be seen
+  const reader = new ReportReader(ctl);
+  const first = await reader.next();
+  if (!first || first.type !== 'started') {
+    for (const s of [ctl, stdin, stdout, stderr]) s.destroy();
+    throw reportToError(first ?? { type: 'error', message: 'the exec server closed the connection without a report' }, 'exec');
+  }
+  const exited = reader.next().then((r) => {
+    reader.close();
+    return statusOf(r, null);
+  });
+  return {
+    pid: first.pid!,
+    stdout,
+    stderr,
+    stdin,
+    closeStdin: () => stdin.end(),
+    resize: () => {},
+    signal: (n) => sendSignal(ctl, n),
     exited,
   };
 }

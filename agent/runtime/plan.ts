@@ -258,15 +258,24 @@ export function planExec(input: ExecPlanInput): PlanRecord[] {
     throw invalidSpec('process.terminal', 'a terminal needs a console socket to hand the PTY to (--console-socket)');
   }
   if (input.relayTerminal && input.detach) throw invalidSpec('process.terminal', 'a relayed terminal cannot be detached');
+  const out: PlanRecord[] = planExecServer(input);
+  if (input.reportSocket) out.splice(1, 0, ['report_socket', input.reportSocket]);
+  out.push(...planProcess(input.process, input.spec, { consoleSocket: input.consoleSocket }));
+  if (input.detach) out.push(['detach']);
+  return out;
+}
+
+/**
+ * A container's exec server (native/shim/exec_server.c) joins what every
+ * exec joins, once: the init's namespaces and the container's cgroups.
+ */
+export function planExecServer(input: { pid: number; spec: Spec; procsFiles: readonly string[] }): PlanRecord[] {
   const out: PlanRecord[] = [['target', String(input.pid)]];
-  if (input.reportSocket) out.push(['report_socket', input.reportSocket]);
   for (const ns of input.spec.linux?.namespaces ?? []) {
     const name = NS_NAMES[ns.type];
     out.push(['ns', name, ns.path ?? `/proc/${input.pid}/ns/${name === 'mount' ? 'mnt' : name}`]);
   }
   for (const f of input.procsFiles) out.push(['cgroup', f]);
-  out.push(...planProcess(input.process, input.spec, { consoleSocket: input.consoleSocket }));
-  if (input.detach) out.push(['detach']);
   return out;
 }
 

@@ -15,7 +15,7 @@ import { ALWAYS_ALLOWED_DEVICE_RULES } from './devices.js';
 import type { AttachedExec } from './exec-io.js';
 import { assertLegal, type Operation } from './lifecycle.js';
 import type { Process, Spec, State, Status } from './oci.js';
-import { encodePlan, planCreate, planExec, type Stdio } from './plan.js';
+import { encodePlan, planCreate, planExec, planExecServer, type Stdio } from './plan.js';
 import { LinuxShimLauncher, reportToError, type ShimLauncher, type ShimProcess, type ShimReport, type ShimStdio } from './shim.js';
 import { checkId, startTimeSync, StateStore, writeAtomic, type ContainerRecord, type ExitRecord } from './store.js';
 import { sysctlNamespace, validateSpec } from './validate.js';
@@ -119,6 +119,18 @@ function sameNamespace(a: string, b: string): boolean {
   return !!sa && !!sb && sa.dev === sb.dev && sa.ino === sb.ino;
 }
 
+/** Whether something accepts connections on the unix socket `p`. */
+export function socketAccepts(p: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createConnection(p);
+    s.on('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.on('error', () => resolve(false));
+  });
+}
+
 /** One request to a container's monitor over its control socket; one JSON line back. */
 function askMonitor(control: string, command: string): Promise<ShimReport> {
   return new Promise<ShimReport>((resolve, reject) => {
@@ -147,6 +159,8 @@ export class Runtime {
   private readonly records = new Map<string, { rec: ContainerRecord; ino: number; mtimeMs: number }>();
   /** Helper handles of containers this process created; released on delete. */
   private readonly shims = new Map<string, ShimProcess>();
+  /** Exec server sockets by container (null: none to be had). */
+  private readonly execServers = new Map<string, Promise<string | null>>();
 
   constructor(private readonly opts: RuntimeOptions) {
     this.store = new StateStore(opts.root);
@@ -508,6 +522,7 @@ export class Runtime {
     }
     this.exits.delete(id);
     this.records.delete(id);
+    this.execServers.delete(id);
     this.shims.get(id)?.detach();
     this.shims.delete(id);
     if (rec.cgroupPath && this.opts.cgroups) {
@@ -528,7 +543,10 @@ export class Runtime {
 
   /**
    * Exec with the process's stdio wired to the caller (pipes, or a terminal
-   * relayed by the helper when proc.terminal), for exec sessions.
+   * relayed by the helper when proc.terminal), for exec sessions. Without a
+   * terminal it goes through the container's exec server, started on the
+   * first exec (native/shim/exec_server.c: no cgroup migration per exec);
+   * when there is none to be had, through a helper of its own.
    */
   async execAttached(id: string, proc: Process): Promise<AttachedExec> {
     const rec = await this.record(id);
@@ -536,6 +554,18 @@ export class Runtime {
     const spec = validateSpec({ ...rec.spec, process: proc });
     const procsFiles = rec.cgroupPath && this.opts.cgroups ? (await this.opts.cgroups.open(rec.cgroupPath)).procsFiles : [];
     const tty = spec.process!.terminal === true;
+    if (!tty) {
+      const socket = await this.execServer(id, rec, procsFiles);
+      if (socket) {
+        const plan = encodePlan(planExec({ pid: rec.pid, spec, process: spec.process!, procsFiles, detach: false }));
+        try {
+          return await this.launcher.execViaServer(socket, plan);
+        } catch (e) {
+          if (!(e instanceof LxrError && e.reason === 'LXR_UNAVAILABLE')) throw e;
+          this.execServers.delete(id); // it went away: a helper of its own this time
+        }
+      }
+    }
     // The report socket is named in the plan: a private dir with a short path (sun_path).
     const sockDir = tty ? mkdtempSync(path.join(os.tmpdir(), 'lxr-exec-')) : null;
     const reportSocket = sockDir ? path.join(sockDir, 'r') : undefined;
@@ -549,6 +579,35 @@ export class Runtime {
       rmSync(planFile, { force: true });
       if (sockDir) rmSync(sockDir, { recursive: true, force: true });
     }
+  }
+
+  /**
+   * The socket of the container's exec server, starting it when none
+   * serves (also one an earlier agent started); null when it cannot be had.
+   */
+  private execServer(id: string, rec: ContainerRecord, procsFiles: readonly string[]): Promise<string | null> {
+    const known = this.execServers.get(id);
+    if (known) return known;
+    const socket = path.join(this.store.paths(id).dir, 'exec.sock');
+    const p = (async () => {
+      if (Buffer.byteLength(socket) > 107) return null;
+      if (existsSync(socket) && (await socketAccepts(socket))) return socket;
+      const planFile = path.join(this.store.paths(id).dir, 'exec-server.plan');
+      writeFileSync(planFile, encodePlan(planExecServer({ pid: rec.pid, spec: rec.spec, procsFiles })), { mode: 0o600 });
+      try {
+        await this.launcher.startExecServer(planFile, socket);
+        return socket;
+      } catch {
+        return null;
+      } finally {
+        rmSync(planFile, { force: true });
+      }
+    })();
+    this.execServers.set(id, p);
+    p.then((s) => {
+      if (!s && this.execServers.get(id) === p) this.execServers.delete(id);
+    });
+    return p;
   }
 
   async exec(id: string, proc: Process, o: ExecOptions = {}): Promise<ExecHandle> {

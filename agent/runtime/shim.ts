@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { LxrError, type Reason } from '../../proto/shared/errors.js';
-import { execWithPipes, execWithTerminal, scriptedExec, type AttachedExec, type AttachedExecOptions, type ScriptedExec } from './exec-io.js';
+import { execViaServer, execWithPipes, execWithTerminal, scriptedExec, type AttachedExec, type AttachedExecOptions, type ScriptedExec } from './exec-io.js';
 
 export interface ShimReport {
   type: 'created' | 'started' | 'error' | 'exited';
@@ -49,6 +49,10 @@ export interface ShimLauncher {
   exec(planFile: string, stdio: ShimStdio): Promise<ShimProcess>;
   /** Exec with the process's stdio wired to the agent (exec sessions). */
   execAttached(planFile: string, o: AttachedExecOptions): Promise<AttachedExec>;
+  /** Starts a container's exec server on `socket`; resolves with its pid once it serves. */
+  startExecServer(planFile: string, socket: string): Promise<number>;
+  /** Exec (without a tty) through a running exec server. */
+  execViaServer(socket: string, plan: Buffer): Promise<AttachedExec>;
 }
 
 /**
@@ -262,6 +266,22 @@ export class LinuxShimLauncher implements ShimLauncher {
     return o.tty ? execWithTerminal(this.shimPath, planFile, o) : execWithPipes(this.shimPath, planFile);
   }
 
+  async startExecServer(planFile: string, socket: string): Promise<number> {
+    // Detached: it belongs to the container, not to this agent.
+    const child = spawn(this.shimPath, ['exec-server', planFile, socket], { stdio: ['ignore', 'ignore', 'ignore', 'pipe'], detached: true });
+    const spawnError = new Promise<ShimReport>((resolve) => child.once('error', (e) => resolve({ type: 'error', step: 'start helper', message: `${this.shimPath}: ${e.message}` })));
+    const reader = new ReportReader(child.stdio[3] as Readable);
+    const first = await Promise.race([reader.next(), spawnError]);
+    reader.close();
+    child.unref();
+    if (!first || first.type !== 'created') throw reportToError(first ?? { type: 'error', message: 'the exec server exited without a report' }, 'exec server');
+    return first.pid!;
+  }
+
+  execViaServer(socket: string, plan: Buffer): Promise<AttachedExec> {
+    return execViaServer(socket, plan);
+  }
+
   /** Stops the helper server (running containers are unaffected). */
   close(): void {
     this.server?.close();
@@ -326,6 +346,21 @@ export class FakeShimLauncher implements ShimLauncher {
 
   exec(planFile: string, stdio: ShimStdio) {
     return this.answer('exec', planFile, stdio);
+  }
+
+  /** Exec servers started: [planFile, socket]. */
+  readonly servers: Array<[string, string]> = [];
+
+  startExecServer(planFile: string, socket: string): Promise<number> {
+    this.servers.push([planFile, socket]);
+    return this.failWith ? Promise.reject(reportToError(this.failWith, 'exec server')) : Promise.resolve(this.nextPid++);
+  }
+
+  execViaServer(_socket: string, _plan: Buffer): Promise<AttachedExec> {
+    if (this.failWith) return Promise.reject(reportToError(this.failWith, 'exec'));
+    const x = scriptedExec(this.nextPid++, false);
+    this.attached.push(x);
+    return Promise.resolve(x);
   }
 
   execAttached(planFile: string, o: AttachedExecOptions): Promise<AttachedExec> {

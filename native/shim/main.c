@@ -22,8 +22,9 @@ int main(int argc, char **argv)
 		if (report_fd >= 0) fcntl(report_fd, F_SETFD, FD_CLOEXEC);
 		return cmd_server(report_fd);
 	}
-	if (argc != 3 || (strcmp(argv[1], "create") && strcmp(argv[1], "exec"))) {
-		fprintf(stderr, "usage: lxr-shim create|exec PLANFILE | lxr-shim server\n");
+	int exec_server = argc == 4 && !strcmp(argv[1], "exec-server");
+	if (!exec_server && (argc != 3 || (strcmp(argv[1], "create") && strcmp(argv[1], "exec")))) {
+		fprintf(stderr, "usage: lxr-shim create|exec PLANFILE | lxr-shim exec-server PLANFILE SOCKET | lxr-shim server\n");
 		return 2;
 	}
 	static struct plan plan;
@@ -52,5 +53,6 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
+	if (exec_server) return cmd_exec_server(&plan, report_fd, argv[3]);
 	return !strcmp(argv[1], "create") ? cmd_create(&plan, report_fd) : cmd_exec(&plan, report_fd);
 }

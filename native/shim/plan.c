@@ -160,7 +160,6 @@ static int apply(struct plan *p, const char *op, int argc, char **a, struct lxr_
 
 int plan_load(const char *path, struct plan *p, struct lxr_err *err)
 {
-	memset(p, 0, sizeof *p);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) return lxr_fail(err, errno, "read plan", "open %s", path);
 	char *buf;
@@ -168,6 +167,13 @@ int plan_load(const char *path, struct plan *p, struct lxr_err *err)
 	int saved = errno;
 	close(fd);
 	if (len < 0) return lxr_fail(err, saved, "read plan", "read %s", path);
+	return plan_parse(buf, (size_t)len, p, err);
+}
+
+/* Parses a plan in memory; the plan points into buf, which must outlive it. */
+int plan_parse(char *buf, size_t len, struct plan *p, struct lxr_err *err)
+{
+	memset(p, 0, sizeof *p);
 	char *cur = buf, *end = buf + len;
 	char **fields = NULL;
 	size_t fields_cap = 0;

@@ -79,6 +79,7 @@ struct plan {
 };
 
 int plan_load(const char *path, struct plan *p, struct lxr_err *err);
+int plan_parse(char *buf, size_t len, struct plan *p, struct lxr_err *err);
 
 /* util.c */
 int write_file(const char *path, const char *data, struct lxr_err *err);
@@ -131,5 +132,6 @@ int send_child_error(int fd, const struct lxr_err *err);
 int cmd_create(struct plan *p, int report_fd);
 int cmd_exec(struct plan *p, int report_fd);
 int cmd_server(int report_fd);
+int cmd_exec_server(struct plan *p, int report_fd, const char *sock_path);
 
 #endif
