@@ -152,6 +152,21 @@ describe('agent exec sessions', { skip, timeout: 300_000 }, () => {
     assert.deepEqual((await k.done).exit, { code: 137, signal: 9 });
   });
 
+  test('many execs at once: each gets its own output, input and status', async () => {
+    const n = 12;
+    const runs = Array.from({ length: n }, (_, i) => {
+      const s = ExecStream.start(agent.exec, { container: ctr, args: ['sh', '-c', `read x; echo "$x-${i}"; echo e${i} >&2; exit ${i}`] });
+      s.input(`in${i}\n`);
+      return s.done;
+    });
+    const results = await Promise.all(runs);
+    results.forEach((r, i) => {
+      assert.equal(r.stdout.toString(), `in${i}-${i}\n`);
+      assert.equal(r.stderr.toString(), `e${i}\n`);
+      assert.deepEqual(r.exit, { code: i, signal: 0 });
+    });
+  });
+
   test('1 GiB through stdout arrives intact and in order', async () => {
     // A 16 MiB random file in the container, then 64 copies of it.
     const mk = await run({ args: ['sh', '-c', 'head -c 16777216 /dev/urandom > /tmp/r && cat /tmp/r'] });

@@ -14,6 +14,7 @@ import * as grpc from '@grpc/grpc-js';
 import { processStartTime } from '../../agent/runtime/runtime.js';
 import { unary, type Event, type PullResponse } from '../../proto/shared/api.js';
 import { AgentProcesses } from '../helpers/agent-process.js';
+import { ExecStream } from '../helpers/exec-stream.js';
 import { removeCgroupTree } from '../helpers/cgroups.js';
 import { startRegistry, TestPusher, type TestRegistry } from '../helpers/registry.js';
 import { agentTestSkip, busyboxImage, cleanupSteps, collect } from '../helpers/agent.js';
@@ -102,6 +103,8 @@ describe('agent restart: containers outlive the agent and are adopted', { skip, 
     }
     // The traps are set before the first signal comes.
     await sleep(300);
+    // An exec before the crash starts the container's exec server.
+    assert.equal((await ExecStream.start(a1.exec, { container: adopted, args: ['echo', 'before'] }).done).stdout.toString(), 'before\n');
 
     await lab.kill(a1);
     assert.equal(a1.proc.signalCode, 'SIGKILL');
@@ -132,6 +135,10 @@ describe('agent restart: containers outlive the agent and are adopted', { skip, 
 
     const c1 = (await unary(a2.ctrs, a2.ctrs.Get, { name: adopted })).container!;
     assert.equal(c1.state, 'running', JSON.stringify(c1));
+    // Exec works in an adopted container (through the exec server the first agent started, if any).
+    const ex = await ExecStream.start(a2.exec, { container: adopted, args: ['echo', 'adopted'] }).done;
+    assert.equal(ex.stdout.toString(), 'adopted\n');
+    assert.deepEqual(ex.exit, { code: 0, signal: 0 });
     assert.equal(c1.pid, pids.get(adopted));
     assert.deepEqual(
       (await unary(a2.ctrs, a2.ctrs.List, { states: ['running'] })).containers.map((c) => c.name),
