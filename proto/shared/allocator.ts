@@ -194,6 +194,8 @@ export class PersistentAllocator {
     const a = new PersistentAllocator(dir, mem, o);
     a.generation = snap.generation;
     a.replay();
+    // A new allocator records its size at once: state kept for another size is refused later.
+    if (!existsSync(snapFile)) a.compact();
     return a;
   }
 

@@ -151,12 +151,13 @@ describe('PersistentAllocator', () => {
     a.allocate();
     a.allocate();
     a.close();
-    appendFileSync(path.join(dir, 'journal.0'), 'a 5');
+    // A new allocator starts at generation 1 (its first snapshot records its size).
+    appendFileSync(path.join(dir, 'journal.1'), 'a 5');
     const b = PersistentAllocator.open(dir, 8, opts);
     assert.equal(b.isUsed(5), false);
     assert.equal(b.allocate(), 2);
     b.close();
-    assert.equal(readFileSync(path.join(dir, 'journal.0'), 'utf8'), 'a 0\na 1\na 2\n');
+    assert.equal(readFileSync(path.join(dir, 'journal.1'), 'utf8'), 'a 0\na 1\na 2\n');
   });
 
   it('compacts into a snapshot; a compaction cut short before the old journal went is still right', async () => {
@@ -167,9 +168,9 @@ describe('PersistentAllocator', () => {
     a.close();
     assert.ok(existsSync(path.join(dir, 'snapshot.json')));
     const files = readdirSync(dir).sort();
-    assert.deepEqual(files, ['journal.1', 'snapshot.json']);
+    assert.deepEqual(files, ['journal.2', 'snapshot.json']);
     // The crash window: the new snapshot is in place, the old journal not yet removed.
-    writeFileSync(path.join(dir, 'journal.0'), 'a 0\na 1\na 2\na 3\na 4\nr 0\nr 2\nr 3\n');
+    writeFileSync(path.join(dir, 'journal.1'), 'a 0\na 1\na 2\na 3\na 4\nr 0\nr 2\nr 3\n');
     const b = PersistentAllocator.open(dir, 16, opts);
     assert.equal(b.allocated, 5);
     assert.deepEqual([0, 2, 3, 4, 5].map((s) => b.isUsed(s)), [true, true, true, true, true]);
@@ -186,9 +187,9 @@ describe('PersistentAllocator', () => {
     assert.throws(() => PersistentAllocator.open(dir, 16, opts), (e: LxrError) => e.reason === 'LXR_ILLEGAL_STATE' && /for 8 slots, not 16/.test(e.message));
     const dir2 = path.join(await tempDir('alloc'), 'b');
     PersistentAllocator.open(dir2, 8, opts).close();
-    writeFileSync(path.join(dir2, 'journal.0'), 'x 1\n');
+    writeFileSync(path.join(dir2, 'journal.1'), 'x 1\n');
     assert.throws(() => PersistentAllocator.open(dir2, 8, opts), (e: LxrError) => e.reason === 'LXR_INTERNAL' && /bad line/.test(e.message));
-    writeFileSync(path.join(dir2, 'journal.0'), 'a 3\n');
+    writeFileSync(path.join(dir2, 'journal.1'), 'a 3\n');
     assert.throws(() => PersistentAllocator.open(dir2, 8, opts), (e: LxrError) => /allocated 3, replay gives 0/.test(e.message));
   });
 

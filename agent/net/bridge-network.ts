@@ -1,0 +1,92 @@
+// A host's container network: the bridge holding the gateway of the host's
+// subnet, an address per container from the O(1) allocator (persisted in
+// the agent's state, so a restart never hands one out twice), and a veth
+// pair per container. A plain class over a NetRunner (net-runner.ts).
+//
+// Decisions:
+// - An address is reserved before the container is created (its
+//   /etc/hosts names it) and attached once the container's init exists
+//   (its network namespace is the init's). Detach deletes the veth pair;
+//   release returns the address. Both are safe to repeat.
+// - A failed attach removes what it made before it reports the failure.
+import { LxrError } from '../../proto/shared/errors.js';
+import { PersistentAllocator } from '../../proto/shared/allocator.js';
+import { formatCidr, formatIpv4, HostAddresses, parseCidr, parseIpv4 } from '../../proto/shared/ipv4.js';
+import { DEFAULT_BRIDGE, planAttach, planBridge, planDetach, type NetStep } from './net-plan.js';
+import type { NetRunner } from './net-runner.js';
+
+export interface BridgeNetworkOptions {
+  runner: NetRunner;
+  /** This host's subnet, e.g. 10.200.3.0/24. */
+  subnet: string;
+  bridge?: string;
+  /** Where the allocator keeps its journal. */
+  stateDir: string;
+}
+
+export class BridgeNetwork {
+  readonly addresses: HostAddresses;
+  readonly bridge: string;
+  private readonly alloc: PersistentAllocator;
+
+  constructor(private readonly o: BridgeNetworkOptions) {
+    this.addresses = new HostAddresses(parseCidr(o.subnet, 'subnet'));
+    this.bridge = o.bridge ?? DEFAULT_BRIDGE;
+    this.alloc = PersistentAllocator.open(o.stateDir, this.addresses.size, { what: `address in ${formatCidr(this.addresses.cidr)}`, exhausted: 'LXR_IP_EXHAUSTED' });
+  }
+
+  get gateway(): string {
+    return formatIpv4(this.addresses.gateway);
+  }
+
+  get prefix(): number {
+    return this.addresses.cidr.prefix;
+  }
+
+  private async runAll(steps: NetStep[]): Promise<void> {
+    for (const s of steps) await this.o.runner.run(s);
+  }
+
+  async ensureBridge(): Promise<void> {
+    await this.runAll(planBridge(this.bridge, this.addresses.gateway, this.prefix));
+  }
+
+  /** A free address, or the one asked for (refused clearly when taken or not in the subnet). */
+  reserve(address = ''): string {
+    if (address === '') return formatIpv4(this.addresses.address(this.alloc.allocate()));
+    const slot = this.addresses.slot(parseIpv4(address, 'network.address'), 'network.address');
+    if (!this.alloc.take(slot)) throw new LxrError('LXR_ALREADY_EXISTS', `address ${address} is in use`, { field: 'network.address' });
+    return address;
+  }
+
+  /** Returns an address; false when it was not reserved. */
+  release(address: string): boolean {
+    return this.alloc.release(this.addresses.slot(parseIpv4(address, 'network.address'), 'network.address'));
+  }
+
+  isReserved(address: string): boolean {
+    return this.alloc.isUsed(this.addresses.slot(parseIpv4(address, 'network.address'), 'network.address'));
+  }
+
+  /** Gives the container (by its init's pid) its veth pair and address; undoes it all on failure. */
+  async attach(container: string, pid: number, address: string): Promise<void> {
+    const steps = planAttach({ bridge: this.bridge, container, pid, address: parseIpv4(address, 'network.address'), prefix: this.prefix, gateway: this.addresses.gateway });
+    try {
+      await this.runAll(steps);
+    } catch (e) {
+      await this.detach(container).catch((cleanup: unknown) => {
+        throw new LxrError('LXR_CLEANUP_FAILED', `${(e as Error).message}; and undoing it failed: ${(cleanup as Error).message}`, { cause: e });
+      });
+      throw e;
+    }
+  }
+
+  /** Removes the container's veth pair (if any). */
+  async detach(container: string): Promise<void> {
+    await this.runAll(planDetach(container));
+  }
+
+  close(): void {
+    this.alloc.close();
+  }
+}

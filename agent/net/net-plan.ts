@@ -1,0 +1,108 @@
+// Container networking as a plan: which iproute2 commands, in which
+// network namespace, give a container its veth pair on the host's bridge,
+// its address and its default route; and the files (/etc/hosts,
+// /etc/resolv.conf, /etc/hostname) it sees. Pure functions: the runner
+// (net-runner.ts) carries a plan out, and a fake records it.
+import { createHash } from 'node:crypto';
+import { formatIpv4 } from '../../proto/shared/ipv4.js';
+
+/** Where a step runs: the agent's own network namespace, or a process's. */
+export type NetNs = 'host' | { pid: number };
+
+export interface NetStep {
+  ns: NetNs;
+  /** Arguments of `ip`. */
+  args: string[];
+  /** Failures whose message matches are fine (the step's effect is already there, or already gone). */
+  tolerate?: RegExp;
+}
+
+export const DEFAULT_BRIDGE = 'lxr0';
+/** Host-side interface names start with this, so leftovers can be found. */
+export const HOST_IF_PREFIX = 'lxv';
+
+const hash = (s: string): string => createHash('sha256').update(s).digest('hex');
+
+/** The host end of a container's veth: stable per container, 13 characters (Linux allows 15). */
+export const hostIfName = (container: string): string => `${HOST_IF_PREFIX}${hash(container).slice(0, 10)}`;
+/** The container end's name until it is renamed eth0 inside the container. */
+export const peerIfName = (container: string): string => `lxp${hash(container).slice(0, 10)}`;
+
+/** The host's bridge, holding the gateway address, up. */
+export function planBridge(bridge: string, gateway: number, prefix: number): NetStep[] {
+  return [
+    { ns: 'host', args: ['link', 'add', bridge, 'type', 'bridge'], tolerate: /File exists/ },
+    { ns: 'host', args: ['addr', 'replace', `${formatIpv4(gateway)}/${prefix}`, 'dev', bridge] },
+    { ns: 'host', args: ['link', 'set', bridge, 'up'] },
+  ];
+}
+
+export interface AttachPlanInput {
+  bridge: string;
+  container: string;
+  /** A process in the container's network namespace (its init). */
+  pid: number;
+  address: number;
+  prefix: number;
+  gateway: number;
+}
+
+/**
+ * A veth pair made on the host, its host end on the bridge, its other end
+ * moved into the container's namespace and set up there as eth0 with the
+ * address, next to loopback, with a default route via the gateway.
+ */
+export function planAttach(i: AttachPlanInput): NetStep[] {
+  const host = hostIfName(i.container);
+  const peer = peerIfName(i.container);
+  const inside: NetNs = { pid: i.pid };
+  return [
+    { ns: 'host', args: ['link', 'add', host, 'type', 'veth', 'peer', 'name', peer] },
+    { ns: 'host', args: ['link', 'set', host, 'master', i.bridge, 'up'] },
+    { ns: 'host', args: ['link', 'set', peer, 'netns', String(i.pid)] },
+    { ns: inside, args: ['link', 'set', peer, 'name', 'eth0'] },
+    { ns: inside, args: ['addr', 'add', `${formatIpv4(i.address)}/${i.prefix}`, 'dev', 'eth0'] },
+    { ns: inside, args: ['link', 'set', 'eth0', 'up'] },
+    { ns: inside, args: ['link', 'set', 'lo', 'up'] },
+    { ns: inside, args: ['route', 'add', 'default', 'via', formatIpv4(i.gateway), 'dev', 'eth0'] },
+  ];
+}
+
+/** Deleting the host end deletes the pair (the other end goes with it, wherever it is). */
+export function planDetach(container: string): NetStep[] {
+  return [
+    { ns: 'host', args: ['link', 'del', hostIfName(container)], tolerate: /Cannot find device|does not exist/ },
+    { ns: 'host', args: ['link', 'del', peerIfName(container)], tolerate: /Cannot find device|does not exist/ },
+  ];
+}
+
+export interface ContainerFilesInput {
+  hostname: string;
+  address: string;
+  /** Nameservers for resolv.conf; loopback ones (a host's local stub) are useless inside and dropped. */
+  nameservers: string[];
+  search: string[];
+}
+
+/** /etc/hosts, /etc/resolv.conf and /etc/hostname as the container sees them. */
+export function containerFiles(i: ContainerFilesInput): { hosts: string; resolvConf: string; hostname: string } {
+  const ns = i.nameservers.filter((n) => !/^127\./.test(n) && n !== '::1');
+  return {
+    hosts: `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n${i.address}\t${i.hostname}\n`,
+    resolvConf: [...(i.search.length ? [`search ${i.search.join(' ')}`] : []), ...ns.map((n) => `nameserver ${n}`), ''].join('\n'),
+    hostname: `${i.hostname}\n`,
+  };
+}
+
+/** nameserver and search lines of a resolv.conf. */
+export function parseResolvConf(text: string): { nameservers: string[]; search: string[] } {
+  const nameservers: string[] = [];
+  let search: string[] = [];
+  for (const raw of text.split('\n')) {
+    const line = raw.replace(/[#;].*$/, '').trim();
+    const [key, ...rest] = line.split(/\s+/);
+    if (key === 'nameserver' && rest[0]) nameservers.push(rest[0]);
+    else if ((key === 'search' || key === 'domain') && rest.length) search = rest;
+  }
+  return { nameservers, search };
+}

@@ -1,0 +1,106 @@
+// Container networking planned and run over a fake: the bridge and attach
+// plans step by step, interface names, addresses from the allocator
+// (specific requests honoured or refused, exhaustion, persistence), a
+// failed attach undone, and the files a container sees.
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { BridgeNetwork } from '../../agent/net/bridge-network.js';
+import { containerFiles, hostIfName, parseResolvConf, peerIfName, planAttach } from '../../agent/net/net-plan.js';
+import { FakeNetRunner } from '../../agent/net/net-runner.js';
+import type { LxrError } from '../../proto/shared/errors.js';
+import { parseIpv4 } from '../../proto/shared/ipv4.js';
+import { tempDir } from '../helpers/tmp.js';
+
+async function net(subnet = '10.200.3.0/24') {
+  const runner = new FakeNetRunner();
+  const n = new BridgeNetwork({ runner, subnet, stateDir: path.join(await tempDir('net'), 'alloc') });
+  return { runner, n };
+}
+
+describe('network plans', () => {
+  it('interface names are stable, distinct per container and within 15 characters', () => {
+    const names = ['a', 'b', 'ws-1', 'x'.repeat(64)];
+    const host = names.map(hostIfName);
+    const peer = names.map(peerIfName);
+    assert.equal(new Set([...host, ...peer]).size, names.length * 2);
+    for (const n of [...host, ...peer]) assert.ok(n.length <= 15, n);
+    assert.equal(hostIfName('ws-1'), hostIfName('ws-1'));
+    assert.match(hostIfName('ws-1'), /^lxv[0-9a-f]{10}$/);
+  });
+
+  it('attach: veth on the host, the peer moved in and set up as eth0 with address, lo and default route', () => {
+    const steps = planAttach({ bridge: 'lxr0', container: 'c1', pid: 4242, address: parseIpv4('10.200.3.2'), prefix: 24, gateway: parseIpv4('10.200.3.1') });
+    const h = hostIfName('c1');
+    const p = peerIfName('c1');
+    assert.deepEqual(
+      steps.map((s) => [s.ns === 'host' ? 'host' : s.ns.pid, s.args.join(' ')]),
+      [
+        ['host', `link add ${h} type veth peer name ${p}`],
+        ['host', `link set ${h} master lxr0 up`],
+        ['host', `link set ${p} netns 4242`],
+        [4242, `link set ${p} name eth0`],
+        [4242, 'addr add 10.200.3.2/24 dev eth0'],
+        [4242, 'link set eth0 up'],
+        [4242, 'link set lo up'],
+        [4242, 'route add default via 10.200.3.1 dev eth0'],
+      ],
+    );
+  });
+
+  it('container files: hosts names the address, resolv.conf drops loopback nameservers', () => {
+    const f = containerFiles({ hostname: 'ws1', address: '10.200.3.2', nameservers: ['127.0.0.53', '192.0.2.53', '::1'], search: ['example.org'] });
+    assert.match(f.hosts, /^127\.0\.0\.1\tlocalhost\n/);
+    assert.match(f.hosts, /\n10\.200\.3\.2\tws1\n$/);
+    assert.equal(f.resolvConf, 'search example.org\nnameserver 192.0.2.53\n');
+    assert.equal(f.hostname, 'ws1\n');
+    assert.deepEqual(parseResolvConf('# c\nnameserver 1.1.1.1\nsearch a b # x\nnameserver 9.9.9.9\n'), { nameservers: ['1.1.1.1', '9.9.9.9'], search: ['a', 'b'] });
+  });
+});
+
+describe('BridgeNetwork over a fake runner', () => {
+  it('the bridge holds the gateway', async () => {
+    const { runner, n } = await net();
+    await n.ensureBridge();
+    assert.deepEqual(runner.text(), ['host: ip link add lxr0 type bridge', 'host: ip addr replace 10.200.3.1/24 dev lxr0', 'host: ip link set lxr0 up']);
+    n.close();
+  });
+
+  it('addresses: in order, never the network, gateway or broadcast; specific ones honoured or refused; released ones reused oldest first', async () => {
+    const { n } = await net('10.0.0.8/29');
+    assert.deepEqual([n.reserve(), n.reserve()], ['10.0.0.10', '10.0.0.11']);
+    assert.equal(n.reserve('10.0.0.14'), '10.0.0.14');
+    assert.throws(() => n.reserve('10.0.0.14'), (e: LxrError) => e.reason === 'LXR_ALREADY_EXISTS' && e.field === 'network.address' && /in use/.test(e.message));
+    for (const [bad, why] of [['10.0.0.8', /network address/], ['10.0.0.9', /gateway/], ['10.0.0.15', /broadcast/], ['10.0.1.2', /not in/], ['10.0.0', /not an IPv4/]] as const) {
+      assert.throws(() => n.reserve(bad), (e: LxrError) => e.reason === 'LXR_INVALID_ARGUMENT' && e.field === 'network.address' && why.test(e.message), bad);
+    }
+    assert.equal(n.release('10.0.0.10'), true);
+    assert.equal(n.release('10.0.0.10'), false);
+    assert.deepEqual([n.reserve(), n.reserve(), n.reserve()], ['10.0.0.10', '10.0.0.12', '10.0.0.13']);
+    assert.throws(() => n.reserve(), (e: LxrError) => e.reason === 'LXR_IP_EXHAUSTED' && e.code === 8 && /10\.0\.0\.8\/29/.test(e.message));
+    n.close();
+  });
+
+  it('addresses survive a restart: none is handed out twice', async () => {
+    const stateDir = path.join(await tempDir('net'), 'alloc');
+    const a = new BridgeNetwork({ runner: new FakeNetRunner(), subnet: '10.200.3.0/24', stateDir });
+    const first = [a.reserve(), a.reserve(), a.reserve('10.200.3.100')];
+    a.close();
+    const b = new BridgeNetwork({ runner: new FakeNetRunner(), subnet: '10.200.3.0/24', stateDir });
+    for (const addr of first) assert.equal(b.isReserved(addr), true, addr);
+    assert.ok(!first.includes(b.reserve()));
+    b.close();
+    assert.throws(() => new BridgeNetwork({ runner: new FakeNetRunner(), subnet: '10.200.0.0/16', stateDir }), (e: LxrError) => e.reason === 'LXR_ILLEGAL_STATE');
+  });
+
+  it('a failed attach removes what it made and reports the step', async () => {
+    const { runner, n } = await net();
+    const addr = n.reserve();
+    runner.failOn = /addr add/;
+    await assert.rejects(n.attach('c1', 4242, addr), (e: LxrError) => e.reason === 'LXR_HOST_SETUP_FAILED' && /netns of 4242: ip addr add 10\.200\.3\.2\/24 dev eth0/.test(e.message));
+    assert.deepEqual(runner.text().slice(-2), [`host: ip link del ${hostIfName('c1')}`, `host: ip link del ${peerIfName('c1')}`]);
+    // the address stays reserved for the caller to release
+    assert.equal(n.isReserved(addr), true);
+    n.close();
+  });
+});
