@@ -5,7 +5,7 @@ import { startAgent } from './server.js';
 import { AGENT_VERSION } from './host/host-service.js';
 
 const USAGE = `usage: lxr-agent [--root DIR] [--socket PATH] [--listen HOST:PORT] [--metrics-listen HOST:PORT] [--cgroup-parent NAME] [--run-root DIR] [--label K=V]...
-                 [--exec-ring-bytes N] [--exec-idle-timeout SECONDS] [--exec-retention SECONDS]
+                 [--subnet CIDR [--bridge NAME]] [--exec-ring-bytes N] [--exec-idle-timeout SECONDS] [--exec-retention SECONDS]
        lxr-agent version
 `;
 
@@ -18,6 +18,8 @@ interface Flags {
   runRoot: string;
   labels: Record<string, string>;
   exec: { ringBytes?: number; idleTimeoutMs?: number; retentionMs?: number };
+  subnet?: string;
+  bridge?: string;
 }
 
 function positive(flag: string, v: string): number {
@@ -56,6 +58,12 @@ function parse(args: string[]): Flags {
       case '--run-root':
         f.runRoot = value();
         break;
+      case '--subnet':
+        f.subnet = value();
+        break;
+      case '--bridge':
+        f.bridge = value();
+        break;
       case '--exec-ring-bytes':
         f.exec.ringBytes = positive(flag, value());
         break;
@@ -76,6 +84,7 @@ function parse(args: string[]): Flags {
         throw new Error(`unknown argument ${a}`);
     }
   }
+  if (f.bridge && !f.subnet) throw new Error('--bridge needs --subnet');
   return f;
 }
 
@@ -113,6 +122,7 @@ async function main(args: string[]): Promise<void> {
     cgroupParent: flags.cgroupParent,
     labels: flags.labels,
     exec: flags.exec,
+    ...(flags.subnet ? { network: { subnet: flags.subnet, ...(flags.bridge ? { bridge: flags.bridge } : {}) } } : {}),
     ...(flags.listen ? { listen: flags.listen } : {}),
     ...(flags.metricsListen ? { metricsListen: flags.metricsListen } : {}),
   });

@@ -18,6 +18,8 @@ import { imagesHandlers } from './api/images-adapter.js';
 import { createCgroupManager } from './cgroups/index.js';
 import { ContainerService } from './containers/container-service.js';
 import { ExecService } from './exec/exec-service.js';
+import { BridgeNetwork } from './net/bridge-network.js';
+import { LinuxNetRunner } from './net/net-runner.js';
 import { AGENT_VERSION, HostService } from './host/host-service.js';
 import { RegistryClient, type RegistryClientOptions } from './image/registry/client.js';
 import { ImageService } from './image/service.js';
@@ -39,6 +41,12 @@ export interface AgentOptions {
   runtimeRoot?: string;
   registry?: RegistryClientOptions;
   labels?: Record<string, string>;
+  /**
+   * The host's container network: its subnet (e.g. 10.200.3.0/24) and
+   * bridge (default lxr0), made in the agent's network namespace. Without
+   * it, containers get network mode "none".
+   */
+  network?: { subnet: string; bridge?: string };
   /** Fault injection for crash tests: called after each create step (runtime and containers). */
   crashPoint?: (step: string) => void;
   /** Exec sessions: output kept per session, default idle timeout, how long ended ones stay attachable. */
@@ -95,7 +103,12 @@ export async function startAgent(o: AgentOptions): Promise<Agent> {
   const runtime = new Runtime({ root: o.runtimeRoot ?? path.join(root, 'run'), cgroups, cgroupParent, ...(o.crashPoint ? { crashPoint: o.crashPoint } : {}) });
   const registry = new RegistryClient(o.registry ?? {});
   const images = new ImageService({ root: path.join(root, 'images'), registry });
-  const containers = new ContainerService({ root, images, runtime, cgroups, cgroupParent, log, ...(o.crashPoint ? { crashPoint: o.crashPoint } : {}) });
+  let network: BridgeNetwork | null = null;
+  if (o.network) {
+    network = new BridgeNetwork({ runner: new LinuxNetRunner(), subnet: o.network.subnet, ...(o.network.bridge ? { bridge: o.network.bridge } : {}), stateDir: path.join(root, 'net', 'addresses') });
+    await network.ensureBridge();
+  }
+  const containers = new ContainerService({ root, images, runtime, cgroups, cgroupParent, log, network, ...(o.crashPoint ? { crashPoint: o.crashPoint } : {}) });
   await containers.init();
   const exec = new ExecService({ target: containers, log, ...(o.exec ?? {}) });
   const host = new HostService({ cgroupMode: cgroups.mode, labels: o.labels ?? {}, containerUsage: () => containers.usage() });
@@ -152,6 +165,7 @@ export async function startAgent(o: AgentOptions): Promise<Agent> {
         });
         await metrics?.close();
         exec.close();
+        network?.close();
         registry.close();
         try {
           unlinkSync(o.socket);

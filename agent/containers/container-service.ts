@@ -7,9 +7,13 @@
 // - The container's name is its runtime id; one record per container at
 //   <root>/containers/<name>.json, its files in <root>/containers/<name>/
 //   (bundle config.json, overlay upper/work/rootfs, container.log).
-// - Networking (net/) is not built yet: a container gets its own empty
-//   network namespace (loopback only). Asking for "bridge", "host", an
-//   address or ports is refused (LXR_UNSUPPORTED) instead of silently ignored.
+// - Networking: with a container network (the agent started with --subnet),
+//   a container gets mode "bridge" by default: an address reserved before
+//   create (its /etc/hosts, /etc/resolv.conf and /etc/hostname are bind
+//   mounted from its dir), its veth pair attached once its init exists.
+//   Mode "none" (the only one without a container network) is an empty
+//   network namespace. "host" and published ports are refused
+//   (LXR_UNSUPPORTED) instead of silently ignored.
 // - tty for the main process needs a console socket the agent does not hold
 //   yet: refused likewise.
 // - Users named in the request are looked up in the /etc/passwd of the
@@ -28,16 +32,19 @@ import { linuxOverlayFs, planOverlay, prepareOverlayDirs, removeOverlayDirs, typ
 import type { ExecStartRequest } from '../exec/exec-service.js';
 import { buildSpec, resolveUser, type ContainerRequest } from '../runtime/defaults.js';
 import type { AttachedExec } from '../runtime/exec-io.js';
-import type { Process, Spec, Status } from '../runtime/oci.js';
+import type { Mount, Process, Spec, Status } from '../runtime/oci.js';
+import type { BridgeNetwork } from '../net/bridge-network.js';
+import { containerFiles, parseResolvConf } from '../net/net-plan.js';
 import type { ExitStatus, Runtime } from '../runtime/runtime.js';
 import { writeAtomic } from '../runtime/store.js';
 
 /**
  * The steps of a create, in order, as crash points name them: the
  * container's dir, its overlay dirs, its spec, its record, then the
- * runtime's claim, cgroup, monitor and state, and the runtime's answer.
+ * runtime's claim, cgroup, monitor and state, the runtime's answer, and
+ * the container's network (only with a container network).
  */
-export const CREATE_STEPS = ['dir', 'overlay-dirs', 'spec', 'record', 'runtime-claim', 'cgroup', 'monitor', 'runtime-state', 'created'] as const;
+export const CREATE_STEPS = ['dir', 'overlay-dirs', 'spec', 'record', 'runtime-claim', 'cgroup', 'monitor', 'runtime-state', 'created', 'network'] as const;
 
 export const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 export const DEFAULT_STOP_GRACE_SECONDS = 10;
@@ -86,6 +93,8 @@ export interface ContainerRecordFile {
   cgroupPath: string;
   /** Set while create runs: a record still "creating" at start is rolled back. */
   phase?: 'creating';
+  /** Its address on the host's bridge (network mode "bridge"). */
+  address?: string;
 }
 
 export interface ContainerInfo {
@@ -160,6 +169,10 @@ export interface ContainerServiceOptions {
    * its name (dir, overlay-dirs, spec, record, created).
    */
   crashPoint?: (step: string) => void;
+  /** The host's container network; without it containers get network mode "none". */
+  network?: BridgeNetwork | null;
+  /** What containers get in /etc/resolv.conf (default: the host's, without loopback nameservers). */
+  dns?: { nameservers: string[]; search: string[] };
 }
 
 const SIGNALS: Record<string, number> = {
@@ -264,10 +277,20 @@ export class ContainerService {
       } catch (e) {
         if (!(e instanceof LxrError && e.reason === 'LXR_NOT_FOUND')) throw e;
       }
+      await this.releaseNetwork(rec);
       await removeOverlayDirs(rec.overlay, linuxOverlayFs);
       await rm(rec.bundle, { recursive: true, force: true });
       await rm(this.recordPath(rec.name), { force: true });
       this.o.log?.info({ container: rec.name }, 'repair: rolled back a create that crashed');
+    }
+    // Addresses reserved by creates that crashed before their record said so.
+    if (this.o.network) {
+      const claimed = new Set((await this.records()).map((r) => r.address).filter((a) => a));
+      for (const a of this.o.network.reservedAddresses()) {
+        if (claimed.has(a)) continue;
+        this.o.network.release(a);
+        this.o.log?.info({ address: a }, 'repair: released an address no container holds');
+      }
     }
     for (const ent of await readdir(this.dir, { withFileTypes: true })) {
       if (!ent.isDirectory() || records.has(ent.name) || !NAME_RE.test(ent.name)) continue;
@@ -278,6 +301,26 @@ export class ContainerService {
       // Temp files of an atomic write cut short.
       if (ent.endsWith('.tmp') && ent.includes('.json.')) await rm(path.join(this.dir, ent), { force: true });
     }
+  }
+
+  /** /etc/hosts, /etc/resolv.conf and /etc/hostname in the container's dir, as bind mounts. */
+  private async networkFiles(containerDir: string, hostname: string, address: string): Promise<Mount[]> {
+    const dns = this.o.dns ?? parseResolvConf(await readFile('/etc/resolv.conf', 'utf8').catch(() => ''));
+    const files = containerFiles({ hostname, address, nameservers: dns.nameservers, search: dns.search });
+    const out: Mount[] = [];
+    for (const [file, text] of [['hosts', files.hosts], ['resolv.conf', files.resolvConf], ['hostname', files.hostname]] as const) {
+      const source = path.join(containerDir, `etc-${file}`);
+      await writeAtomic(source, text, 0o644, false);
+      out.push({ destination: `/etc/${file}`, type: 'bind', source, options: ['rbind', 'rprivate'] });
+    }
+    return out;
+  }
+
+  /** Gives back a container's network: its veth pair and its address. */
+  private async releaseNetwork(rec: ContainerRecordFile): Promise<void> {
+    if (!rec.address || !this.o.network) return;
+    await this.o.network.detach(rec.name);
+    this.o.network.release(rec.address);
   }
 
   private crashPoint(step: string): void {
@@ -391,8 +434,11 @@ export class ContainerService {
     const name = checkName(req.name);
     if (typeof req.image !== 'string' || req.image === '') throw invalidArgument('image', 'an image is required');
     const net = req.network ?? {};
-    if (net.mode && net.mode !== 'none') throw new LxrError('LXR_UNSUPPORTED', `network mode ${JSON.stringify(net.mode)} is not supported yet (containers get an empty network namespace)`, { field: 'network.mode' });
-    if (net.address) throw new LxrError('LXR_UNSUPPORTED', 'container addresses are not supported yet', { field: 'network.address' });
+    const network = this.o.network ?? null;
+    const mode = net.mode || (network ? 'bridge' : 'none');
+    if (mode === 'bridge' && !network) throw new LxrError('LXR_UNSUPPORTED', 'this agent has no container network (start lxr-agent with --subnet)', { field: 'network.mode' });
+    if (mode !== 'bridge' && mode !== 'none') throw new LxrError('LXR_UNSUPPORTED', `network mode ${JSON.stringify(net.mode)} is not supported (bridge or none)`, { field: 'network.mode' });
+    if (net.address && mode !== 'bridge') throw invalidArgument('network.address', 'an address needs network mode "bridge"');
     if (net.ports && net.ports.length > 0) throw new LxrError('LXR_UNSUPPORTED', 'published ports are not supported yet', { field: 'network.ports' });
     if (req.tty) throw new LxrError('LXR_UNSUPPORTED', 'a terminal for the main process is not supported yet; use exec with tty', { field: 'tty' });
     const limits: Limits = { cpus: req.limits?.cpus ?? 0, memoryBytes: req.limits?.memoryBytes ?? 0, pids: req.limits?.pids ?? 0 };
@@ -442,6 +488,13 @@ export class ContainerService {
         const userRoot = [...layers].reverse().find((l) => existsSync(path.join(l, 'etc', 'passwd'))) ?? plan.target;
         const spec = buildSpec(image.config, creq, { rootfs: userRoot, cgroupsPath: cgroupPath });
         spec.root = { path: plan.target, readonly: spec.root?.readonly ?? false };
+        let address: string | undefined;
+        if (mode === 'bridge' && network) {
+          address = network.reserve(net.address ?? '');
+          const reserved = address;
+          cleanups.unshift(async () => void network.release(reserved));
+          spec.mounts = [...(spec.mounts ?? []), ...(await this.networkFiles(containerDir, spec.hostname ?? name, address))];
+        }
         await writeAtomic(path.join(containerDir, 'config.json'), JSON.stringify(spec, null, 2) + '\n', 0o600, false);
         this.crashPoint('spec');
         const log = path.join(containerDir, 'container.log');
@@ -458,12 +511,18 @@ export class ContainerService {
           log,
           cgroupPath,
           phase: 'creating',
+          ...(address ? { address } : {}),
         };
         await this.writeRecord(rec);
         cleanups.unshift(() => rm(this.recordPath(name), { force: true }));
         this.crashPoint('record');
-        await this.o.runtime.create(name, containerDir, { overlay: plan, stdio: { mode: 'log', path: log } });
+        const created = await this.o.runtime.create(name, containerDir, { overlay: plan, stdio: { mode: 'log', path: log } });
         this.crashPoint('created');
+        if (address && network) {
+          cleanups.unshift(() => network.detach(name));
+          await network.attach(name, created.pid!, address);
+          this.crashPoint('network');
+        }
         delete rec.phase;
         await this.writeRecord(rec);
         this.emit('created', name);
@@ -557,6 +616,7 @@ export class ContainerService {
         if (!(e instanceof LxrError && e.reason === 'LXR_NOT_FOUND')) throw e;
       }
       await this.watchers.get(name);
+      await this.releaseNetwork(rec);
       await removeOverlayDirs(rec.overlay, linuxOverlayFs);
       await rm(rec.bundle, { recursive: true, force: true });
       await rm(this.recordPath(name), { force: true });
@@ -600,7 +660,7 @@ export class ContainerService {
       startedAt: rec.startedAt ?? '',
       finishedAt: rec.finishedAt ?? '',
       labels: rec.labels,
-      address: '',
+      address: rec.address ?? '',
       limits: rec.limits,
     };
   }

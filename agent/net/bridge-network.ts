@@ -64,6 +64,11 @@ export class BridgeNetwork {
     return this.alloc.release(this.addresses.slot(parseIpv4(address, 'network.address'), 'network.address'));
   }
 
+  /** Every reserved address. */
+  reservedAddresses(): string[] {
+    return this.alloc.usedSlots().map((s) => formatIpv4(this.addresses.address(s)));
+  }
+
   isReserved(address: string): boolean {
     return this.alloc.isUsed(this.addresses.slot(parseIpv4(address, 'network.address'), 'network.address'));
   }

@@ -275,6 +275,11 @@ export class PersistentAllocator {
     return this.mem.isUsed(slot);
   }
 
+  /** The slots in use, ascending. */
+  usedSlots(): number[] {
+    return [...this.mem.state().used];
+  }
+
   /** A free slot, durably recorded as in use; RESOURCE_EXHAUSTED when none is left. */
   allocate(): number {
     const s = this.mem.allocate();

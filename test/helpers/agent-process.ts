@@ -35,7 +35,7 @@ export class AgentProcesses {
   readonly agents: AgentProc[] = [];
   readonly socket: string;
 
-  constructor(private readonly o: { work: string; cgroupParent: string; args?: string[] }) {
+  constructor(private readonly o: { work: string; cgroupParent: string; args?: string[]; wrap?: string[] }) {
     this.socket = path.join(o.work, 'run', 'agent.sock');
   }
 
@@ -55,9 +55,11 @@ export class AgentProcesses {
     const fd = openSync(logFile, 'a');
     let proc: ChildProcess;
     try {
+      // `wrap` runs the agent under another command that execs it in place (e.g. unshare --net).
+      const [cmd, ...pre] = [...(this.o.wrap ?? []), process.execPath];
       proc = spawn(
-        process.execPath,
-        [agentMain(), '--root', path.join(work, 'root'), '--socket', this.socket, '--run-root', path.join(work, 'runtime'), '--cgroup-parent', cgroupParent, ...(this.o.args ?? [])],
+        cmd!,
+        [...pre, agentMain(), '--root', path.join(work, 'root'), '--socket', this.socket, '--run-root', path.join(work, 'runtime'), '--cgroup-parent', cgroupParent, ...(this.o.args ?? [])],
         { stdio: ['ignore', fd, fd], env: { ...process.env, LXR_LOG_LEVEL: process.env.LXR_LOG_LEVEL ?? 'debug', ...env } },
       );
     } finally {

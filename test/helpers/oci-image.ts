@@ -3,6 +3,8 @@
 // and indexes / manifest lists over several platforms.
 
 import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { type Digest, digestOf } from '../../agent/image/digest.js';
 import { MediaType } from '../../agent/image/registry/mediatypes.js';
@@ -170,4 +172,17 @@ export function twoPlatformImage(format: Format = 'oci', compression: Compressio
     }),
   );
   return { index: buildIndex(images, format), images };
+}
+
+/** Writes `img` as an OCI image layout directory naming it `ref`, for import. */
+export async function writeOciLayout(dir: string, img: TestImage, ref: string): Promise<void> {
+  await mkdir(path.join(dir, 'blobs', 'sha256'), { recursive: true });
+  for (const b of [img.manifest, img.config, ...img.layers]) await writeFile(path.join(dir, 'blobs', 'sha256', b.digest.slice(7)), b.data);
+  await writeFile(path.join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  const index = {
+    schemaVersion: 2,
+    mediaType: MediaType.OciIndex,
+    manifests: [{ mediaType: img.manifest.mediaType, digest: img.manifest.digest, size: img.manifest.size, annotations: { 'org.opencontainers.image.ref.name': ref } }],
+  };
+  await writeFile(path.join(dir, 'index.json'), JSON.stringify(index));
 }

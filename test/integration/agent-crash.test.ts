@@ -48,7 +48,8 @@ describe('agent crash during create: repaired at the next start', { skip: agentT
     done('agent-crash');
   });
 
-  for (const crashAt of CREATE_STEPS) {
+  // This agent has no container network: its step never comes.
+  for (const crashAt of CREATE_STEPS.filter((s) => s !== 'network')) {
     test(`killed after "${crashAt}": nothing is left half made, and the retry works`, async () => {
       const name = uniqueId('c');
       const requestId = `req-${crashAt}`;

@@ -18,7 +18,7 @@ import { hostPlatform, type Platform } from '../../agent/image/registry/platform
 import { ImageService, type PullProgress } from '../../agent/image/service.js';
 import { linuxOverlayFs, planOverlay, prepareOverlayDirs } from '../../agent/rootfs/overlay.js';
 import { buildSpec } from '../../agent/runtime/defaults.js';
-import { blob, buildIndex, compress, tarOf, type TestImage } from '../helpers/oci-image.js';
+import { blob, buildIndex, compress, tarOf, writeOciLayout, type TestImage } from '../helpers/oci-image.js';
 import { REGISTRY_BIN, REGISTRY_SKIP, startRegistry, type TestRegistry, TestPusher } from '../helpers/registry.js';
 import { makeBusyboxRootfs } from '../helpers/rootfs.js';
 import { tarDir } from '../helpers/agent.js';
@@ -331,15 +331,7 @@ describe('image service', { skip }, () => {
 
   test('import: an OCI layout dir and a tar of it', T, async () => {
     const layout = path.join(work, 'layout');
-    await mkdir(path.join(layout, 'blobs', 'sha256'), { recursive: true });
-    for (const b of [img.manifest, img.config, ...img.layers]) await writeFile(path.join(layout, 'blobs', 'sha256', b.digest.slice(7)), b.data);
-    await writeFile(path.join(layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-    const index = {
-      schemaVersion: 2,
-      mediaType: MediaType.OciIndex,
-      manifests: [{ mediaType: img.manifest.mediaType, digest: img.manifest.digest, size: img.manifest.size, annotations: { 'org.opencontainers.image.ref.name': 'example.com/lxr/imported:v1' } }],
-    };
-    await writeFile(path.join(layout, 'index.json'), JSON.stringify(index));
+    await writeOciLayout(layout, img, 'example.com/lxr/imported:v1');
 
     const svc = service(path.join(work, 'import-oci'));
     const [res] = await svc.import(layout);
@@ -351,8 +343,7 @@ describe('image service', { skip }, () => {
     assert.ok(existsSync(path.join(dirs[0]!, 'bin', 'busybox')));
 
     // The same layout as a tar, under another name, into a fresh store.
-    index.manifests[0]!.annotations['org.opencontainers.image.ref.name'] = 'example.com/lxr/imported:tar';
-    await writeFile(path.join(layout, 'index.json'), JSON.stringify(index));
+    await writeOciLayout(layout, img, 'example.com/lxr/imported:tar');
     const tarFile = path.join(work, 'layout.tar');
     await writeFile(tarFile, await tarDir(layout));
     const svc2 = service(path.join(work, 'import-oci-tar'));
