@@ -18,9 +18,10 @@ fi
 # docker-registry (a real registry on loopback), apache2-utils (htpasswd)
 # and openssl (token-auth certificates) for the image tests; skopeo and
 # umoci as the peers of the image benchmark; podman as the peer of the
-# agent benchmark (exec latency, create-and-start).
+# agent benchmark (exec latency, create-and-start); iptables and procps
+# (sysctl) for container networking (egress NAT, published ports).
 debs=(build-essential pkg-config libseccomp-dev busybox-static runc crun iproute2 python3 util-linux zstd
-  docker-registry apache2-utils openssl skopeo umoci podman)
+  docker-registry apache2-utils openssl skopeo umoci podman iptables procps)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

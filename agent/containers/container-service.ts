@@ -12,8 +12,10 @@
 //   create (its /etc/hosts, /etc/resolv.conf and /etc/hostname are bind
 //   mounted from its dir), its veth pair attached once its init exists.
 //   Mode "none" (the only one without a container network) is an empty
-//   network namespace. "host" and published ports are refused
-//   (LXR_UNSUPPORTED) instead of silently ignored.
+//   network namespace. "host" is refused (LXR_UNSUPPORTED) instead of
+//   silently ignored. Published ports (bridge only) are DNAT rules on the
+//   host's own addresses, marked with the container's name; a host port
+//   another container publishes is ALREADY_EXISTS.
 // - tty for the main process needs a console socket the agent does not hold
 //   yet: refused likewise.
 // - Users named in the request are looked up in the /etc/passwd of the
@@ -34,7 +36,7 @@ import { buildSpec, resolveUser, type ContainerRequest } from '../runtime/defaul
 import type { AttachedExec } from '../runtime/exec-io.js';
 import type { Mount, Process, Spec, Status } from '../runtime/oci.js';
 import type { BridgeNetwork } from '../net/bridge-network.js';
-import { containerFiles, parseResolvConf } from '../net/net-plan.js';
+import { containerFiles, parseResolvConf, type PortMapping } from '../net/net-plan.js';
 import type { ExitStatus, Runtime } from '../runtime/runtime.js';
 import { writeAtomic } from '../runtime/store.js';
 
@@ -69,7 +71,7 @@ export interface CreateRequest {
   user?: string;
   limits?: Partial<Limits>;
   labels?: Record<string, string>;
-  network?: { mode?: string; address?: string; ports?: unknown[] };
+  network?: { mode?: string; address?: string; ports?: Array<{ hostPort?: number; containerPort?: number; protocol?: string }> };
   hostname?: string;
   tty?: boolean;
   requestId?: string;
@@ -95,6 +97,7 @@ export interface ContainerRecordFile {
   phase?: 'creating';
   /** Its address on the host's bridge (network mode "bridge"). */
   address?: string;
+  ports?: PortMapping[];
 }
 
 export interface ContainerInfo {
@@ -192,6 +195,23 @@ export function parseSignal(s: string | undefined): number {
     if (n !== undefined) return n;
   }
   throw invalidArgument('signal', `${JSON.stringify(s)} is not a signal`);
+}
+
+/** Published ports as asked for: numbers in range, tcp or udp, no host port twice. */
+export function checkPorts(raw: ReadonlyArray<{ hostPort?: number; containerPort?: number; protocol?: string }>): PortMapping[] {
+  const out: PortMapping[] = [];
+  raw.forEach((p, i) => {
+    const field = `network.ports[${i}]`;
+    const protocol = (p.protocol || 'tcp').toLowerCase();
+    if (protocol !== 'tcp' && protocol !== 'udp') throw invalidArgument(`${field}.protocol`, `${JSON.stringify(p.protocol)} is not tcp or udp`);
+    for (const k of ['hostPort', 'containerPort'] as const) {
+      const v = p[k];
+      if (!Number.isInteger(v) || v! < 1 || v! > 65535) throw invalidArgument(`${field}.${k === 'hostPort' ? 'host_port' : 'container_port'}`, `${v ?? 0} is not a port (1-65535)`);
+    }
+    if (out.some((q) => q.hostPort === p.hostPort && q.protocol === protocol)) throw invalidArgument(`${field}.host_port`, `host port ${p.hostPort}/${protocol} is listed twice`);
+    out.push({ hostPort: p.hostPort!, containerPort: p.containerPort!, protocol });
+  });
+  return out;
 }
 
 export function checkName(name: unknown): string {
@@ -319,6 +339,7 @@ export class ContainerService {
   /** Gives back a container's network: its veth pair and its address. */
   private async releaseNetwork(rec: ContainerRecordFile): Promise<void> {
     if (!rec.address || !this.o.network) return;
+    if (rec.ports?.length) await this.o.network.unpublish(rec.name);
     await this.o.network.detach(rec.name);
     this.o.network.release(rec.address);
   }
@@ -439,7 +460,8 @@ export class ContainerService {
     if (mode === 'bridge' && !network) throw new LxrError('LXR_UNSUPPORTED', 'this agent has no container network (start lxr-agent with --subnet)', { field: 'network.mode' });
     if (mode !== 'bridge' && mode !== 'none') throw new LxrError('LXR_UNSUPPORTED', `network mode ${JSON.stringify(net.mode)} is not supported (bridge or none)`, { field: 'network.mode' });
     if (net.address && mode !== 'bridge') throw invalidArgument('network.address', 'an address needs network mode "bridge"');
-    if (net.ports && net.ports.length > 0) throw new LxrError('LXR_UNSUPPORTED', 'published ports are not supported yet', { field: 'network.ports' });
+    const ports = checkPorts(net.ports ?? []);
+    if (ports.length > 0 && mode !== 'bridge') throw invalidArgument('network.ports', 'published ports need network mode "bridge"');
     if (req.tty) throw new LxrError('LXR_UNSUPPORTED', 'a terminal for the main process is not supported yet; use exec with tty', { field: 'tty' });
     const limits: Limits = { cpus: req.limits?.cpus ?? 0, memoryBytes: req.limits?.memoryBytes ?? 0, pids: req.limits?.pids ?? 0 };
     if (!(limits.cpus >= 0) || !Number.isFinite(limits.cpus)) throw invalidArgument('limits.cpus', 'must be a non-negative number');
@@ -451,6 +473,14 @@ export class ContainerService {
       if (existing) {
         if (req.requestId && existing.requestId === req.requestId) return this.info(existing);
         throw alreadyExists('container', name);
+      }
+      if (ports.length > 0) {
+        for (const other of await this.records()) {
+          for (const p of other.ports ?? []) {
+            const clash = ports.find((q) => q.hostPort === p.hostPort && q.protocol === p.protocol);
+            if (clash) throw new LxrError('LXR_ALREADY_EXISTS', `host port ${p.hostPort}/${p.protocol} is published by container ${JSON.stringify(other.name)}`, { field: 'network.ports' });
+          }
+        }
       }
       const image = await this.ensureImage(req.image, signal);
       const layers = await this.o.images.rootfsLayers(image.manifestDigest);
@@ -512,6 +542,7 @@ export class ContainerService {
           cgroupPath,
           phase: 'creating',
           ...(address ? { address } : {}),
+          ...(ports.length > 0 ? { ports } : {}),
         };
         await this.writeRecord(rec);
         cleanups.unshift(() => rm(this.recordPath(name), { force: true }));
@@ -521,6 +552,10 @@ export class ContainerService {
         if (address && network) {
           cleanups.unshift(() => network.detach(name));
           await network.attach(name, created.pid!, address);
+          if (ports.length > 0) {
+            cleanups.unshift(() => network.unpublish(name));
+            await network.publish(name, address, ports);
+          }
           this.crashPoint('network');
         }
         delete rec.phase;

@@ -12,13 +12,15 @@
 import { LxrError } from '../../proto/shared/errors.js';
 import { PersistentAllocator } from '../../proto/shared/allocator.js';
 import { formatCidr, formatIpv4, HostAddresses, parseCidr, parseIpv4 } from '../../proto/shared/ipv4.js';
-import { DEFAULT_BRIDGE, planAttach, planBridge, planDetach, type NetStep } from './net-plan.js';
+import { DEFAULT_BRIDGE, listPortsStep, planAttach, planBridge, planDetach, planNat, planPorts, planUnports, type NetStep, type PortMapping } from './net-plan.js';
 import type { NetRunner } from './net-runner.js';
 
 export interface BridgeNetworkOptions {
   runner: NetRunner;
   /** This host's subnet, e.g. 10.200.3.0/24. */
   subnet: string;
+  /** The cluster's pool: traffic to it keeps container addresses (default: the subnet). */
+  pool?: string;
   bridge?: string;
   /** Where the allocator keeps its journal. */
   stateDir: string;
@@ -47,8 +49,26 @@ export class BridgeNetwork {
     for (const s of steps) await this.o.runner.run(s);
   }
 
+  /** The bridge, forwarding, egress NAT and the ports chain (idempotent). */
   async ensureBridge(): Promise<void> {
     await this.runAll(planBridge(this.bridge, this.addresses.gateway, this.prefix));
+    const subnet = formatCidr(this.addresses.cidr);
+    await this.runAll(planNat({ bridge: this.bridge, subnet, pool: this.o.pool ? formatCidr(parseCidr(this.o.pool, 'pool')) : subnet }));
+  }
+
+  /** Publishes the container's ports on the host's addresses. */
+  async publish(container: string, address: string, ports: readonly PortMapping[]): Promise<void> {
+    try {
+      await this.runAll(planPorts(container, address, ports));
+    } catch (e) {
+      await this.unpublish(container).catch(() => {});
+      throw e;
+    }
+  }
+
+  /** Removes every port rule of the container (none is fine). */
+  async unpublish(container: string): Promise<void> {
+    await this.runAll(planUnports(container, await this.o.runner.run(listPortsStep)));
   }
 
   /** A free address, or the one asked for (refused clearly when taken or not in the subnet). */

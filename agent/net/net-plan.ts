@@ -11,7 +11,8 @@ export type NetNs = 'host' | { pid: number };
 
 export interface NetStep {
   ns: NetNs;
-  /** Arguments of `ip`. */
+  /** The program (default ip). */
+  cmd?: 'ip' | 'iptables' | 'sysctl';
   args: string[];
   /** Failures whose message matches are fine (the step's effect is already there, or already gone). */
   tolerate?: RegExp;
@@ -75,6 +76,75 @@ export function planDetach(container: string): NetStep[] {
     { ns: 'host', args: ['link', 'del', peerIfName(container)], tolerate: /Cannot find device|does not exist/ },
   ];
 }
+
+// ---------------------------------------------------------------- NAT and ports
+
+export const CHAIN_NAT = 'LXR-POSTROUTING';
+export const CHAIN_PORTS = 'LXR-PORTS';
+export const CHAIN_FORWARD = 'LXR-FORWARD';
+
+const ipt = (args: string[], tolerate?: RegExp): NetStep => ({ ns: 'host', cmd: 'iptables', args: ['-w', ...args], ...(tolerate ? { tolerate } : {}) });
+/** Makes `from` jump to `chain` exactly once (removing an earlier jump first). */
+const jump = (table: string, from: string, chain: string, match: string[] = []): NetStep[] => [
+  ipt(['-t', table, '-D', from, ...match, '-j', chain], /does a matching rule exist|Bad rule|No chain/),
+  ipt(['-t', table, '-A', from, ...match, '-j', chain]),
+];
+
+/**
+ * Forwarding on; traffic from the subnet to anywhere outside the cluster
+ * pool leaves with the host's address (MASQUERADE); traffic to and from the
+ * bridge is forwarded; published ports (PREROUTING from outside, OUTPUT from
+ * the host itself, both only for the host's own addresses) go through one
+ * chain. Idempotent: chains are created or flushed, jumps made once.
+ */
+export function planNat(i: { bridge: string; subnet: string; pool: string }): NetStep[] {
+  return [
+    { ns: 'host', cmd: 'sysctl', args: ['-q', '-w', 'net.ipv4.ip_forward=1'] },
+    ipt(['-t', 'nat', '-N', CHAIN_NAT], /exists/),
+    ipt(['-t', 'nat', '-F', CHAIN_NAT]),
+    ipt(['-t', 'nat', '-A', CHAIN_NAT, '-s', i.subnet, '!', '-d', i.pool, '!', '-o', i.bridge, '-j', 'MASQUERADE']),
+    ...jump('nat', 'POSTROUTING', CHAIN_NAT),
+    ipt(['-t', 'nat', '-N', CHAIN_PORTS], /exists/),
+    ...jump('nat', 'PREROUTING', CHAIN_PORTS, ['-m', 'addrtype', '--dst-type', 'LOCAL']),
+    ...jump('nat', 'OUTPUT', CHAIN_PORTS, ['-m', 'addrtype', '--dst-type', 'LOCAL']),
+    ipt(['-t', 'filter', '-N', CHAIN_FORWARD], /exists/),
+    ipt(['-t', 'filter', '-F', CHAIN_FORWARD]),
+    ipt(['-t', 'filter', '-A', CHAIN_FORWARD, '-o', i.bridge, '-j', 'ACCEPT']),
+    ipt(['-t', 'filter', '-A', CHAIN_FORWARD, '-i', i.bridge, '-j', 'ACCEPT']),
+    ...jump('filter', 'FORWARD', CHAIN_FORWARD),
+  ];
+}
+
+export interface PortMapping {
+  hostPort: number;
+  containerPort: number;
+  protocol: 'tcp' | 'udp';
+}
+
+/** The comment that marks a container's port rules, so they can be found and removed. */
+export const portComment = (container: string): string => `lxr:${container}`;
+
+export function planPorts(container: string, address: string, ports: readonly PortMapping[]): NetStep[] {
+  return ports.map((p) =>
+    ipt(['-t', 'nat', '-A', CHAIN_PORTS, '-p', p.protocol, '--dport', String(p.hostPort), '-m', 'comment', '--comment', portComment(container), '-j', 'DNAT', '--to-destination', `${address}:${p.containerPort}`]),
+  );
+}
+
+/** The steps that delete a container's port rules, from a listing of the chain (`iptables -S`). */
+export function planUnports(container: string, listing: string): NetStep[] {
+  const mark = portComment(container);
+  return listing
+    .split('\n')
+    .filter((l) => l.startsWith(`-A ${CHAIN_PORTS} `))
+    .map((l) => splitRule(l.slice(3)))
+    .filter((rule) => rule.some((t, i) => t === mark && rule[i - 1] === '--comment'))
+    .map((rule) => ipt(['-t', 'nat', '-D', ...rule], /does a matching rule exist|Bad rule/));
+}
+
+/** iptables -S quotes some values ("lxr:web"); nothing we write has spaces. */
+const splitRule = (rule: string): string[] => rule.trim().split(/\s+/).map((t) => t.replace(/^"(.*)"$/, '$1'));
+
+export const listPortsStep: NetStep = ipt(['-t', 'nat', '-S', CHAIN_PORTS]);
 
 export interface ContainerFilesInput {
   hostname: string;

@@ -5,7 +5,7 @@
 // The image comes by import (the lab host has no way to the registry).
 // The machine's own network namespace is never touched.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -21,6 +21,7 @@ import { ownedTempDir, uniqueId } from '../helpers/tmp.js';
 
 const run = promisify(execFile);
 const SUBNET = '198.18.6';
+const BUSYBOX = '/bin/busybox';
 
 describe('agent container network (in a lab network namespace)', { skip: agentTestSkip, timeout: 180_000 }, () => {
   let work: string;
@@ -29,6 +30,7 @@ describe('agent container network (in a lab network namespace)', { skip: agentTe
   let cgroupParent: string;
   const image = 'lab.example/lxr/busybox:v1';
   const made = new Set<string>();
+  const holders: ChildProcess[] = [];
   const exec = async (container: string, args: string[]) => {
     const r = await ExecStream.start(agent.exec, { container, args }).done;
     assert.deepEqual(r.exit, { code: 0, signal: 0 }, `${args.join(' ')}: ${r.stderr.toString()}`);
@@ -54,6 +56,7 @@ describe('agent container network (in a lab network namespace)', { skip: agentTe
     const live = lab?.live();
     for (const name of made) if (live) await step(() => unary(live.ctrs, live.ctrs.Remove, { name, force: true }).catch(() => {}));
     await step(() => lab?.killAll());
+    for (const h of holders) if (h.exitCode === null && h.signalCode === null) h.kill('SIGKILL');
     await step(async () => {
       const { killed } = await removeCgroupTree(cgroupParent);
       if (killed.length > 0) throw new Error(`processes left in ${cgroupParent}: ${killed.join(' ')}`);
@@ -105,6 +108,59 @@ describe('agent container network (in a lab network namespace)', { skip: agentTe
     await unary(agent.ctrs, agent.ctrs.Remove, { name: fixed, force: true });
     made.delete(fixed);
     assert.equal((await create(uniqueId('again'), ['sleep', '3600'], { address: `${SUBNET}.50` })).address, `${SUBNET}.50`);
+  });
+
+  test('egress leaves with the host\'s address (NAT); a published port is reached from outside and from the host', async () => {
+    // A "world" namespace on an uplink of the lab host: it has no route to the containers' subnet.
+    const world = spawn('unshare', ['--net', 'sleep', '1000'], { stdio: 'ignore' });
+    holders.push(world);
+    await new Promise((r) => setTimeout(r, 100));
+    const w = String(world.pid);
+    const a = String(agent.pid);
+    await run('nsenter', ['-t', w, '-n', 'ip', 'link', 'add', 'up0', 'type', 'veth', 'peer', 'name', 'up1']);
+    await run('nsenter', ['-t', w, '-n', 'ip', 'link', 'set', 'up1', 'netns', a]);
+    await run('nsenter', ['-t', w, '-n', 'ip', 'addr', 'add', '198.18.7.1/24', 'dev', 'up0']);
+    await run('nsenter', ['-t', w, '-n', 'ip', 'link', 'set', 'up0', 'up']);
+    await run('nsenter', ['-t', a, '-n', 'ip', 'addr', 'add', '198.18.7.2/24', 'dev', 'up1']);
+    await run('nsenter', ['-t', a, '-n', 'ip', 'link', 'set', 'up1', 'up']);
+
+    // Egress: the world answers only because the connection comes from 198.18.7.2.
+    const banner = spawn('nsenter', ['-t', w, '-n', BUSYBOX, 'sh', '-c', 'while :; do echo world-hello | busybox nc -l -p 9000; done'], { stdio: 'ignore' });
+    holders.push(banner);
+    const client = uniqueId('out');
+    await create(client, ['sleep', '3600']);
+    await unary(agent.ctrs, agent.ctrs.Start, { name: client });
+    const fetch = async (args: string[]) => {
+      for (let i = 0; i < 30; i++) {
+        const r = await run(args[0]!, args.slice(1), { timeout: 10_000 }).then((x) => x.stdout, () => '');
+        if (r.trim()) return r;
+        await new Promise((res) => setTimeout(res, 100));
+      }
+      return '';
+    };
+    let egress = '';
+    for (let i = 0; i < 30 && !egress.includes('world-hello'); i++) {
+      egress = (await ExecStream.start(agent.exec, { container: client, args: ['nc', '-w', '2', '198.18.7.1', '9000'] }).done).stdout.toString();
+      if (!egress) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.match(egress, /world-hello/);
+
+    // A published port: from the world to the host's address, and from the host itself.
+    const web = uniqueId('web');
+    await create(web, ['sh', '-c', 'while :; do echo web-hello | nc -l -p 80; done'], { ports: [{ hostPort: 8080, containerPort: 80 }] });
+    await unary(agent.ctrs, agent.ctrs.Start, { name: web });
+    assert.match(await fetch(['nsenter', '-t', w, '-n', BUSYBOX, 'nc', '-w', '2', '198.18.7.2', '8080']), /web-hello/);
+    assert.match(await fetch(['nsenter', '-t', a, '-n', BUSYBOX, 'nc', '-w', '2', '198.18.7.2', '8080']), /web-hello/);
+    await assert.rejects(create(uniqueId('clash'), ['true'], { ports: [{ hostPort: 8080, containerPort: 81 }] }), grpcErr(grpc.status.ALREADY_EXISTS, 'LXR_ALREADY_EXISTS', { field: 'network.ports', message: /8080\/tcp/ }));
+    await assert.rejects(create(uniqueId('bad'), ['true'], { ports: [{ hostPort: 0, containerPort: 81 }] }), grpcErr(grpc.status.INVALID_ARGUMENT, 'LXR_INVALID_ARGUMENT', { field: 'network.ports[0].host_port' }));
+    await assert.rejects(create(uniqueId('nonet'), ['true'], { mode: 'none', ports: [{ hostPort: 9, containerPort: 9 }] }), grpcErr(grpc.status.INVALID_ARGUMENT, 'LXR_INVALID_ARGUMENT', { field: 'network.ports' }));
+    const rules = async () => (await run('nsenter', ['-t', a, '-n', 'iptables', '-w', '-t', 'nat', '-S', 'LXR-PORTS'])).stdout;
+    assert.match(await rules(), new RegExp(`lxr:${web}`));
+    await unary(agent.ctrs, agent.ctrs.Remove, { name: web, force: true });
+    made.delete(web);
+    assert.doesNotMatch(await rules(), new RegExp(`lxr:${web}`));
+    // Nothing of it in the machine's own tables.
+    assert.doesNotMatch((await run('iptables', ['-w', '-t', 'nat', '-S'])).stdout, /LXR-/);
   });
 
   test('an agent killed right after a container\'s network was set up: the next one rolls it back and the retry works', async () => {

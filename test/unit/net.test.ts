@@ -62,7 +62,14 @@ describe('BridgeNetwork over a fake runner', () => {
   it('the bridge holds the gateway', async () => {
     const { runner, n } = await net();
     await n.ensureBridge();
-    assert.deepEqual(runner.text(), ['host: ip link add lxr0 type bridge', 'host: ip addr replace 10.200.3.1/24 dev lxr0', 'host: ip link set lxr0 up']);
+    const text = runner.text();
+    assert.deepEqual(text.slice(0, 3), ['host: ip link add lxr0 type bridge', 'host: ip addr replace 10.200.3.1/24 dev lxr0', 'host: ip link set lxr0 up']);
+    assert.ok(text.includes('host: sysctl -q -w net.ipv4.ip_forward=1'));
+    assert.ok(text.includes('host: iptables -w -t nat -A LXR-POSTROUTING -s 10.200.3.0/24 ! -d 10.200.3.0/24 ! -o lxr0 -j MASQUERADE'), text.join('\n'));
+    // every jump is removed before it is added: running it twice adds it once
+    const jumps = text.filter((t) => / -A (POSTROUTING|PREROUTING|OUTPUT|FORWARD) /.test(t));
+    assert.equal(jumps.length, 4);
+    for (const j of jumps) assert.ok(text.includes(j.replace(' -A ', ' -D ')), j);
     n.close();
   });
 
@@ -102,5 +109,42 @@ describe('BridgeNetwork over a fake runner', () => {
     // the address stays reserved for the caller to release
     assert.equal(n.isReserved(addr), true);
     n.close();
+  });
+});
+
+describe('published ports', () => {
+  it('DNAT rules marked with the container; removal finds exactly its rules', async () => {
+    const { runner, n } = await net();
+    await n.publish('web', '10.200.3.2', [
+      { hostPort: 8080, containerPort: 80, protocol: 'tcp' },
+      { hostPort: 5353, containerPort: 53, protocol: 'udp' },
+    ]);
+    assert.deepEqual(runner.text(), [
+      'host: iptables -w -t nat -A LXR-PORTS -p tcp --dport 8080 -m comment --comment lxr:web -j DNAT --to-destination 10.200.3.2:80',
+      'host: iptables -w -t nat -A LXR-PORTS -p udp --dport 5353 -m comment --comment lxr:web -j DNAT --to-destination 10.200.3.2:53',
+    ]);
+    runner.steps.length = 0;
+    runner.outputs = [
+      [/-S LXR-PORTS/, '-N LXR-PORTS\n-A LXR-PORTS -p tcp -m tcp --dport 8080 -m comment --comment "lxr:web" -j DNAT --to-destination 10.200.3.2:80\n-A LXR-PORTS -p tcp -m tcp --dport 9090 -m comment --comment lxr:web2 -j DNAT --to-destination 10.200.3.3:80\n'],
+    ];
+    await n.unpublish('web');
+    assert.deepEqual(runner.text(), [
+      'host: iptables -w -t nat -S LXR-PORTS',
+      'host: iptables -w -t nat -D LXR-PORTS -p tcp -m tcp --dport 8080 -m comment --comment lxr:web -j DNAT --to-destination 10.200.3.2:80',
+    ]);
+    n.close();
+  });
+
+  it('ports are checked by field', async () => {
+    const { checkPorts } = await import('../../agent/containers/container-service.js');
+    assert.deepEqual(checkPorts([{ hostPort: 80, containerPort: 8080 }]), [{ hostPort: 80, containerPort: 8080, protocol: 'tcp' }]);
+    const bad: Array<[object[], string]> = [
+      [[{ hostPort: 0, containerPort: 80 }], 'network.ports[0].host_port'],
+      [[{ hostPort: 80, containerPort: 70000 }], 'network.ports[0].container_port'],
+      [[{ hostPort: 80, containerPort: 80, protocol: 'sctp' }], 'network.ports[0].protocol'],
+      [[{ hostPort: 80, containerPort: 80 }, { hostPort: 80, containerPort: 81, protocol: 'TCP' }], 'network.ports[1].host_port'],
+    ];
+    for (const [ports, field] of bad) assert.throws(() => checkPorts(ports), (e: LxrError) => e.reason === 'LXR_INVALID_ARGUMENT' && e.field === field, field);
+    assert.equal(checkPorts([{ hostPort: 53, containerPort: 53, protocol: 'udp' }, { hostPort: 53, containerPort: 53 }]).length, 2);
   });
 });
