@@ -5,7 +5,7 @@ import { startAgent } from './server.js';
 import { AGENT_VERSION } from './host/host-service.js';
 
 const USAGE = `usage: lxr-agent [--root DIR] [--socket PATH] [--listen HOST:PORT] [--metrics-listen HOST:PORT] [--cgroup-parent NAME] [--run-root DIR] [--label K=V]...
-                 [--subnet CIDR [--bridge NAME]] [--exec-ring-bytes N] [--exec-idle-timeout SECONDS] [--exec-retention SECONDS]
+                 [--subnet CIDR [--bridge NAME] [--pool CIDR]] [--exec-ring-bytes N] [--exec-idle-timeout SECONDS] [--exec-retention SECONDS]
        lxr-agent version
 `;
 
@@ -20,6 +20,7 @@ interface Flags {
   exec: { ringBytes?: number; idleTimeoutMs?: number; retentionMs?: number };
   subnet?: string;
   bridge?: string;
+  pool?: string;
 }
 
 function positive(flag: string, v: string): number {
@@ -64,6 +65,9 @@ function parse(args: string[]): Flags {
       case '--bridge':
         f.bridge = value();
         break;
+      case '--pool':
+        f.pool = value();
+        break;
       case '--exec-ring-bytes':
         f.exec.ringBytes = positive(flag, value());
         break;
@@ -84,7 +88,7 @@ function parse(args: string[]): Flags {
         throw new Error(`unknown argument ${a}`);
     }
   }
-  if (f.bridge && !f.subnet) throw new Error('--bridge needs --subnet');
+  if ((f.bridge || f.pool) && !f.subnet) throw new Error('--bridge and --pool need --subnet');
   return f;
 }
 
@@ -122,7 +126,7 @@ async function main(args: string[]): Promise<void> {
     cgroupParent: flags.cgroupParent,
     labels: flags.labels,
     exec: flags.exec,
-    ...(flags.subnet ? { network: { subnet: flags.subnet, ...(flags.bridge ? { bridge: flags.bridge } : {}) } } : {}),
+    ...(flags.subnet ? { network: { subnet: flags.subnet, ...(flags.bridge ? { bridge: flags.bridge } : {}), ...(flags.pool ? { pool: flags.pool } : {}) } } : {}),
     ...(flags.listen ? { listen: flags.listen } : {}),
     ...(flags.metricsListen ? { metricsListen: flags.metricsListen } : {}),
   });

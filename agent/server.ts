@@ -46,7 +46,7 @@ export interface AgentOptions {
    * bridge (default lxr0), made in the agent's network namespace. Without
    * it, containers get network mode "none".
    */
-  network?: { subnet: string; bridge?: string };
+  network?: { subnet: string; bridge?: string; pool?: string };
   /** Fault injection for crash tests: called after each create step (runtime and containers). */
   crashPoint?: (step: string) => void;
   /** Exec sessions: output kept per session, default idle timeout, how long ended ones stay attachable. */
@@ -105,7 +105,7 @@ export async function startAgent(o: AgentOptions): Promise<Agent> {
   const images = new ImageService({ root: path.join(root, 'images'), registry });
   let network: BridgeNetwork | null = null;
   if (o.network) {
-    network = new BridgeNetwork({ runner: new LinuxNetRunner(), subnet: o.network.subnet, ...(o.network.bridge ? { bridge: o.network.bridge } : {}), stateDir: path.join(root, 'net', 'addresses') });
+    network = new BridgeNetwork({ runner: new LinuxNetRunner(), subnet: o.network.subnet, ...(o.network.bridge ? { bridge: o.network.bridge } : {}), ...(o.network.pool ? { pool: o.network.pool } : {}), stateDir: path.join(root, 'net', 'addresses') });
     await network.ensureBridge();
   }
   const containers = new ContainerService({ root, images, runtime, cgroups, cgroupParent, log, network, ...(o.crashPoint ? { crashPoint: o.crashPoint } : {}) });
@@ -120,7 +120,7 @@ export async function startAgent(o: AgentOptions): Promise<Agent> {
   // that went to sleep), so their exec sessions count as detached.
   const server = new grpc.Server({ 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_timeout_ms': 10_000 });
   server.addService(services.Health, health.handlers());
-  server.addService(services.Host, hostHandlers(ctx, host));
+  server.addService(services.Host, hostHandlers(ctx, host, network));
   server.addService(services.Images, imagesHandlers(ctx, images));
   server.addService(services.Containers, containersHandlers(ctx, containers));
   server.addService(services.Exec, execHandlers(ctx, exec));

@@ -9,10 +9,10 @@
 //   (its network namespace is the init's). Detach deletes the veth pair;
 //   release returns the address. Both are safe to repeat.
 // - A failed attach removes what it made before it reports the failure.
-import { LxrError } from '../../proto/shared/errors.js';
+import { invalidArgument, LxrError } from '../../proto/shared/errors.js';
 import { PersistentAllocator } from '../../proto/shared/allocator.js';
 import { formatCidr, formatIpv4, HostAddresses, parseCidr, parseIpv4 } from '../../proto/shared/ipv4.js';
-import { DEFAULT_BRIDGE, listPortsStep, planAttach, planBridge, planDetach, planNat, planPorts, planUnports, type NetStep, type PortMapping } from './net-plan.js';
+import { DEFAULT_BRIDGE, listPortsStep, listRoutesStep, parseRoutes, planRoutes, type PeerRoute, planAttach, planBridge, planDetach, planNat, planPorts, planUnports, type NetStep, type PortMapping } from './net-plan.js';
 import type { NetRunner } from './net-runner.js';
 
 export interface BridgeNetworkOptions {
@@ -54,6 +54,25 @@ export class BridgeNetwork {
     await this.runAll(planBridge(this.bridge, this.addresses.gateway, this.prefix));
     const subnet = formatCidr(this.addresses.cidr);
     await this.runAll(planNat({ bridge: this.bridge, subnet, pool: this.o.pool ? formatCidr(parseCidr(this.o.pool, 'pool')) : subnet }));
+  }
+
+  /**
+   * Routes to the other hosts' subnets via their addresses (the whole list;
+   * routes to hosts not in it go). Peers are checked by field first.
+   */
+  async setPeers(peers: ReadonlyArray<{ name: string; address: string; subnet: string }>): Promise<string[]> {
+    const wanted: PeerRoute[] = [];
+    peers.forEach((p, i) => {
+      const field = `peers[${i}]`;
+      const via = formatIpv4(parseIpv4(p.address, `${field}.address`));
+      const subnet = formatCidr(parseCidr(p.subnet, `${field}.subnet`));
+      if (subnet === formatCidr(this.addresses.cidr)) throw invalidArgument(`${field}.subnet`, `${subnet} is this host's own subnet`);
+      if (wanted.some((w) => w.subnet === subnet)) throw invalidArgument(`${field}.subnet`, `${subnet} is listed twice`);
+      wanted.push({ subnet, via });
+    });
+    const current = parseRoutes(await this.o.runner.run(listRoutesStep));
+    await this.runAll(planRoutes(current, wanted));
+    return parseRoutes(await this.o.runner.run(listRoutesStep)).map((r) => `${r.subnet} via ${r.via}`);
   }
 
   /** Publishes the container's ports on the host's addresses. */

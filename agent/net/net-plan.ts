@@ -77,6 +77,41 @@ export function planDetach(container: string): NetStep[] {
   ];
 }
 
+// ---------------------------------------------------------------- routes to peers
+
+/** Routes to other hosts' subnets carry this protocol number, so LXR's can be listed and told apart. */
+export const ROUTE_PROTO = '77';
+
+export interface PeerRoute {
+  subnet: string;
+  via: string;
+}
+
+export const listRoutesStep: NetStep = { ns: 'host', args: ['-4', 'route', 'show', 'proto', ROUTE_PROTO] };
+
+/** Parses `ip route show proto 77`: "10.200.4.0/24 via 198.18.0.3 dev eth0 ...". */
+export function parseRoutes(listing: string): PeerRoute[] {
+  const out: PeerRoute[] = [];
+  for (const line of listing.split('\n')) {
+    const m = /^(\S+) via (\S+)/.exec(line.trim());
+    if (m) out.push({ subnet: m[1]!, via: m[2]! });
+  }
+  return out;
+}
+
+/** From the routes in place to the wanted ones: replace what differs, delete what is no longer wanted. */
+export function planRoutes(current: readonly PeerRoute[], wanted: readonly PeerRoute[]): NetStep[] {
+  const steps: NetStep[] = [];
+  for (const r of current) {
+    if (!wanted.some((w) => w.subnet === r.subnet)) steps.push({ ns: 'host', args: ['route', 'del', r.subnet, 'proto', ROUTE_PROTO], tolerate: /No such process/ });
+  }
+  for (const w of wanted) {
+    if (current.some((r) => r.subnet === w.subnet && r.via === w.via)) continue;
+    steps.push({ ns: 'host', args: ['route', 'replace', w.subnet, 'via', w.via, 'proto', ROUTE_PROTO] });
+  }
+  return steps;
+}
+
 // ---------------------------------------------------------------- NAT and ports
 
 export const CHAIN_NAT = 'LXR-POSTROUTING';

@@ -24,6 +24,17 @@ export interface HostUsage {
   load1: number;
   memoryUsedBytes: number;
 }
+export interface Peer {
+  name?: string;
+  address?: string;
+  subnet?: string;
+}
+export interface SetPeersRequest {
+  peers?: Peer[];
+}
+export interface SetPeersResponse {
+  routes: string[];
+}
 export interface GetInfoResponse {
   hostname: string;
   kernel: string;

@@ -75,6 +75,7 @@ export type ServerStreamMethod<Req, Res> = (req: Req, md?: grpc.Metadata, opts?:
 
 export interface HostClient extends grpc.Client {
   GetInfo: UnaryMethod<T.GetInfoRequest, T.GetInfoResponse>;
+  SetPeers: UnaryMethod<T.SetPeersRequest, T.SetPeersResponse>;
 }
 
 export interface ImagesClient extends grpc.Client {

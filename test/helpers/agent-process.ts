@@ -3,7 +3,7 @@
 // runs from, on the test's own root, socket, runtime root and cgroup
 // parent, with clients for every service. Agents are ended by pid only.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
@@ -51,6 +51,7 @@ export class AgentProcesses {
   /** Spawns lxr-agent (with extra environment) and waits until its health check says SERVING. */
   async spawn(env: Record<string, string> = {}): Promise<AgentProc> {
     const { work, cgroupParent } = this.o;
+    mkdirSync(work, { recursive: true });
     const logFile = path.join(work, `agent-${this.agents.length + 1}.log`);
     const fd = openSync(logFile, 'a');
     let proc: ChildProcess;

@@ -148,3 +148,29 @@ describe('published ports', () => {
     assert.equal(checkPorts([{ hostPort: 53, containerPort: 53, protocol: 'udp' }, { hostPort: 53, containerPort: 53 }]).length, 2);
   });
 });
+
+describe('routes to peers', () => {
+  it('replaces what differs, deletes what is gone, leaves what matches', async () => {
+    const { parseRoutes, planRoutes } = await import('../../agent/net/net-plan.js');
+    const current = parseRoutes('10.200.4.0/24 via 198.18.0.2 dev up0 \n10.200.5.0/24 via 198.18.0.3 dev up0\n10.200.6.0/24 via 198.18.0.4 dev up0\n');
+    assert.deepEqual(current.map((r) => r.subnet), ['10.200.4.0/24', '10.200.5.0/24', '10.200.6.0/24']);
+    const steps = planRoutes(current, [
+      { subnet: '10.200.4.0/24', via: '198.18.0.2' },
+      { subnet: '10.200.5.0/24', via: '198.18.0.9' },
+      { subnet: '10.200.7.0/24', via: '198.18.0.5' },
+    ]).map((s) => s.args.join(' '));
+    assert.deepEqual(steps, [
+      'route del 10.200.6.0/24 proto 77',
+      'route replace 10.200.5.0/24 via 198.18.0.9 proto 77',
+      'route replace 10.200.7.0/24 via 198.18.0.5 proto 77',
+    ]);
+  });
+
+  it('setPeers checks the list by field before touching anything', async () => {
+    const { runner, n } = await net();
+    await assert.rejects(n.setPeers([{ name: 'a', address: '198.18.0.2', subnet: '10.200.3.0/24' }]), (e: LxrError) => e.field === 'peers[0].subnet' && /own subnet/.test(e.message));
+    await assert.rejects(n.setPeers([{ name: 'a', address: '198.18.0', subnet: '10.200.4.0/24' }]), (e: LxrError) => e.field === 'peers[0].address');
+    assert.deepEqual(runner.steps, []);
+    n.close();
+  });
+});
