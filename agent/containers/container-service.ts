@@ -303,9 +303,14 @@ export class ContainerService {
       await rm(this.recordPath(rec.name), { force: true });
       this.o.log?.info({ container: rec.name }, 'repair: rolled back a create that crashed');
     }
-    // Addresses reserved by creates that crashed before their record said so.
+    // Addresses reserved by creates that crashed before their record said so,
+    // and veth ends of containers that are gone.
     if (this.o.network) {
-      const claimed = new Set((await this.records()).map((r) => r.address).filter((a) => a));
+      const recs = await this.records();
+      for (const l of await this.o.network.removeLeftovers(recs.filter((r) => r.address).map((r) => r.name))) {
+        this.o.log?.info({ link: l }, 'repair: removed a veth end no container holds');
+      }
+      const claimed = new Set(recs.map((r) => r.address).filter((a) => a));
       for (const a of this.o.network.reservedAddresses()) {
         if (claimed.has(a)) continue;
         this.o.network.release(a);

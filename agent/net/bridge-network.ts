@@ -12,7 +12,7 @@
 import { invalidArgument, LxrError } from '../../proto/shared/errors.js';
 import { PersistentAllocator } from '../../proto/shared/allocator.js';
 import { formatCidr, formatIpv4, HostAddresses, parseCidr, parseIpv4 } from '../../proto/shared/ipv4.js';
-import { DEFAULT_BRIDGE, listPortsStep, listRoutesStep, parseRoutes, planRoutes, type PeerRoute, planAttach, planBridge, planDetach, planNat, planPorts, planUnports, type NetStep, type PortMapping } from './net-plan.js';
+import { DEFAULT_BRIDGE, hostIfName, listLinksStep, listPortsStep, listRoutesStep, ourLinks, peerIfName, parseRoutes, planRoutes, type PeerRoute, planAttach, planBridge, planDetach, planNat, planPorts, planUnports, type NetStep, type PortMapping } from './net-plan.js';
 import type { NetRunner } from './net-runner.js';
 
 export interface BridgeNetworkOptions {
@@ -123,6 +123,17 @@ export class BridgeNetwork {
       });
       throw e;
     }
+  }
+
+  /**
+   * Deletes veth ends no container holds any more (a create or remove that
+   * crashed half way); returns their names.
+   */
+  async removeLeftovers(containers: readonly string[]): Promise<string[]> {
+    const keep = new Set(containers.flatMap((c) => [hostIfName(c), peerIfName(c)]));
+    const gone = ourLinks(await this.o.runner.run(listLinksStep)).filter((l) => !keep.has(l));
+    for (const l of gone) await this.o.runner.run({ ns: 'host', args: ['link', 'del', l], tolerate: /Cannot find device|does not exist/ });
+    return gone;
   }
 
   /** Removes the container's veth pair (if any). */

@@ -69,6 +69,18 @@ export function planAttach(i: AttachPlanInput): NetStep[] {
   ];
 }
 
+export const listLinksStep: NetStep = { ns: 'host', args: ['-o', 'link', 'show'] };
+
+/** Names of LXR's veth ends in `ip -o link show` output ("7: lxv0123456789@if6: <...>"). */
+export function ourLinks(listing: string): string[] {
+  const out: string[] = [];
+  for (const line of listing.split('\n')) {
+    const m = /^\d+:\s+([^:@\s]+)/.exec(line);
+    if (m && (m[1]!.startsWith(HOST_IF_PREFIX) || m[1]!.startsWith('lxp'))) out.push(m[1]!);
+  }
+  return out;
+}
+
 /** Deleting the host end deletes the pair (the other end goes with it, wherever it is). */
 export function planDetach(container: string): NetStep[] {
   return [

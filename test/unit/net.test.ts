@@ -174,3 +174,13 @@ describe('routes to peers', () => {
     n.close();
   });
 });
+
+describe('leftovers', () => {
+  it('veth ends of containers that are gone are deleted; the others and foreign links stay', async () => {
+    const { runner, n } = await net();
+    runner.outputs = [[/link show/, `1: lo: <LOOPBACK,UP> mtu 65536\n2: eth0@if9: <UP> mtu 1500\n5: ${hostIfName('keep')}@if4: <UP>\n7: ${hostIfName('gone')}@if6: <UP>\n8: ${peerIfName('gone2')}: <BROADCAST>\n9: lxr0: <UP>\n`]];
+    assert.deepEqual(await n.removeLeftovers(['keep']), [hostIfName('gone'), peerIfName('gone2')]);
+    assert.deepEqual(runner.text().slice(1), [`host: ip link del ${hostIfName('gone')}`, `host: ip link del ${peerIfName('gone2')}`]);
+    n.close();
+  });
+});
