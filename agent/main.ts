@@ -1,11 +1,12 @@
 // lxr-agent: the per-host daemon. Serves the agent API (proto/lxr/agent/v1)
 // on a unix socket, and on TCP when --listen is given. SIGTERM/SIGINT stop
 // the server but leave containers running: the next agent adopts them.
+import { walkFlags } from '../proto/shared/flags.js';
 import { startAgent } from './server.js';
 import { AGENT_VERSION } from './host/host-service.js';
 
 const USAGE = `usage: lxr-agent [--root DIR] [--socket PATH] [--listen HOST:PORT] [--metrics-listen HOST:PORT] [--cgroup-parent NAME] [--run-root DIR] [--label K=V]...
-                 [--subnet CIDR [--bridge NAME] [--pool CIDR]] [--exec-ring-bytes N] [--exec-idle-timeout SECONDS] [--exec-retention SECONDS]
+                 [--subnet CIDR [--bridge NAME] [--pool CIDR]] [--insecure-registry HOST:PORT]... [--exec-ring-bytes N] [--exec-idle-timeout SECONDS] [--exec-retention SECONDS]
        lxr-agent version
 `;
 
@@ -21,6 +22,7 @@ interface Flags {
   subnet?: string;
   bridge?: string;
   pool?: string;
+  insecure: string[];
 }
 
 function positive(flag: string, v: string): number {
@@ -30,16 +32,8 @@ function positive(flag: string, v: string): number {
 }
 
 function parse(args: string[]): Flags {
-  const f: Flags = { root: '/var/lib/lxr', socket: '/run/lxr/agent.sock', cgroupParent: 'lxr', runRoot: '/run/lxr/runtime', labels: {}, exec: {} };
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i]!;
-    const eq = a.indexOf('=');
-    const [flag, inline] = a.startsWith('--') && eq > 0 ? [a.slice(0, eq), a.slice(eq + 1)] : [a, undefined];
-    const value = (): string => {
-      const v = inline ?? args[++i];
-      if (v === undefined || v === '') throw new Error(`${flag} needs a value`);
-      return v;
-    };
+  const f: Flags = { root: '/var/lib/lxr', socket: '/run/lxr/agent.sock', cgroupParent: 'lxr', runRoot: '/run/lxr/runtime', labels: {}, exec: {}, insecure: [] };
+  walkFlags(args, (flag, value, a) => {
     switch (flag) {
       case '--root':
         f.root = value();
@@ -68,6 +62,9 @@ function parse(args: string[]): Flags {
       case '--pool':
         f.pool = value();
         break;
+      case '--insecure-registry':
+        f.insecure.push(value());
+        break;
       case '--exec-ring-bytes':
         f.exec.ringBytes = positive(flag, value());
         break;
@@ -87,7 +84,7 @@ function parse(args: string[]): Flags {
       default:
         throw new Error(`unknown argument ${a}`);
     }
-  }
+  });
   if ((f.bridge || f.pool) && !f.subnet) throw new Error('--bridge and --pool need --subnet');
   return f;
 }
@@ -126,6 +123,7 @@ async function main(args: string[]): Promise<void> {
     cgroupParent: flags.cgroupParent,
     labels: flags.labels,
     exec: flags.exec,
+    ...(flags.insecure.length ? { registry: { insecure: flags.insecure } } : {}),
     ...(flags.subnet ? { network: { subnet: flags.subnet, ...(flags.bridge ? { bridge: flags.bridge } : {}), ...(flags.pool ? { pool: flags.pool } : {}) } } : {}),
     ...(flags.listen ? { listen: flags.listen } : {}),
     ...(flags.metricsListen ? { metricsListen: flags.metricsListen } : {}),

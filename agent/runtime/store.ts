@@ -9,6 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
+import { startTimeSync } from '../../proto/shared/proc.js';
 import { alreadyExists, invalidArgument, LxrError, notFound } from '../../proto/shared/errors.js';
 import type { Spec } from './oci.js';
 
@@ -63,15 +64,7 @@ export async function writeAtomic(file: string, data: string | Buffer, mode = 0o
   renameSync(tmp, file);
 }
 
-/** Field 22 (starttime) of /proc/PID/stat; null when there is no such process. */
-export function startTimeSync(pid: number): string | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
-  } catch {
-    return null;
-  }
-}
+export { startTimeSync };
 
 export class StateStore {
   constructor(readonly root: string) {}

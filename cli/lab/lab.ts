@@ -1,0 +1,332 @@
+// The lab: a multi-host LXR cluster on one machine, the way kind gives one
+// for Kubernetes. A "switch" network namespace holds a bridge (br0,
+// 198.18.0.254/24) and a registry (198.18.0.254:5000); each host is a real
+// lxr-agent in a network and mount namespace of its own (unshare), with its
+// own state dir, socket and cgroup parent, joined to the switch by a veth
+// pair (198.18.0.N/24), with container subnet 198.19.N.0/24 and routes to
+// the other hosts (Host.SetPeers). Everything is in 198.18.0.0/15; nothing
+// touches the machine's own network namespace.
+//
+// The lab outlives the command that made it: its processes are recorded
+// (pid and start time, so a reused pid is never signalled) in lab.json in
+// its directory. Teardown always runs to the end: containers removed
+// through their agent when it answers, then every process still in a lab
+// cgroup killed (by pid), the cgroups, the processes and the directory
+// removed; what failed is reported, not stopped at.
+import { execFile, spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { readdir, readFile, rmdir } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import * as grpc from '@grpc/grpc-js';
+import { ContainersClient, HealthClient, HostClient, unary } from '../../proto/shared/api.js';
+import { alreadyExists, invalidArgument, LxrError } from '../../proto/shared/errors.js';
+import { startTimeSync } from '../../proto/shared/proc.js';
+
+const run = promisify(execFile);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export const SWITCH_ADDRESS = '198.18.0.254';
+export const REGISTRY_PORT = 5000;
+export const POOL = '198.19.0.0/16';
+const REGISTRY_BIN = '/usr/bin/docker-registry';
+const MAX_HOSTS = 200;
+
+export interface Proc {
+  pid: number;
+  /** Field 22 of /proc/PID/stat when it started: tells a reused pid apart. */
+  start: string;
+}
+
+export interface LabHost {
+  name: string;
+  address: string;
+  subnet: string;
+  root: string;
+  socket: string;
+  cgroupParent: string;
+  agent: Proc;
+  log: string;
+}
+
+export interface LabState {
+  name: string;
+  dir: string;
+  createdAt: string;
+  switch: Proc;
+  registry: Proc | null;
+  hosts: LabHost[];
+}
+
+export const alive = (p: Proc | null): boolean => !!p && startTimeSync(p.pid) === p.start;
+
+/** Signals a recorded process only if it is still that process. */
+function signal(p: Proc | null, sig: NodeJS.Signals): boolean {
+  if (!alive(p)) return false;
+  try {
+    process.kill(p!.pid, sig);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function stop(p: Proc | null, graceMs = 3000): Promise<void> {
+  if (!signal(p, 'SIGTERM')) return;
+  for (let t = 0; t < graceMs && alive(p); t += 50) await sleep(50);
+  signal(p, 'SIGKILL');
+  for (let t = 0; t < 2000 && alive(p); t += 50) await sleep(50);
+}
+
+const stateFile = (dir: string): string => path.join(dir, 'lab.json');
+
+export function readLab(dir: string): LabState | null {
+  try {
+    return JSON.parse(readFileSync(stateFile(dir), 'utf8')) as LabState;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw new LxrError('LXR_INTERNAL', `lab state ${stateFile(dir)} is unreadable: ${(e as Error).message}`);
+  }
+}
+
+function writeLab(s: LabState): void {
+  writeFileSync(stateFile(s.dir) + '.tmp', JSON.stringify(s, null, 2) + '\n');
+  renameSync(stateFile(s.dir) + '.tmp', stateFile(s.dir));
+}
+
+/** Starts a long-lived process of the lab in its own session; its Proc. */
+function daemon(cmd: string, args: string[], log: string): Proc {
+  const fd = openSync(log, 'a');
+  try {
+    const p = spawn(cmd, args, { stdio: ['ignore', fd, fd], detached: true });
+    p.unref();
+    if (p.pid === undefined) throw new LxrError('LXR_HOST_SETUP_FAILED', `lab: cannot start ${cmd}`);
+    return { pid: p.pid, start: '' };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Waits until the process has exec'd its final program (unshare/nsenter exec in place). */
+async function settle(p: Proc, program: string, ms = 5000): Promise<Proc> {
+  for (let t = 0; t < ms; t += 20) {
+    const exe = await readFile(`/proc/${p.pid}/cmdline`, 'utf8').catch(() => '');
+    const st = startTimeSync(p.pid);
+    if (st === null) throw new LxrError('LXR_HOST_SETUP_FAILED', `lab: ${program} (pid ${p.pid}) exited at start`);
+    if (exe.split('\0').some((a) => a.endsWith(program))) return { pid: p.pid, start: st };
+    await sleep(20);
+  }
+  throw new LxrError('LXR_HOST_SETUP_FAILED', `lab: ${program} (pid ${p.pid}) did not start`);
+}
+
+const ipIn = (pid: number, ...args: string[]) => run('nsenter', ['-t', String(pid), '-n', 'ip', ...args]);
+
+function agentMain(): string {
+  // dist/cli/lab/lab.js -> dist/agent/main.js
+  return path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'agent', 'main.js');
+}
+
+async function waitServing(socket: string, log: string, agent: Proc): Promise<void> {
+  const health = new HealthClient(`unix://${socket}`, grpc.credentials.createInsecure());
+  try {
+    for (let t = 0; t < 20_000; t += 100) {
+      if (!alive(agent)) throw new LxrError('LXR_HOST_SETUP_FAILED', `lab: an agent exited at start; its log ${log}:\n${readFileSync(log, 'utf8').slice(-2000)}`);
+      const ok = await unary(health, health.Check, { service: '' }, { deadline: Date.now() + 1000 }).then(
+        (r) => r.status === 'SERVING',
+        () => false,
+      );
+      if (ok) return;
+      await sleep(100);
+    }
+    throw new LxrError('LXR_UNAVAILABLE', `lab: an agent did not serve within 20 s (log ${log})`);
+  } finally {
+    health.close();
+  }
+}
+
+export interface LabUpOptions {
+  name: string;
+  dir: string;
+  hosts: number;
+  /** Prefix of the hosts' cgroup parents (default lxr-lab-NAME). */
+  cgroupPrefix?: string;
+}
+
+/** Brings a lab up; on any failure, what was made is torn down again. */
+export async function labUp(o: LabUpOptions): Promise<LabState> {
+  if (!/^[a-z0-9][a-z0-9-]{0,30}$/.test(o.name)) throw invalidArgument('name', `${JSON.stringify(o.name)} must be 1-31 lowercase letters, digits or '-'`);
+  if (!Number.isInteger(o.hosts) || o.hosts < 1 || o.hosts > MAX_HOSTS) throw invalidArgument('hosts', `must be 1-${MAX_HOSTS}, got ${o.hosts}`);
+  if (readLab(o.dir)) throw alreadyExists('lab', o.name);
+  mkdirSync(o.dir, { recursive: true, mode: 0o700 });
+  const state: LabState = { name: o.name, dir: o.dir, createdAt: new Date().toISOString(), switch: { pid: 0, start: '' }, registry: null, hosts: [] };
+  try {
+    state.switch = await settle(daemon('unshare', ['--net', '--', 'sleep', 'infinity'], path.join(o.dir, 'switch.log')), 'sleep');
+    writeLab(state);
+    const sw = state.switch.pid;
+    await ipIn(sw, 'link', 'add', 'br0', 'type', 'bridge');
+    await ipIn(sw, 'addr', 'add', `${SWITCH_ADDRESS}/24`, 'dev', 'br0');
+    await ipIn(sw, 'link', 'set', 'br0', 'up');
+    await ipIn(sw, 'link', 'set', 'lo', 'up');
+    if (existsSync(REGISTRY_BIN)) {
+      const regDir = path.join(o.dir, 'registry');
+      mkdirSync(regDir, { recursive: true });
+      const config = path.join(regDir, 'config.yml');
+      writeFileSync(config, `version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: ${regDir}/data\n  delete:\n    enabled: true\nhttp:\n  addr: ${SWITCH_ADDRESS}:${REGISTRY_PORT}\n`);
+      state.registry = await settle(daemon('nsenter', ['-t', String(sw), '-n', REGISTRY_BIN, 'serve', config], path.join(regDir, 'registry.log')), 'docker-registry');
+      writeLab(state);
+    }
+    for (let i = 1; i <= o.hosts; i++) {
+      const name = `n${i}`;
+      const root = path.join(o.dir, name);
+      mkdirSync(root, { recursive: true, mode: 0o700 });
+      const host: LabHost = {
+        name,
+        address: `198.18.0.${i}`,
+        subnet: `198.19.${i}.0/24`,
+        root,
+        socket: path.join(root, 'agent.sock'),
+        cgroupParent: `${o.cgroupPrefix ?? `lxr-lab-${o.name}`}-${name}`,
+        agent: { pid: 0, start: '' },
+        log: path.join(root, 'agent.log'),
+      };
+      const args = [
+        '--net', '--mount', '--propagation', 'private', '--',
+        process.execPath, agentMain(),
+        '--root', path.join(root, 'state'), '--socket', host.socket, '--run-root', path.join(root, 'run'),
+        '--cgroup-parent', host.cgroupParent, '--subnet', host.subnet, '--pool', POOL,
+        '--insecure-registry', `${SWITCH_ADDRESS}:${REGISTRY_PORT}`, '--metrics-listen', '0.0.0.0:9100', '--label', `lab.host=${name}`,
+      ];
+      host.agent = await settle(daemon('unshare', args, host.log), 'main.js');
+      state.hosts.push(host);
+      writeLab(state);
+      await ipIn(sw, 'link', 'add', `h${i}`, 'type', 'veth', 'peer', 'name', 'uplink');
+      await ipIn(sw, 'link', 'set', 'uplink', 'netns', String(host.agent.pid));
+      await ipIn(sw, 'link', 'set', `h${i}`, 'master', 'br0', 'up');
+      await ipIn(host.agent.pid, 'addr', 'add', `${host.address}/24`, 'dev', 'uplink');
+      await ipIn(host.agent.pid, 'link', 'set', 'uplink', 'up');
+      await ipIn(host.agent.pid, 'link', 'set', 'lo', 'up');
+      await waitServing(host.socket, host.log, host.agent);
+    }
+    for (const h of state.hosts) {
+      const client = new HostClient(`unix://${h.socket}`, grpc.credentials.createInsecure());
+      try {
+        await unary(client, client.SetPeers, { peers: state.hosts.filter((p) => p !== h).map((p) => ({ name: p.name, address: p.address, subnet: p.subnet })) });
+      } finally {
+        client.close();
+      }
+    }
+    return state;
+  } catch (e) {
+    await labDown(o.dir).catch(() => {});
+    throw e;
+  }
+}
+
+/** Every process in a cgroup below `parent` in any hierarchy is killed; the cgroups removed. */
+async function sweepCgroups(parent: string): Promise<string[]> {
+  const problems: string[] = [];
+  const mounts = (await readFile('/proc/self/mountinfo', 'utf8'))
+    .split('\n')
+    .map((l) => {
+      const [pre, post] = l.split(' - ');
+      return post && /^cgroup2? /.test(post) ? pre!.split(' ')[4]! : null;
+    })
+    .filter((m): m is string => !!m);
+  const dirs: string[] = [];
+  const walk = async (d: string): Promise<void> => {
+    const ents = await readdir(d, { withFileTypes: true }).catch(() => []);
+    for (const e of ents) if (e.isDirectory()) await walk(path.join(d, e.name));
+    dirs.push(d);
+  };
+  for (const mp of new Set(mounts)) if (existsSync(path.join(mp, parent))) await walk(path.join(mp, parent));
+  for (let round = 0; round < 3; round++) {
+    for (const d of dirs) {
+      for (const pid of (await readFile(path.join(d, 'cgroup.procs'), 'utf8').catch(() => '')).split('\n').filter(Boolean)) {
+        try {
+          process.kill(Number(pid), 'SIGKILL');
+        } catch {
+          // gone
+        }
+      }
+    }
+    await sleep(100);
+  }
+  for (const d of dirs) {
+    for (let t = 0; t < 40; t++) {
+      const err = await rmdir(d).then(() => null, (e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? null : e));
+      if (!err) break;
+      if (t === 39) problems.push(`cannot remove cgroup ${d}: ${err.message}`);
+      await sleep(50);
+    }
+  }
+  return problems;
+}
+
+/** Tears the lab in `dir` down, all the way; the problems met on the way (empty: all gone). */
+export async function labDown(dir: string): Promise<string[]> {
+  const s = readLab(dir);
+  if (!s) {
+    if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
+    return [];
+  }
+  const problems: string[] = [];
+  const attempt = async (what: string, f: () => Promise<unknown>) => {
+    try {
+      await f();
+    } catch (e) {
+      problems.push(`${what}: ${(e as Error).message}`);
+    }
+  };
+  for (const h of s.hosts) {
+    if (alive(h.agent)) {
+      await attempt(`remove the containers of ${h.name}`, async () => {
+        const c = new ContainersClient(`unix://${h.socket}`, grpc.credentials.createInsecure());
+        try {
+          const list = await unary(c, c.List, {}, { deadline: Date.now() + 5000 });
+          for (const ctr of list.containers) await unary(c, c.Remove, { name: ctr.name, force: true }, { deadline: Date.now() + 15_000 }).catch(() => {});
+        } finally {
+          c.close();
+        }
+      });
+    }
+    await attempt(`stop the agent of ${h.name}`, () => stop(h.agent));
+    await attempt(`cgroups of ${h.name}`, async () => problems.push(...(await sweepCgroups(h.cgroupParent))));
+  }
+  await attempt('stop the registry', () => stop(s.registry));
+  await attempt('stop the switch', () => stop(s.switch));
+  await attempt('remove the lab directory', async () => rmSync(dir, { recursive: true, force: true }));
+  return problems;
+}
+
+export interface LabStatus {
+  name: string;
+  dir: string;
+  /** The lab's own network namespace (the switch). */
+  namespace: { pid: number; alive: boolean; netns: string };
+  registry: { address: string; alive: boolean } | null;
+  controller: null;
+  hosts: Array<{ name: string; address: string; subnet: string; alive: boolean; grpc: string; metrics: string; netns: string; cgroupParent: string }>;
+}
+
+export function labStatus(dir: string): LabStatus | null {
+  const s = readLab(dir);
+  if (!s) return null;
+  return {
+    name: s.name,
+    dir: s.dir,
+    namespace: { pid: s.switch.pid, alive: alive(s.switch), netns: `/proc/${s.switch.pid}/ns/net` },
+    registry: s.registry ? { address: `${SWITCH_ADDRESS}:${REGISTRY_PORT}`, alive: alive(s.registry) } : null,
+    controller: null,
+    hosts: s.hosts.map((h) => ({
+      name: h.name,
+      address: h.address,
+      subnet: h.subnet,
+      alive: alive(h.agent),
+      grpc: `unix://${h.socket}`,
+      metrics: `http://${h.address}:9100/metrics`,
+      netns: `/proc/${h.agent.pid}/ns/net`,
+      cgroupParent: h.cgroupParent,
+    })),
+  };
+}
