@@ -66,6 +66,16 @@ export interface ExitStatus {
 }
 
 /** Reads field 22 (starttime) of /proc/PID/stat; null if the process is gone. */
+/** Whether the process exists and is not a zombie (a zombie has ended; it only waits to be reaped). */
+export function processRunning(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
 export async function processStartTime(pid: number): Promise<string | null> {
   return startTimeSync(pid);
 }
@@ -159,6 +169,8 @@ export class Runtime {
   private readonly records = new Map<string, { rec: ContainerRecord; ino: number; mtimeMs: number }>();
   /** Helper handles of containers this process created; released on delete. */
   private readonly shims = new Map<string, ShimProcess>();
+  /** Ends a pending wait() when its container is deleted. */
+  private readonly waitEnds = new Map<string, (exit: ExitRecord | null) => void>();
   /** Exec server sockets by container (null: none to be had). */
   private readonly execServers = new Map<string, Promise<string | null>>();
 
@@ -417,10 +429,17 @@ export class Runtime {
     if (inProc) {
       // A monitor killed with -9 sends no report: a cheap liveness check
       // (no file watch on the hot path) ends the wait, and the exit record
-      // below decides.
+      // below decides. A delete ends it at once with what it found.
       const gone = new AbortController();
-      const r = await Promise.race([inProc, this.monitorGone(rec.monitorPid, gone.signal).then(() => null)]);
+      const deleted = new Promise<{ deleted: ExitRecord | null }>((resolve) => this.waitEnds.set(id, (x) => resolve({ deleted: x })));
+      const r = await Promise.race([inProc, this.monitorGone(rec.monitorPid, gone.signal).then(() => null), deleted]);
       gone.abort();
+      if (r && 'deleted' in r) {
+        if (!r.deleted) throw new LxrError('LXR_NOT_FOUND', `container ${id} was deleted without an exit record`);
+        const d = r.deleted;
+        return { exitCode: d.exitCode, signal: d.signal, oomKilled: d.oomKilled, ...(d.error ? { error: d.error } : {}) };
+      }
+      this.waitEnds.delete(id);
       this.exits.delete(id);
       if (r && r.type === 'exited') {
         const rec = await this.store.readExit(id);
@@ -440,7 +459,7 @@ export class Runtime {
       } catch {
         return new Promise(() => {}); // aborted: the report won the race
       }
-      if ((await processStartTime(monitorPid)) === null) return;
+      if (!processRunning(monitorPid)) return;
     }
     return new Promise(() => {});
   }
@@ -477,7 +496,7 @@ export class Runtime {
     }
   }
 
-  private async killAndWait(rec: ContainerRecord): Promise<void> {
+  private async killAndWait(rec: ContainerRecord): Promise<ExitRecord | null> {
     try {
       process.kill(rec.pid, 'SIGKILL');
     } catch (e) {
@@ -487,6 +506,7 @@ export class Runtime {
     if (!done && (await processStartTime(rec.pid)) === rec.pidStartTime) {
       throw new LxrError('LXR_INTERNAL', `container ${rec.id}: pid ${rec.pid} did not die after SIGKILL`);
     }
+    return done;
   }
 
   /** SIGTERM, then SIGKILL after the grace period. */
@@ -514,11 +534,18 @@ export class Runtime {
     const status = await this.status(rec);
     const op: Operation = opts.force ? 'force-delete' : 'delete';
     assertLegal(id, status, op);
-    if (status !== 'stopped') await this.killAndWait(rec);
-    else if (!(await this.store.readExit(id))) {
-      // Stopped by /proc but no record yet: the monitor is still writing it.
+    let exit: ExitRecord | null;
+    if (status !== 'stopped') exit = await this.killAndWait(rec);
+    else {
+      // Stopped by /proc but maybe no record yet: the monitor is still writing it.
       // Removing the dir now would let it write into a re-created one.
-      await this.waitExitFile(id, 2_000);
+      exit = (await this.store.readExit(id)) ?? (await this.waitExitFile(id, 2_000));
+    }
+    // Whoever waits for this container learns its end now, not from a poll.
+    const waiting = this.waitEnds.get(id);
+    if (waiting) {
+      this.waitEnds.delete(id);
+      waiting(exit);
     }
     this.exits.delete(id);
     this.records.delete(id);
