@@ -3,6 +3,7 @@
 // report ratios; they never fail on timing (only on errors).
 
 import { agentBench, formatAgentReport } from './agent.js';
+import { allocBench, formatAllocReport } from './alloc.js';
 import { formatImageReport, imageBench } from './image.js';
 import { formatRuntimeReport, runtimeBench } from './runtime.js';
 
@@ -35,6 +36,15 @@ const BENCHES: Record<string, Bench> = {
       const log = (l: string) => process.stderr.write(l + '\n');
       const r = await agentBench({ count, log });
       process.stdout.write((json ? JSON.stringify(r, null, 2) : formatAgentReport(r)) + '\n');
+    },
+  },
+  alloc: {
+    describe: 'the O(1) allocator: allocate/release churn in a /24 and a /8, cost per operation and their ratio; durable cost',
+    count: { what: 'operations per range', default: 1_000_000 },
+    async run({ count, json }) {
+      const log = (l: string) => process.stderr.write(l + '\n');
+      const r = await allocBench({ ops: count, log });
+      process.stdout.write((json ? JSON.stringify(r, null, 2) : formatAllocReport(r)) + '\n');
     },
   },
   image: {
