@@ -19,9 +19,10 @@ fi
 # and openssl (token-auth certificates) for the image tests; skopeo and
 # umoci as the peers of the image benchmark; podman as the peer of the
 # agent benchmark (exec latency, create-and-start); iptables and procps
-# (sysctl) for container networking (egress NAT, published ports).
+# (sysctl) for container networking (egress NAT, published ports);
+# containernetworking-plugins as the peer of the network benchmark.
 debs=(build-essential pkg-config libseccomp-dev busybox-static runc crun iproute2 python3 util-linux zstd
-  docker-registry apache2-utils openssl skopeo umoci podman iptables procps)
+  docker-registry apache2-utils openssl skopeo umoci podman iptables procps containernetworking-plugins)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -46,6 +46,7 @@ export class BridgeNetwork {
   }
 
   private async runAll(steps: NetStep[]): Promise<void> {
+    if (this.o.runner.runMany) return this.o.runner.runMany(steps);
     for (const s of steps) await this.o.runner.run(s);
   }
 

@@ -26,7 +26,7 @@ const hash = (s: string): string => createHash('sha256').update(s).digest('hex')
 
 /** The host end of a container's veth: stable per container, 13 characters (Linux allows 15). */
 export const hostIfName = (container: string): string => `${HOST_IF_PREFIX}${hash(container).slice(0, 10)}`;
-/** The container end's name until it is renamed eth0 inside the container. */
+/** A name older agents gave the container end on the host before moving it; still cleaned up. */
 export const peerIfName = (container: string): string => `lxp${hash(container).slice(0, 10)}`;
 
 /** The host's bridge, holding the gateway address, up. */
@@ -49,19 +49,17 @@ export interface AttachPlanInput {
 }
 
 /**
- * A veth pair made on the host, its host end on the bridge, its other end
- * moved into the container's namespace and set up there as eth0 with the
- * address, next to loopback, with a default route via the gateway.
+ * A veth pair made on the host with its other end created directly in the
+ * container's namespace as eth0 (no move between namespaces afterwards,
+ * which waits for an RCU grace period in the kernel); the host end on the
+ * bridge; inside, the address, loopback and a default route via the gateway.
  */
 export function planAttach(i: AttachPlanInput): NetStep[] {
   const host = hostIfName(i.container);
-  const peer = peerIfName(i.container);
   const inside: NetNs = { pid: i.pid };
   return [
-    { ns: 'host', args: ['link', 'add', host, 'type', 'veth', 'peer', 'name', peer] },
+    { ns: 'host', args: ['link', 'add', host, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', String(i.pid)] },
     { ns: 'host', args: ['link', 'set', host, 'master', i.bridge, 'up'] },
-    { ns: 'host', args: ['link', 'set', peer, 'netns', String(i.pid)] },
-    { ns: inside, args: ['link', 'set', peer, 'name', 'eth0'] },
     { ns: inside, args: ['addr', 'add', `${formatIpv4(i.address)}/${i.prefix}`, 'dev', 'eth0'] },
     { ns: inside, args: ['link', 'set', 'eth0', 'up'] },
     { ns: inside, args: ['link', 'set', 'lo', 'up'] },

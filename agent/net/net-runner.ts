@@ -10,6 +10,8 @@ import type { NetStep } from './net-plan.js';
 export interface NetRunner {
   /** Runs a step; its standard output. */
   run(step: NetStep): Promise<string>;
+  /** Runs steps in order, as few processes as it can (optional: else one by one). */
+  runMany?(steps: readonly NetStep[]): Promise<void>;
 }
 
 export const formatStep = (s: NetStep): string => `${s.ns === 'host' ? 'host' : `netns of ${s.ns.pid}`}: ${s.cmd ?? 'ip'} ${s.args.join(' ')}`;
@@ -17,6 +19,43 @@ export const formatStep = (s: NetStep): string => `${s.ns === 'host' ? 'host' : 
 export class LinuxNetRunner implements NetRunner {
   /** hostPid: run host steps in this process's network namespace instead of the agent's. */
   constructor(private readonly o: { hostPid?: number } = {}) {}
+
+  /**
+   * Consecutive `ip` steps for the same namespace that tolerate nothing go
+   * to one `ip -batch` process: a container's attach is two processes, not
+   * eight. A failure names the step that failed.
+   */
+  async runMany(steps: readonly NetStep[]): Promise<void> {
+    for (let i = 0; i < steps.length; ) {
+      const first = steps[i]!;
+      const batchable = (s: NetStep) => (s.cmd ?? 'ip') === 'ip' && !s.tolerate && sameNs(s.ns, first.ns);
+      let j = i;
+      while (j < steps.length && batchable(steps[j]!)) j++;
+      if (j - i < 2) {
+        await this.run(first);
+        i++;
+        continue;
+      }
+      await this.batch(steps.slice(i, j));
+      i = j;
+    }
+  }
+
+  private batch(group: readonly NetStep[]): Promise<void> {
+    const ns = group[0]!.ns;
+    const pid = ns === 'host' ? this.o.hostPid : ns.pid;
+    const [cmd, args] = pid === undefined ? ['ip', ['-batch', '-']] : ['nsenter', ['-t', String(pid), '-n', 'ip', '-batch', '-']];
+    return new Promise((resolve, reject) => {
+      const child = execFile(cmd, args, { timeout: 10_000 }, (err, _out, stderr) => {
+        if (!err) return resolve();
+        const line = Number(/Command failed -:(\d+)/.exec(stderr)?.[1] ?? 0);
+        const step = group[line - 1] ?? group[0]!;
+        const msg = stderr.replace(/Command failed -:\d+\s*/, '').trim() || err.message;
+        reject(new LxrError('LXR_HOST_SETUP_FAILED', `network: ${formatStep(step)}: ${msg}`, { step: 'network' }));
+      });
+      child.stdin!.end(group.map((s) => s.args.join(' ')).join('\n') + '\n');
+    });
+  }
 
   run(step: NetStep): Promise<string> {
     const pid = step.ns === 'host' ? this.o.hostPid : step.ns.pid;
@@ -32,6 +71,8 @@ export class LinuxNetRunner implements NetRunner {
     });
   }
 }
+
+const sameNs = (a: NetStep['ns'], b: NetStep['ns']): boolean => (a === 'host' ? b === 'host' : b !== 'host' && a.pid === b.pid);
 
 export class FakeNetRunner implements NetRunner {
   readonly steps: NetStep[] = [];

@@ -4,6 +4,7 @@
 
 import { agentBench, formatAgentReport } from './agent.js';
 import { allocBench, formatAllocReport } from './alloc.js';
+import { formatNetReport, netBench } from './net.js';
 import { formatImageReport, imageBench } from './image.js';
 import { formatRuntimeReport, runtimeBench } from './runtime.js';
 
@@ -45,6 +46,15 @@ const BENCHES: Record<string, Bench> = {
       const log = (l: string) => process.stderr.write(l + '\n');
       const r = await allocBench({ ops: count, log });
       process.stdout.write((json ? JSON.stringify(r, null, 2) : formatAllocReport(r)) + '\n');
+    },
+  },
+  net: {
+    describe: 'network setup per container: LXR attach vs the CNI bridge plugin with host-local IPAM, in lab namespaces (root)',
+    count: { what: 'containers per contender', default: 50 },
+    async run({ count, json }) {
+      const log = (l: string) => process.stderr.write(l + '\n');
+      const r = await netBench({ count, log });
+      process.stdout.write((json ? JSON.stringify(r, null, 2) : formatNetReport(r)) + '\n');
     },
   },
   image: {

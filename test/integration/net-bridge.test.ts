@@ -86,7 +86,7 @@ describe('bridge network in a lab of network namespaces', { skip, timeout: 60_00
     holders.at(-1)!.kill('SIGKILL');
     await new Promise((r) => setTimeout(r, 100));
     const a = n.reserve();
-    await assert.rejects(n.attach('c3', gone, a), /network: host: ip link set lxp[0-9a-f]+ netns \d+/);
+    await assert.rejects(n.attach('c3', gone, a), /network: host: ip link add lxv[0-9a-f]+ type veth peer name eth0 netns \d+/);
     await assert.rejects(inNs(host, 'ip', 'link', 'show', hostIfName('c3')));
     n.release(a);
   });

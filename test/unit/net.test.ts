@@ -29,17 +29,14 @@ describe('network plans', () => {
     assert.match(hostIfName('ws-1'), /^lxv[0-9a-f]{10}$/);
   });
 
-  it('attach: veth on the host, the peer moved in and set up as eth0 with address, lo and default route', () => {
+  it('attach: veth on the host with its peer made as eth0 in the container, then address, lo and default route inside', () => {
     const steps = planAttach({ bridge: 'lxr0', container: 'c1', pid: 4242, address: parseIpv4('10.200.3.2'), prefix: 24, gateway: parseIpv4('10.200.3.1') });
     const h = hostIfName('c1');
-    const p = peerIfName('c1');
     assert.deepEqual(
       steps.map((s) => [s.ns === 'host' ? 'host' : s.ns.pid, s.args.join(' ')]),
       [
-        ['host', `link add ${h} type veth peer name ${p}`],
+        ['host', `link add ${h} type veth peer name eth0 netns 4242`],
         ['host', `link set ${h} master lxr0 up`],
-        ['host', `link set ${p} netns 4242`],
-        [4242, `link set ${p} name eth0`],
         [4242, 'addr add 10.200.3.2/24 dev eth0'],
         [4242, 'link set eth0 up'],
         [4242, 'link set lo up'],
