@@ -12,7 +12,7 @@
 import { invalidArgument, LxrError } from '../../proto/shared/errors.js';
 import { PersistentAllocator } from '../../proto/shared/allocator.js';
 import { formatCidr, formatIpv4, HostAddresses, parseCidr, parseIpv4 } from '../../proto/shared/ipv4.js';
-import { DEFAULT_BRIDGE, hostIfName, listLinksStep, listPortsStep, listRoutesStep, ourLinks, peerIfName, parseRoutes, planRoutes, type PeerRoute, planAttach, planBridge, planDetach, planNat, planPorts, planUnports, type NetStep, type PortMapping } from './net-plan.js';
+import { DEFAULT_BRIDGE, hostIfName, listLinksStep, listPortsStep, listRoutesStep, ourLinks, peerIfName, parseRoutes, planRoutes, type PeerRoute, planAttach, planAttachNative, planBridge, planDetach, planNat, planPorts, planUnports, type NetStep, type PortMapping } from './net-plan.js';
 import type { NetRunner } from './net-runner.js';
 
 export interface BridgeNetworkOptions {
@@ -115,7 +115,9 @@ export class BridgeNetwork {
 
   /** Gives the container (by its init's pid) its veth pair and address; undoes it all on failure. */
   async attach(container: string, pid: number, address: string): Promise<void> {
-    const steps = planAttach({ bridge: this.bridge, container, pid, address: parseIpv4(address, 'network.address'), prefix: this.prefix, gateway: this.addresses.gateway });
+    const input = { bridge: this.bridge, container, pid, address: parseIpv4(address, 'network.address'), prefix: this.prefix, gateway: this.addresses.gateway };
+    // The native helper when the runner has it (one process), else the ip plan.
+    const steps = (this.o.runner as { netsetup?: string | null }).netsetup ? planAttachNative(input) : planAttach(input);
     try {
       await this.runAll(steps);
     } catch (e) {
@@ -133,7 +135,7 @@ export class BridgeNetwork {
   async removeLeftovers(containers: readonly string[]): Promise<string[]> {
     const keep = new Set(containers.flatMap((c) => [hostIfName(c), peerIfName(c)]));
     const gone = ourLinks(await this.o.runner.run(listLinksStep)).filter((l) => !keep.has(l));
-    for (const l of gone) await this.o.runner.run({ ns: 'host', args: ['link', 'del', l], tolerate: /Cannot find device|does not exist/ });
+    for (const l of gone) await this.o.runner.run({ ns: 'host', args: ['link', 'del', l], tolerate: /Cannot find device|does not exist|No such device/ });
     return gone;
   }
 

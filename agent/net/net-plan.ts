@@ -12,7 +12,7 @@ export type NetNs = 'host' | { pid: number };
 export interface NetStep {
   ns: NetNs;
   /** The program (default ip). */
-  cmd?: 'ip' | 'iptables' | 'sysctl';
+  cmd?: 'ip' | 'iptables' | 'sysctl' | 'lxr-netsetup';
   args: string[];
   /** Failures whose message matches are fine (the step's effect is already there, or already gone). */
   tolerate?: RegExp;
@@ -67,6 +67,11 @@ export function planAttach(i: AttachPlanInput): NetStep[] {
   ];
 }
 
+/** The same attach in one process over rtnetlink (native/netsetup). */
+export function planAttachNative(i: AttachPlanInput): NetStep[] {
+  return [{ ns: 'host', cmd: 'lxr-netsetup', args: ['attach', hostIfName(i.container), i.bridge, String(i.pid), `${formatIpv4(i.address)}/${i.prefix}`, formatIpv4(i.gateway)] }];
+}
+
 export const listLinksStep: NetStep = { ns: 'host', args: ['-o', 'link', 'show'] };
 
 /** Names of LXR's veth ends in `ip -o link show` output ("7: lxv0123456789@if6: <...>"). */
@@ -82,8 +87,8 @@ export function ourLinks(listing: string): string[] {
 /** Deleting the host end deletes the pair (the other end goes with it, wherever it is). */
 export function planDetach(container: string): NetStep[] {
   return [
-    { ns: 'host', args: ['link', 'del', hostIfName(container)], tolerate: /Cannot find device|does not exist/ },
-    { ns: 'host', args: ['link', 'del', peerIfName(container)], tolerate: /Cannot find device|does not exist/ },
+    { ns: 'host', args: ['link', 'del', hostIfName(container)], tolerate: /Cannot find device|does not exist|No such device/ },
+    { ns: 'host', args: ['link', 'del', peerIfName(container)], tolerate: /Cannot find device|does not exist|No such device/ },
   ];
 }
 

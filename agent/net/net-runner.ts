@@ -4,6 +4,9 @@
 // steps for a container run inside its namespace through nsenter. The fake
 // records the steps, and can be told to fail one.
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { LxrError } from '../../proto/shared/errors.js';
 import type { NetStep } from './net-plan.js';
 
@@ -16,9 +19,26 @@ export interface NetRunner {
 
 export const formatStep = (s: NetStep): string => `${s.ns === 'host' ? 'host' : `netns of ${s.ns.pid}`}: ${s.cmd ?? 'ip'} ${s.args.join(' ')}`;
 
+/** native/build/lxr-netsetup of this checkout, or null. */
+export function defaultNetsetupPath(): string | null {
+  if (process.env.LXR_NETSETUP) return process.env.LXR_NETSETUP;
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++) {
+    const candidate = path.join(dir, 'native', 'build', 'lxr-netsetup');
+    if (existsSync(candidate)) return candidate;
+    dir = path.dirname(dir);
+  }
+  return null;
+}
+
 export class LinuxNetRunner implements NetRunner {
+  /** The native attach helper, when built: one process per attach instead of two. */
+  readonly netsetup: string | null;
+
   /** hostPid: run host steps in this process's network namespace instead of the agent's. */
-  constructor(private readonly o: { hostPid?: number } = {}) {}
+  constructor(private readonly o: { hostPid?: number; netsetup?: string | null } = {}) {
+    this.netsetup = o.netsetup === undefined ? defaultNetsetupPath() : o.netsetup;
+  }
 
   /**
    * Consecutive `ip` steps for the same namespace that tolerate nothing go
@@ -59,7 +79,7 @@ export class LinuxNetRunner implements NetRunner {
 
   run(step: NetStep): Promise<string> {
     const pid = step.ns === 'host' ? this.o.hostPid : step.ns.pid;
-    const prog = step.cmd ?? 'ip';
+    const prog = step.cmd === 'lxr-netsetup' ? (this.netsetup ?? 'lxr-netsetup') : (step.cmd ?? 'ip');
     const [cmd, args] = pid === undefined ? [prog, step.args] : ['nsenter', ['-t', String(pid), '-n', prog, ...step.args]];
     return new Promise((resolve, reject) => {
       execFile(cmd, args, { timeout: 10_000 }, (err, out, stderr) => {

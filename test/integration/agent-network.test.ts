@@ -176,6 +176,10 @@ describe('agent container network (in a lab network namespace)', { skip: agentTe
     await assert.rejects(unary(agent.ctrs, agent.ctrs.Get, { name }), grpcErr(grpc.status.NOT_FOUND, 'LXR_NOT_FOUND'));
     const c = (await unary(agent.ctrs, agent.ctrs.Create, { name, image, command: ['sleep', '3600'], requestId: 'r1' })).container!;
     await unary(agent.ctrs, agent.ctrs.Start, { name });
+    // The allocator's state survived the kill: no address is held twice.
+    const held = (await unary(agent.ctrs, agent.ctrs.List, {})).containers.map((x) => x.address).filter((a) => a !== '');
+    assert.ok(held.includes(c.address));
+    assert.equal(new Set(held).size, held.length, `an address is held twice: ${held.join(' ')}`);
     assert.match(await exec(name, ['ip', '-4', '-o', 'addr', 'show', 'dev', 'eth0']), new RegExp(`inet ${c.address.replace(/\./g, '\\.')}/24`));
   });
 });

@@ -3,7 +3,7 @@
 // container to its own host; a published port reached from the other host;
 // egress NAT to a lab host's address outside the pool (the peer sees the
 // host's address, not the container's); and 200 create/delete cycles that
-// leave no veth, address, port rule or mount behind.
+// leave no veth, address, port rule or mount behind; and peer lists.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import path from 'node:path';
@@ -11,8 +11,8 @@ import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { labDown, labUp, type LabHost, type LabState } from '../../cli/lab/lab.js';
-import { CLIENT_OPTIONS, ContainersClient, ExecClient, ImagesClient, unary } from '../../proto/shared/api.js';
-import { agentTestSkip, busyboxImage } from '../helpers/agent.js';
+import { CLIENT_OPTIONS, ContainersClient, ExecClient, HostClient, ImagesClient, unary } from '../../proto/shared/api.js';
+import { agentTestSkip, busyboxImage, grpcErr } from '../helpers/agent.js';
 import { ExecStream } from '../helpers/exec-stream.js';
 import { writeOciLayout } from '../helpers/oci-image.js';
 import { ownedTempDir, uniqueId } from '../helpers/tmp.js';
@@ -127,5 +127,30 @@ describe('networking in the lab', { skip: agentTestSkip, timeout: 600_000 }, () 
     // The released address comes back: the cycles reuse a handful of addresses, not 200.
     assert.ok(addresses.size <= 2, `${addresses.size} distinct addresses over 200 cycles`);
     assert.deepEqual(await snapshot(), before);
+  });
+
+  test('peer lists: bad ones are refused by field and change nothing; a peer that leaves takes its route with it', async () => {
+    const host = new HostClient(`unix://${n1.host.socket}`, grpc.credentials.createInsecure());
+    try {
+      const routes = async () => (await inHost(n1.host, 'ip', 'route', 'show', 'proto', '77')).trim();
+      const before = await routes();
+      assert.match(before, /198\.19\.2\.0\/24 via 198\.18\.0\.2/);
+      const bad: Array<[object[], string]> = [
+        [[{ name: 'x', address: 'nope', subnet: '198.19.2.0/24' }], 'peers[0].address'],
+        [[{ name: 'x', address: '198.18.0.2', subnet: '198.19.2.7/24' }], 'peers[0].subnet'],
+        [[{ name: 'x', address: '198.18.0.2', subnet: n1.host.subnet }], 'peers[0].subnet'],
+        [[{ name: 'a', address: '198.18.0.2', subnet: '198.19.2.0/24' }, { name: 'b', address: '198.18.0.9', subnet: '198.19.2.0/24' }], 'peers[1].subnet'],
+      ];
+      for (const [peers, field] of bad) {
+        await assert.rejects(unary(host, host.SetPeers, { peers }), grpcErr(grpc.status.INVALID_ARGUMENT, 'LXR_INVALID_ARGUMENT', { field }));
+      }
+      assert.equal(await routes(), before);
+      assert.deepEqual((await unary(host, host.SetPeers, { peers: [] })).routes, []);
+      assert.equal(await routes(), '');
+      const back = await unary(host, host.SetPeers, { peers: [{ name: 'n2', address: '198.18.0.2', subnet: '198.19.2.0/24' }] });
+      assert.deepEqual(back.routes, ['198.19.2.0/24 via 198.18.0.2']);
+    } finally {
+      host.close();
+    }
   });
 });

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { BridgeNetwork } from '../../agent/net/bridge-network.js';
-import { containerFiles, hostIfName, parseResolvConf, peerIfName, planAttach } from '../../agent/net/net-plan.js';
+import { containerFiles, hostIfName, parseResolvConf, peerIfName, planAttach, planAttachNative } from '../../agent/net/net-plan.js';
 import { FakeNetRunner } from '../../agent/net/net-runner.js';
 import type { LxrError } from '../../proto/shared/errors.js';
 import { parseIpv4 } from '../../proto/shared/ipv4.js';
@@ -43,6 +43,11 @@ describe('network plans', () => {
         [4242, 'route add default via 10.200.3.1 dev eth0'],
       ],
     );
+  });
+
+  it('the native attach is one step with the same facts', () => {
+    const steps = planAttachNative({ bridge: 'lxr0', container: 'c1', pid: 4242, address: parseIpv4('10.200.3.2'), prefix: 24, gateway: parseIpv4('10.200.3.1') });
+    assert.deepEqual(steps, [{ ns: 'host', cmd: 'lxr-netsetup', args: ['attach', hostIfName('c1'), 'lxr0', '4242', '10.200.3.2/24', '10.200.3.1'] }]);
   });
 
   it('container files: hosts names the address, resolv.conf drops loopback nameservers', () => {
