@@ -22,13 +22,13 @@
 
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import fs, { constants as fsConstants, existsSync, readFileSync } from 'node:fs';
+import fs, { constants as fsConstants, readFileSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { lstat, mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { fileURLToPath } from 'node:url';
+import { findNativeBinary } from '../native-bin.js';
 import { promisify } from 'node:util';
 import { LxrError, alreadyExists, failAfterCleanup, invalidArgument } from '../../proto/shared/errors.js';
 import { compressionForMediaType, decompressError, decompressStages, sniffCompression } from './decompress.js';
@@ -68,15 +68,7 @@ export interface FsOps {
 }
 
 export function defaultFsopsPath(): string {
-  if (process.env.LXR_FSOPS) return process.env.LXR_FSOPS;
-  // dist/agent/image/unpack.js or agent/image/unpack.ts -> <repo>/native/build/lxr-fsops
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 5; i++) {
-    const candidate = path.join(dir, 'native', 'build', 'lxr-fsops');
-    if (existsSync(candidate)) return candidate;
-    dir = path.dirname(dir);
-  }
-  return 'lxr-fsops';
+  return findNativeBinary('lxr-fsops', 'LXR_FSOPS') ?? 'lxr-fsops';
 }
 
 /** The helper's NUL-separated records (see native/fsops/main.c), in order. */

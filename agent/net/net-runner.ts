@@ -4,10 +4,8 @@
 // steps for a container run inside its namespace through nsenter. The fake
 // records the steps, and can be told to fail one.
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { LxrError } from '../../proto/shared/errors.js';
+import { findNativeBinary } from '../native-bin.js';
 import type { NetStep } from './net-plan.js';
 
 export interface NetRunner {
@@ -21,14 +19,7 @@ export const formatStep = (s: NetStep): string => `${s.ns === 'host' ? 'host' : 
 
 /** native/build/lxr-netsetup of this checkout, or null. */
 export function defaultNetsetupPath(): string | null {
-  if (process.env.LXR_NETSETUP) return process.env.LXR_NETSETUP;
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 5; i++) {
-    const candidate = path.join(dir, 'native', 'build', 'lxr-netsetup');
-    if (existsSync(candidate)) return candidate;
-    dir = path.dirname(dir);
-  }
-  return null;
+  return findNativeBinary('lxr-netsetup', 'LXR_NETSETUP');
 }
 
 export class LinuxNetRunner implements NetRunner {

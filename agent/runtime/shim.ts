@@ -3,10 +3,9 @@
 // answer in one-line JSON reports (native/PLAN.md). A Linux implementation
 // spawns lxr-shim; a fake records calls so the runtime is testable without root.
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
+import { findNativeBinary } from '../native-bin.js';
 import { LxrError, type Reason } from '../../proto/shared/errors.js';
 import { execViaServer, execWithPipes, execWithTerminal, scriptedExec, type AttachedExec, type AttachedExecOptions, type ScriptedExec } from './exec-io.js';
 
@@ -164,15 +163,7 @@ export class ReportReader extends ReportQueue {
 }
 
 export function defaultShimPath(): string {
-  if (process.env.LXR_SHIM) return process.env.LXR_SHIM;
-  // dist/agent/runtime/shim.js or agent/runtime/shim.ts -> <repo>/native/build/lxr-shim
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 5; i++) {
-    const candidate = path.join(dir, 'native', 'build', 'lxr-shim');
-    if (existsSync(candidate)) return candidate;
-    dir = path.dirname(dir);
-  }
-  return 'lxr-shim';
+  return findNativeBinary('lxr-shim', 'LXR_SHIM') ?? 'lxr-shim';
 }
 
 /** The long-lived `lxr-shim server`: tagged reports demultiplexed per request. */
