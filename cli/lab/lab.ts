@@ -2,7 +2,9 @@
 // for Kubernetes. A "switch" network namespace holds a bridge (br0,
 // 198.18.0.254/24) and a registry (198.18.0.254:5000); each host is a real
 // lxr-agent in a network and mount namespace of its own (unshare), with its
-// own state dir, socket and cgroup parent, joined to the switch by a veth
+// own state dir, socket and cgroup parent (the namespaces are held by a
+// process of their own, so an agent can be killed and started again in
+// them), joined to the switch by a veth
 // pair (198.18.0.N/24), with container subnet 198.19.N.0/24 and routes to
 // the other hosts (Host.SetPeers). Everything is in 198.18.0.0/15; nothing
 // touches the machine's own network namespace.
@@ -46,7 +48,11 @@ export interface LabHost {
   root: string;
   socket: string;
   cgroupParent: string;
+  /** Holds the host's network and mount namespaces, so its agent can be killed and started again in them. */
+  holder: Proc;
   agent: Proc;
+  /** The agent's arguments (after node and main.js), to start it again. */
+  args: string[];
   log: string;
 }
 
@@ -62,7 +68,7 @@ export interface LabState {
 export const alive = (p: Proc | null): boolean => !!p && startTimeSync(p.pid) === p.start;
 
 /** Signals a recorded process only if it is still that process. */
-function signal(p: Proc | null, sig: NodeJS.Signals): boolean {
+function signal_(p: Proc | null, sig: NodeJS.Signals): boolean {
   if (!alive(p)) return false;
   try {
     process.kill(p!.pid, sig);
@@ -73,9 +79,9 @@ function signal(p: Proc | null, sig: NodeJS.Signals): boolean {
 }
 
 async function stop(p: Proc | null, graceMs = 3000): Promise<void> {
-  if (!signal(p, 'SIGTERM')) return;
+  if (!signal_(p, 'SIGTERM')) return;
   for (let t = 0; t < graceMs && alive(p); t += 50) await sleep(50);
-  signal(p, 'SIGKILL');
+  signal_(p, 'SIGKILL');
   for (let t = 0; t < 2000 && alive(p); t += 50) await sleep(50);
 }
 
@@ -153,6 +159,29 @@ export interface LabUpOptions {
   cgroupPrefix?: string;
 }
 
+/** Starts a host's agent inside the host's namespaces (nsenter execs it in place). */
+async function startAgentIn(h: LabHost): Promise<Proc> {
+  return settle(daemon('nsenter', ['-t', String(h.holder.pid), '-n', '-m', '--', process.execPath, agentMain(), ...h.args], h.log), 'main.js');
+}
+
+/**
+ * Restarts a host's agent in the same namespaces and state (after killing
+ * it with `signal`, SIGKILL by default: a crash); resolves once it serves.
+ */
+export async function labRestartAgent(dir: string, hostName: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<LabHost> {
+  const s = readLab(dir);
+  const h = s?.hosts.find((x) => x.name === hostName);
+  if (!s || !h) throw new LxrError('LXR_NOT_FOUND', `no host ${JSON.stringify(hostName)} in the lab in ${dir}`);
+  if (signal === 'SIGKILL') {
+    signal_(h.agent, 'SIGKILL');
+    for (let t = 0; t < 5000 && alive(h.agent); t += 50) await sleep(50);
+  } else await stop(h.agent);
+  h.agent = await startAgentIn(h);
+  writeLab(s);
+  await waitServing(h.socket, h.log, h.agent);
+  return h;
+}
+
 /** Brings a lab up; on any failure, what was made is torn down again. */
 export async function labUp(o: LabUpOptions): Promise<LabState> {
   if (!/^[a-z0-9][a-z0-9-]{0,30}$/.test(o.name)) throw invalidArgument('name', `${JSON.stringify(o.name)} must be 1-31 lowercase letters, digits or '-'`);
@@ -187,25 +216,27 @@ export async function labUp(o: LabUpOptions): Promise<LabState> {
         root,
         socket: path.join(root, 'agent.sock'),
         cgroupParent: `${o.cgroupPrefix ?? `lxr-lab-${o.name}`}-${name}`,
+        holder: { pid: 0, start: '' },
         agent: { pid: 0, start: '' },
+        args: [],
         log: path.join(root, 'agent.log'),
       };
-      const args = [
-        '--net', '--mount', '--propagation', 'private', '--',
-        process.execPath, agentMain(),
+      host.args = [
         '--root', path.join(root, 'state'), '--socket', host.socket, '--run-root', path.join(root, 'run'),
         '--cgroup-parent', host.cgroupParent, '--subnet', host.subnet, '--pool', POOL,
         '--insecure-registry', `${SWITCH_ADDRESS}:${REGISTRY_PORT}`, '--metrics-listen', '0.0.0.0:9100', '--label', `lab.host=${name}`,
       ];
-      host.agent = await settle(daemon('unshare', args, host.log), 'main.js');
+      host.holder = await settle(daemon('unshare', ['--net', '--mount', '--propagation', 'private', '--', 'sleep', 'infinity'], host.log), 'sleep');
       state.hosts.push(host);
       writeLab(state);
       await ipIn(sw, 'link', 'add', `h${i}`, 'type', 'veth', 'peer', 'name', 'uplink');
-      await ipIn(sw, 'link', 'set', 'uplink', 'netns', String(host.agent.pid));
+      await ipIn(sw, 'link', 'set', 'uplink', 'netns', String(host.holder.pid));
       await ipIn(sw, 'link', 'set', `h${i}`, 'master', 'br0', 'up');
-      await ipIn(host.agent.pid, 'addr', 'add', `${host.address}/24`, 'dev', 'uplink');
-      await ipIn(host.agent.pid, 'link', 'set', 'uplink', 'up');
-      await ipIn(host.agent.pid, 'link', 'set', 'lo', 'up');
+      await ipIn(host.holder.pid, 'addr', 'add', `${host.address}/24`, 'dev', 'uplink');
+      await ipIn(host.holder.pid, 'link', 'set', 'uplink', 'up');
+      await ipIn(host.holder.pid, 'link', 'set', 'lo', 'up');
+      host.agent = await startAgentIn(host);
+      writeLab(state);
       await waitServing(host.socket, host.log, host.agent);
     }
     for (const h of state.hosts) {
@@ -292,6 +323,7 @@ export async function labDown(dir: string): Promise<string[]> {
     }
     await attempt(`stop the agent of ${h.name}`, () => stop(h.agent));
     await attempt(`cgroups of ${h.name}`, async () => problems.push(...(await sweepCgroups(h.cgroupParent))));
+    await attempt(`stop the namespaces of ${h.name}`, () => stop(h.holder ?? null));
   }
   await attempt('stop the registry', () => stop(s.registry));
   await attempt('stop the switch', () => stop(s.switch));
@@ -325,7 +357,7 @@ export function labStatus(dir: string): LabStatus | null {
       alive: alive(h.agent),
       grpc: `unix://${h.socket}`,
       metrics: `http://${h.address}:9100/metrics`,
-      netns: `/proc/${h.agent.pid}/ns/net`,
+      netns: `/proc/${(h.holder ?? h.agent).pid}/ns/net`,
       cgroupParent: h.cgroupParent,
     })),
   };
