@@ -8,10 +8,8 @@ import path from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import { FIELD_KEY, fromStatus, REASON_KEY } from '../../proto/shared/grpc-errors.js';
 import { c as createTar } from 'tar';
-import { digestOf } from '../../agent/image/digest.js';
-import { MediaType } from '../../agent/image/registry/mediatypes.js';
 import { hostPlatform } from '../../agent/image/registry/platform.js';
-import { blob, compress, type TestImage } from './oci-image.js';
+import { ociImageOf, type TestImage } from './oci-image.js';
 import { REGISTRY_BIN, REGISTRY_SKIP, startRegistry, TestPusher, type TestRegistry } from './registry.js';
 import { makeBusyboxRootfs } from './rootfs.js';
 
@@ -31,20 +29,8 @@ export async function busyboxImage(dir: string, labels: Record<string, string> =
   const rootfs = path.join(dir, 'rootfs');
   await makeBusyboxRootfs(rootfs);
   const tar = await tarDir(rootfs);
-  const platform = hostPlatform();
-  const layer = blob(MediaType.OciLayerGzip, compress(tar, 'gzip'));
-  const configJson = {
-    created: '2024-01-01T00:00:00Z',
-    architecture: platform.architecture,
-    os: platform.os,
-    ...(platform.variant !== undefined ? { variant: platform.variant } : {}),
-    config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], Cmd: ['/bin/sh'], WorkingDir: '/', ...(Object.keys(labels).length ? { Labels: labels } : {}) },
-    rootfs: { type: 'layers', diff_ids: [digestOf(tar)] },
-  };
-  const config = blob(MediaType.OciConfig, Buffer.from(JSON.stringify(configJson)));
-  const d = (b: { mediaType: string; digest: string; size: number }) => ({ mediaType: b.mediaType, digest: b.digest, size: b.size });
-  const manifest = blob(MediaType.OciManifest, Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciManifest, config: d(config), layers: [d(layer)] })));
-  return { format: 'oci', platform, manifest, config, layers: [layer], diffIds: [digestOf(tar)], tars: [tar] };
+  const config = { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], Cmd: ['/bin/sh'], WorkingDir: '/', ...(Object.keys(labels).length ? { Labels: labels } : {}) };
+  return ociImageOf([tar], hostPlatform(), config);
 }
 
 /** Every message of a server stream, once it ends. */

@@ -174,6 +174,27 @@ export function twoPlatformImage(format: Format = 'oci', compression: Compressio
   return { index: buildIndex(images, format), images };
 }
 
+/**
+ * A one-platform OCI image of ready-made tar layers (buildImage only knows
+ * regular files); `config` is the image config's "config" object.
+ */
+export function ociImageOf(tars: Buffer[], platform: Platform, config: Record<string, unknown>, zstd: boolean[] = []): TestImage {
+  const layers = tars.map((t, i) => (zstd[i] ? blob(MediaType.OciLayerZstd, compress(t, 'zstd')) : blob(MediaType.OciLayerGzip, compress(t, 'gzip'))));
+  const diffIds = tars.map((t) => digestOf(t));
+  const configJson = {
+    created: '2024-01-01T00:00:00Z',
+    architecture: platform.architecture,
+    os: platform.os,
+    ...(platform.variant !== undefined ? { variant: platform.variant } : {}),
+    config,
+    rootfs: { type: 'layers', diff_ids: diffIds },
+  };
+  const cfg = blob(MediaType.OciConfig, Buffer.from(JSON.stringify(configJson)));
+  const d = (b: Blob) => ({ mediaType: b.mediaType, digest: b.digest, size: b.size });
+  const manifest = blob(MediaType.OciManifest, Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciManifest, config: d(cfg), layers: layers.map(d) })));
+  return { format: 'oci', platform, manifest, config: cfg, layers, diffIds, tars };
+}
+
 /** Writes `img` as an OCI image layout directory naming it `ref`, for import. */
 export async function writeOciLayout(dir: string, img: TestImage, ref: string): Promise<void> {
   await mkdir(path.join(dir, 'blobs', 'sha256'), { recursive: true });

@@ -14,8 +14,8 @@ import { ContainersClient, HealthClient, HostClient, ImagesClient, unary, type E
 import { rootLogger } from '../../proto/shared/log.js';
 import { removeCgroupTree } from '../helpers/cgroups.js';
 import type { TestImage } from '../helpers/oci-image.js';
-import { startRegistry, TestPusher, type TestRegistry } from '../helpers/registry.js';
-import { agentTestSkip, busyboxImage, cleanupSteps, collect, grpcErr } from '../helpers/agent.js';
+import type { TestRegistry } from '../helpers/registry.js';
+import { agentTestSkip, busyboxRegistry, cleanupSteps, collect, grpcErr } from '../helpers/agent.js';
 import { ownedTempDir, uniqueId } from '../helpers/tmp.js';
 
 const skip = agentTestSkip;
@@ -42,15 +42,7 @@ describe('agent gRPC API', { skip, timeout: 180_000 }, () => {
     work = await ownedTempDir('agentapi');
     cgroupParent = uniqueId('lxr-test-');
     socket = path.join(work, 'run', 'agent.sock');
-    reg = await startRegistry();
-    img = await busyboxImage(work, { 'org.example': 'agent-api' });
-    const pusher = new TestPusher(reg.host);
-    try {
-      await pusher.pushImage('lxr/busybox', img, 'v1');
-    } finally {
-      pusher.close();
-    }
-    image = `${reg.host}/lxr/busybox:v1`;
+    ({ reg, image, img } = await busyboxRegistry(work, { 'org.example': 'agent-api' }));
     agent = await startAgent({ root: path.join(work, 'root'), socket, cgroupParent, log: rootLogger('lxr-agent-test', process.env.LXR_LOG_LEVEL ?? 'warn') });
     const creds = grpc.credentials.createInsecure();
     host = new HostClient(agent.address, creds);

@@ -11,8 +11,8 @@ import { startAgent, type Agent } from '../../agent/server.js';
 import { ContainersClient, unary } from '../../proto/shared/api.js';
 import { rootLogger } from '../../proto/shared/log.js';
 import { removeCgroupTree } from '../helpers/cgroups.js';
-import { startRegistry, TestPusher, type TestRegistry } from '../helpers/registry.js';
-import { agentTestSkip, busyboxImage, cleanupSteps } from '../helpers/agent.js';
+import type { TestRegistry } from '../helpers/registry.js';
+import { agentTestSkip, busyboxRegistry, cleanupSteps } from '../helpers/agent.js';
 import { ownedTempDir, uniqueId } from '../helpers/tmp.js';
 
 const skip = agentTestSkip;
@@ -65,15 +65,7 @@ describe('agent /metrics', { skip, timeout: 180_000 }, () => {
   before(async () => {
     work = await ownedTempDir('agentmetrics');
     cgroupParent = uniqueId('lxr-test-');
-    reg = await startRegistry();
-    const img = await busyboxImage(work);
-    const pusher = new TestPusher(reg.host);
-    try {
-      await pusher.pushImage('lxr/busybox', img, 'v1');
-    } finally {
-      pusher.close();
-    }
-    image = `${reg.host}/lxr/busybox:v1`;
+    ({ reg, image } = await busyboxRegistry(work));
     agent = await startAgent({
       root: path.join(work, 'root'),
       socket: path.join(work, 'run', 'agent.sock'),

@@ -16,8 +16,8 @@ import { unary, type Event, type PullResponse } from '../../proto/shared/api.js'
 import { AgentProcesses } from '../helpers/agent-process.js';
 import { ExecStream } from '../helpers/exec-stream.js';
 import { removeCgroupTree } from '../helpers/cgroups.js';
-import { startRegistry, TestPusher, type TestRegistry } from '../helpers/registry.js';
-import { agentTestSkip, busyboxImage, cleanupSteps, collect } from '../helpers/agent.js';
+import type { TestRegistry } from '../helpers/registry.js';
+import { agentTestSkip, busyboxRegistry, cleanupSteps, collect } from '../helpers/agent.js';
 import { ownedTempDir, uniqueId } from '../helpers/tmp.js';
 
 const skip = agentTestSkip;
@@ -48,15 +48,7 @@ describe('agent restart: containers outlive the agent and are adopted', { skip, 
     work = await ownedTempDir('agentrestart');
     cgroupParent = uniqueId('lxr-test-');
     lab = new AgentProcesses({ work, cgroupParent });
-    reg = await startRegistry();
-    const img = await busyboxImage(work);
-    const pusher = new TestPusher(reg.host);
-    try {
-      await pusher.pushImage('lxr/busybox', img, 'v1');
-    } finally {
-      pusher.close();
-    }
-    image = `${reg.host}/lxr/busybox:v1`;
+    ({ reg, image } = await busyboxRegistry(work));
   });
 
   after(async () => {

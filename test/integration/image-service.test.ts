@@ -18,7 +18,7 @@ import { hostPlatform, type Platform } from '../../agent/image/registry/platform
 import { ImageService, type PullProgress } from '../../agent/image/service.js';
 import { linuxOverlayFs, planOverlay, prepareOverlayDirs } from '../../agent/rootfs/overlay.js';
 import { buildSpec } from '../../agent/runtime/defaults.js';
-import { blob, buildIndex, compress, tarOf, writeOciLayout, type TestImage } from '../helpers/oci-image.js';
+import { blob, buildIndex, ociImageOf, tarOf, writeOciLayout, type TestImage } from '../helpers/oci-image.js';
 import { REGISTRY_BIN, REGISTRY_SKIP, startRegistry, type TestRegistry, TestPusher } from '../helpers/registry.js';
 import { makeBusyboxRootfs } from '../helpers/rootfs.js';
 import { tarDir } from '../helpers/agent.js';
@@ -35,29 +35,20 @@ const isErr = (reason: string, message?: RegExp) => (e: unknown) => {
   return true;
 };
 
-/** An image from ready-made tars (buildImage only knows regular files). */
-function imageOf(tars: Buffer[], platform: Platform, cmd: string[], zstd: boolean[] = []): TestImage {
-  const layers = tars.map((t, i) => (zstd[i] ? blob(MediaType.OciLayerZstd, compress(t, 'zstd')) : blob(MediaType.OciLayerGzip, compress(t, 'gzip'))));
-  const diffIds = tars.map((t) => digestOf(t));
-  const configJson = {
-    created: '2024-01-01T00:00:00Z',
-    architecture: platform.architecture,
-    os: platform.os,
-    ...(platform.variant !== undefined ? { variant: platform.variant } : {}),
-    config: {
+/** An image from ready-made tars, with this test's config. */
+const imageOf = (tars: Buffer[], platform: Platform, cmd: string[], zstd: boolean[] = []): TestImage =>
+  ociImageOf(
+    tars,
+    platform,
+    {
       Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'LXR_IMAGE=yes'],
       Cmd: cmd,
       WorkingDir: '/',
       ExposedPorts: { '8080/tcp': {} },
       Labels: { 'org.example.test': 'image-service' },
     },
-    rootfs: { type: 'layers', diff_ids: diffIds },
-  };
-  const config = blob(MediaType.OciConfig, Buffer.from(JSON.stringify(configJson)));
-  const d = (b: { mediaType: string; digest: string; size: number }) => ({ mediaType: b.mediaType, digest: b.digest, size: b.size });
-  const manifest = blob(MediaType.OciManifest, Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciManifest, config: d(config), layers: layers.map(d) })));
-  return { format: 'oci', platform, manifest, config, layers, diffIds, tars };
-}
+    zstd,
+  );
 
 const listOrEmpty = (d: string): Promise<string[]> => readdir(d).catch(() => []);
 
