@@ -4,7 +4,7 @@
 import path from 'node:path';
 import { LxrError } from '../proto/shared/errors.js';
 import { walkFlags } from '../proto/shared/flags.js';
-import { labDown, labStatus, labUp } from './lab/lab.js';
+import { labDown, labStatus, labUp, REGISTRY_PORT, SWITCH_ADDRESS } from './lab/lab.js';
 
 const USAGE = `usage: lxrctl version
        lxrctl lab up [--hosts N] [--name NAME] [--dir DIR]
@@ -48,7 +48,7 @@ async function main(args: string[]): Promise<number> {
   const f = flags(args.slice(2));
   if (args[1] === 'up') {
     const s = await labUp({ name: f.name, dir: f.dir, hosts: f.hosts });
-    process.stdout.write(`lab ${s.name} is up: ${s.hosts.length} hosts (${s.hosts.map((h) => `${h.name} ${h.address}`).join(', ')})${s.registry ? `, registry ${'198.18.0.254:5000'}` : ''}\n`);
+    process.stdout.write(`lab ${s.name} is up: ${s.hosts.length} hosts (${s.hosts.map((h) => `${h.name} ${h.address}`).join(', ')})${s.registry ? `, registry ${SWITCH_ADDRESS}:${REGISTRY_PORT}` : ''}\n`);
     process.stdout.write(`next: lxrctl lab status --name ${s.name} -o json; lxrctl lab down --name ${s.name}\n`);
     return 0;
   }

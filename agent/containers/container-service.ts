@@ -214,6 +214,9 @@ export function checkPorts(raw: ReadonlyArray<{ hostPort?: number; containerPort
   return out;
 }
 
+/** Where users are looked up: the topmost layer with an /etc/passwd (see the decisions above). */
+const userRootOf = (o: RootfsOverlay): string => o.lower.find((l) => existsSync(path.join(l, 'etc', 'passwd'))) ?? o.target;
+
 export function checkName(name: unknown): string {
   if (typeof name !== 'string' || !NAME_RE.test(name)) {
     throw invalidArgument('name', `${JSON.stringify(name)} must be 1-64 characters of letters, digits, '_', '.', '-', starting with a letter or digit`);
@@ -520,8 +523,7 @@ export class ContainerService {
           labels: req.labels ?? {},
         };
         // Users are resolved in the topmost layer that has /etc/passwd (see above).
-        const userRoot = [...layers].reverse().find((l) => existsSync(path.join(l, 'etc', 'passwd'))) ?? plan.target;
-        const spec = buildSpec(image.config, creq, { rootfs: userRoot, cgroupsPath: cgroupPath });
+        const spec = buildSpec(image.config, creq, { rootfs: userRootOf(plan), cgroupsPath: cgroupPath });
         spec.root = { path: plan.target, readonly: spec.root?.readonly ?? false };
         let address: string | undefined;
         if (mode === 'bridge' && network) {
@@ -555,11 +557,12 @@ export class ContainerService {
         const created = await this.o.runtime.create(name, containerDir, { overlay: plan, stdio: { mode: 'log', path: log } });
         this.crashPoint('created');
         if (address && network) {
-          cleanups.unshift(() => network.detach(name));
+          // attach and publish undo their own half-made work; registered once they succeeded.
           await network.attach(name, created.pid!, address);
+          cleanups.unshift(() => network.detach(name));
           if (ports.length > 0) {
-            cleanups.unshift(() => network.unpublish(name));
             await network.publish(name, address, ports);
+            cleanups.unshift(() => network.unpublish(name));
           }
           this.crashPoint('network');
         }
@@ -622,10 +625,9 @@ export class ContainerService {
     (base.env ?? []).forEach(put);
     let user = base.user;
     if (req.user) {
-      const userRoot = rec.overlay.lower.find((l) => existsSync(path.join(l, 'etc', 'passwd'))) ?? rec.overlay.target;
       let u: ReturnType<typeof resolveUser>;
       try {
-        u = resolveUser(userRoot, req.user);
+        u = resolveUser(userRootOf(rec.overlay), req.user);
       } catch (e) {
         if (e instanceof LxrError && e.field === 'process.user') throw invalidArgument('start.user', e.message);
         throw e;

@@ -9,10 +9,10 @@
 //   (its network namespace is the init's). Detach deletes the veth pair;
 //   release returns the address. Both are safe to repeat.
 // - A failed attach removes what it made before it reports the failure.
-import { invalidArgument, LxrError } from '../../proto/shared/errors.js';
+import { failAfterCleanup, invalidArgument, LxrError } from '../../proto/shared/errors.js';
 import { PersistentAllocator } from '../../proto/shared/allocator.js';
 import { formatCidr, formatIpv4, HostAddresses, parseCidr, parseIpv4 } from '../../proto/shared/ipv4.js';
-import { DEFAULT_BRIDGE, hostIfName, listLinksStep, listPortsStep, listRoutesStep, ourLinks, peerIfName, parseRoutes, planRoutes, type PeerRoute, planAttach, planAttachNative, planBridge, planDetach, planNat, planPorts, planUnports, type NetStep, type PortMapping } from './net-plan.js';
+import { DEFAULT_BRIDGE, hostIfName, listLinksStep, listPortsStep, listRoutesStep, LINK_GONE, ourLinks, parseRoutes, planRoutes, type PeerRoute, planAttach, planAttachNative, planBridge, planDetach, planNat, planPorts, planUnports, type NetStep, type PortMapping } from './net-plan.js';
 import type { NetRunner } from './net-runner.js';
 
 export interface BridgeNetworkOptions {
@@ -81,8 +81,7 @@ export class BridgeNetwork {
     try {
       await this.runAll(planPorts(container, address, ports));
     } catch (e) {
-      await this.unpublish(container).catch(() => {});
-      throw e;
+      return failAfterCleanup(e, [() => this.unpublish(container)]);
     }
   }
 
@@ -94,14 +93,18 @@ export class BridgeNetwork {
   /** A free address, or the one asked for (refused clearly when taken or not in the subnet). */
   reserve(address = ''): string {
     if (address === '') return formatIpv4(this.addresses.address(this.alloc.allocate()));
-    const slot = this.addresses.slot(parseIpv4(address, 'network.address'), 'network.address');
+    const slot = this.slotOf(address);
     if (!this.alloc.take(slot)) throw new LxrError('LXR_ALREADY_EXISTS', `address ${address} is in use`, { field: 'network.address' });
     return address;
   }
 
   /** Returns an address; false when it was not reserved. */
   release(address: string): boolean {
-    return this.alloc.release(this.addresses.slot(parseIpv4(address, 'network.address'), 'network.address'));
+    return this.alloc.release(this.slotOf(address));
+  }
+
+  private slotOf(address: string): number {
+    return this.addresses.slot(parseIpv4(address, 'network.address'), 'network.address');
   }
 
   /** Every reserved address. */
@@ -110,21 +113,18 @@ export class BridgeNetwork {
   }
 
   isReserved(address: string): boolean {
-    return this.alloc.isUsed(this.addresses.slot(parseIpv4(address, 'network.address'), 'network.address'));
+    return this.alloc.isUsed(this.slotOf(address));
   }
 
   /** Gives the container (by its init's pid) its veth pair and address; undoes it all on failure. */
   async attach(container: string, pid: number, address: string): Promise<void> {
     const input = { bridge: this.bridge, container, pid, address: parseIpv4(address, 'network.address'), prefix: this.prefix, gateway: this.addresses.gateway };
     // The native helper when the runner has it (one process), else the ip plan.
-    const steps = (this.o.runner as { netsetup?: string | null }).netsetup ? planAttachNative(input) : planAttach(input);
+    const steps = this.o.runner.netsetup ? planAttachNative(input) : planAttach(input);
     try {
       await this.runAll(steps);
     } catch (e) {
-      await this.detach(container).catch((cleanup: unknown) => {
-        throw new LxrError('LXR_CLEANUP_FAILED', `${(e as Error).message}; and undoing it failed: ${(cleanup as Error).message}`, { cause: e });
-      });
-      throw e;
+      return failAfterCleanup(e, [() => this.detach(container)]);
     }
   }
 
@@ -133,9 +133,9 @@ export class BridgeNetwork {
    * crashed half way); returns their names.
    */
   async removeLeftovers(containers: readonly string[]): Promise<string[]> {
-    const keep = new Set(containers.flatMap((c) => [hostIfName(c), peerIfName(c)]));
+    const keep = new Set(containers.map(hostIfName));
     const gone = ourLinks(await this.o.runner.run(listLinksStep)).filter((l) => !keep.has(l));
-    for (const l of gone) await this.o.runner.run({ ns: 'host', args: ['link', 'del', l], tolerate: /Cannot find device|does not exist|No such device/ });
+    for (const l of gone) await this.o.runner.run({ ns: 'host', args: ['link', 'del', l], tolerate: LINK_GONE });
     return gone;
   }
 

@@ -20,14 +20,14 @@ export interface NetStep {
 
 export const DEFAULT_BRIDGE = 'lxr0';
 /** Host-side interface names start with this, so leftovers can be found. */
-export const HOST_IF_PREFIX = 'lxv';
+const HOST_IF_PREFIX = 'lxv';
+/** What `ip link del` says of a link that is already gone (also while it goes with its namespace). */
+export const LINK_GONE = /Cannot find device|does not exist|No such device/;
 
 const hash = (s: string): string => createHash('sha256').update(s).digest('hex');
 
 /** The host end of a container's veth: stable per container, 13 characters (Linux allows 15). */
 export const hostIfName = (container: string): string => `${HOST_IF_PREFIX}${hash(container).slice(0, 10)}`;
-/** A name older agents gave the container end on the host before moving it; still cleaned up. */
-export const peerIfName = (container: string): string => `lxp${hash(container).slice(0, 10)}`;
 
 /** The host's bridge, holding the gateway address, up. */
 export function planBridge(bridge: string, gateway: number, prefix: number): NetStep[] {
@@ -79,23 +79,22 @@ export function ourLinks(listing: string): string[] {
   const out: string[] = [];
   for (const line of listing.split('\n')) {
     const m = /^\d+:\s+([^:@\s]+)/.exec(line);
-    if (m && (m[1]!.startsWith(HOST_IF_PREFIX) || m[1]!.startsWith('lxp'))) out.push(m[1]!);
+    if (m && m[1]!.startsWith(HOST_IF_PREFIX)) out.push(m[1]!);
   }
   return out;
 }
 
-/** Deleting the host end deletes the pair (the other end goes with it, wherever it is). */
+/** Deleting the host end deletes the pair (the other end goes with it, in the container). */
 export function planDetach(container: string): NetStep[] {
   return [
-    { ns: 'host', args: ['link', 'del', hostIfName(container)], tolerate: /Cannot find device|does not exist|No such device/ },
-    { ns: 'host', args: ['link', 'del', peerIfName(container)], tolerate: /Cannot find device|does not exist|No such device/ },
+    { ns: 'host', args: ['link', 'del', hostIfName(container)], tolerate: LINK_GONE },
   ];
 }
 
 // ---------------------------------------------------------------- routes to peers
 
 /** Routes to other hosts' subnets carry this protocol number, so LXR's can be listed and told apart. */
-export const ROUTE_PROTO = '77';
+const ROUTE_PROTO = '77';
 
 export interface PeerRoute {
   subnet: string;
@@ -129,9 +128,9 @@ export function planRoutes(current: readonly PeerRoute[], wanted: readonly PeerR
 
 // ---------------------------------------------------------------- NAT and ports
 
-export const CHAIN_NAT = 'LXR-POSTROUTING';
-export const CHAIN_PORTS = 'LXR-PORTS';
-export const CHAIN_FORWARD = 'LXR-FORWARD';
+const CHAIN_NAT = 'LXR-POSTROUTING';
+const CHAIN_PORTS = 'LXR-PORTS';
+const CHAIN_FORWARD = 'LXR-FORWARD';
 
 const ipt = (args: string[], tolerate?: RegExp): NetStep => ({ ns: 'host', cmd: 'iptables', args: ['-w', ...args], ...(tolerate ? { tolerate } : {}) });
 /** Makes `from` jump to `chain` exactly once (removing an earlier jump first). */
@@ -172,7 +171,7 @@ export interface PortMapping {
 }
 
 /** The comment that marks a container's port rules, so they can be found and removed. */
-export const portComment = (container: string): string => `lxr:${container}`;
+const portComment = (container: string): string => `lxr:${container}`;
 
 export function planPorts(container: string, address: string, ports: readonly PortMapping[]): NetStep[] {
   return ports.map((p) =>

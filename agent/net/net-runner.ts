@@ -13,12 +13,14 @@ export interface NetRunner {
   run(step: NetStep): Promise<string>;
   /** Runs steps in order, as few processes as it can (optional: else one by one). */
   runMany?(steps: readonly NetStep[]): Promise<void>;
+  /** The native attach helper, when this runner has one (then `lxr-netsetup` steps run it). */
+  readonly netsetup?: string | null;
 }
 
-export const formatStep = (s: NetStep): string => `${s.ns === 'host' ? 'host' : `netns of ${s.ns.pid}`}: ${s.cmd ?? 'ip'} ${s.args.join(' ')}`;
+const formatStep = (s: NetStep): string => `${s.ns === 'host' ? 'host' : `netns of ${s.ns.pid}`}: ${s.cmd ?? 'ip'} ${s.args.join(' ')}`;
 
 /** native/build/lxr-netsetup of this checkout, or null. */
-export function defaultNetsetupPath(): string | null {
+function defaultNetsetupPath(): string | null {
   return findNativeBinary('lxr-netsetup', 'LXR_NETSETUP');
 }
 
@@ -70,7 +72,8 @@ export class LinuxNetRunner implements NetRunner {
 
   run(step: NetStep): Promise<string> {
     const pid = step.ns === 'host' ? this.o.hostPid : step.ns.pid;
-    const prog = step.cmd === 'lxr-netsetup' ? (this.netsetup ?? 'lxr-netsetup') : (step.cmd ?? 'ip');
+    if (step.cmd === 'lxr-netsetup' && !this.netsetup) return Promise.reject(new LxrError('LXR_INTERNAL', 'network: the native helper lxr-netsetup is not built'));
+    const prog = step.cmd === 'lxr-netsetup' ? this.netsetup! : (step.cmd ?? 'ip');
     const [cmd, args] = pid === undefined ? [prog, step.args] : ['nsenter', ['-t', String(pid), '-n', prog, ...step.args]];
     return new Promise((resolve, reject) => {
       execFile(cmd, args, { timeout: 10_000 }, (err, out, stderr) => {

@@ -17,6 +17,7 @@ import { assertLegal, type Operation } from './lifecycle.js';
 import type { Process, Spec, State, Status } from './oci.js';
 import { encodePlan, planCreate, planExec, planExecServer, type Stdio } from './plan.js';
 import { LinuxShimLauncher, reportToError, type ShimLauncher, type ShimProcess, type ShimReport, type ShimStdio } from './shim.js';
+import { processRunning } from '../../proto/shared/proc.js';
 import { checkId, startTimeSync, StateStore, writeAtomic, type ContainerRecord, type ExitRecord } from './store.js';
 import { sysctlNamespace, validateSpec } from './validate.js';
 
@@ -65,17 +66,9 @@ export interface ExitStatus {
   error?: string;
 }
 
-/** Reads field 22 (starttime) of /proc/PID/stat; null if the process is gone. */
-/** Whether the process exists and is not a zombie (a zombie has ended; it only waits to be reaped). */
-export function processRunning(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
-}
+const toExitStatus = (e: ExitRecord): ExitStatus => ({ exitCode: e.exitCode, signal: e.signal, oomKilled: e.oomKilled, ...(e.error ? { error: e.error } : {}) });
 
+/** Field 22 (starttime) of /proc/PID/stat; null if the process is gone. */
 export async function processStartTime(pid: number): Promise<string | null> {
   return startTimeSync(pid);
 }
@@ -170,7 +163,7 @@ export class Runtime {
   /** Helper handles of containers this process created; released on delete. */
   private readonly shims = new Map<string, ShimProcess>();
   /** Ends a pending wait() when its container is deleted. */
-  private readonly waitEnds = new Map<string, (exit: ExitRecord | null) => void>();
+  private readonly waitEnds = new Map<string, Set<(exit: ExitRecord | null) => void>>();
   /** Exec server sockets by container (null: none to be had). */
   private readonly execServers = new Map<string, Promise<string | null>>();
 
@@ -431,15 +424,20 @@ export class Runtime {
       // (no file watch on the hot path) ends the wait, and the exit record
       // below decides. A delete ends it at once with what it found.
       const gone = new AbortController();
-      const deleted = new Promise<{ deleted: ExitRecord | null }>((resolve) => this.waitEnds.set(id, (x) => resolve({ deleted: x })));
+      // Several may wait at once (stop() and the agent's watcher): each its own callback.
+      let end!: (x: ExitRecord | null) => void;
+      const deleted = new Promise<{ deleted: ExitRecord | null }>((resolve) => (end = (x) => resolve({ deleted: x })));
+      const ends = this.waitEnds.get(id) ?? new Set();
+      ends.add(end);
+      this.waitEnds.set(id, ends);
       const r = await Promise.race([inProc, this.monitorGone(rec.monitorPid, gone.signal).then(() => null), deleted]);
       gone.abort();
+      ends.delete(end);
+      if (ends.size === 0 && this.waitEnds.get(id) === ends) this.waitEnds.delete(id);
       if (r && 'deleted' in r) {
         if (!r.deleted) throw new LxrError('LXR_NOT_FOUND', `container ${id} was deleted without an exit record`);
-        const d = r.deleted;
-        return { exitCode: d.exitCode, signal: d.signal, oomKilled: d.oomKilled, ...(d.error ? { error: d.error } : {}) };
+        return toExitStatus(r.deleted);
       }
-      this.waitEnds.delete(id);
       this.exits.delete(id);
       if (r && r.type === 'exited') {
         const rec = await this.store.readExit(id);
@@ -448,7 +446,7 @@ export class Runtime {
     }
     const exit = await this.waitExitFile(id, Infinity);
     if (!exit) throw new LxrError('LXR_INTERNAL', `container ${id}: exited without an exit record`);
-    return { exitCode: exit.exitCode, signal: exit.signal, oomKilled: exit.oomKilled, ...(exit.error ? { error: exit.error } : {}) };
+    return toExitStatus(exit);
   }
 
   /** Resolves when the monitor process is gone (polled; aborted when the report came). */
@@ -543,10 +541,8 @@ export class Runtime {
     }
     // Whoever waits for this container learns its end now, not from a poll.
     const waiting = this.waitEnds.get(id);
-    if (waiting) {
-      this.waitEnds.delete(id);
-      waiting(exit);
-    }
+    this.waitEnds.delete(id);
+    for (const end of waiting ?? []) end(exit);
     this.exits.delete(id);
     this.records.delete(id);
     this.execServers.delete(id);
@@ -579,12 +575,12 @@ export class Runtime {
     const rec = await this.record(id);
     assertLegal(id, await this.status(rec), 'exec');
     const spec = validateSpec({ ...rec.spec, process: proc });
-    const procsFiles = rec.cgroupPath && this.opts.cgroups ? (await this.opts.cgroups.open(rec.cgroupPath)).procsFiles : [];
     const tty = spec.process!.terminal === true;
     if (!tty) {
-      const socket = await this.execServer(id, rec, procsFiles);
+      const socket = await this.execServer(id, rec);
       if (socket) {
-        const plan = encodePlan(planExec({ pid: rec.pid, spec, process: spec.process!, procsFiles, detach: false }));
+        // The server's child is in the cgroups and namespaces already: only the process records matter.
+        const plan = encodePlan(planExec({ pid: rec.pid, spec, process: spec.process!, procsFiles: [], detach: false }));
         try {
           return await this.launcher.execViaServer(socket, plan);
         } catch (e) {
@@ -593,6 +589,7 @@ export class Runtime {
         }
       }
     }
+    const procsFiles = await this.procsFiles(rec);
     // The report socket is named in the plan: a private dir with a short path (sun_path).
     const sockDir = tty ? mkdtempSync(path.join(os.tmpdir(), 'lxr-exec-')) : null;
     const reportSocket = sockDir ? path.join(sockDir, 'r') : undefined;
@@ -610,9 +607,14 @@ export class Runtime {
 
   /**
    * The socket of the container's exec server, starting it when none
-   * serves (also one an earlier agent started); null when it cannot be had.
+   * serves (also one an earlier agent started); null when it cannot be had
+   * (remembered: the per-exec helper serves instead).
    */
-  private execServer(id: string, rec: ContainerRecord, procsFiles: readonly string[]): Promise<string | null> {
+  private async procsFiles(rec: ContainerRecord): Promise<readonly string[]> {
+    return rec.cgroupPath && this.opts.cgroups ? (await this.opts.cgroups.open(rec.cgroupPath)).procsFiles : [];
+  }
+
+  private execServer(id: string, rec: ContainerRecord): Promise<string | null> {
     const known = this.execServers.get(id);
     if (known) return known;
     const socket = path.join(this.store.paths(id).dir, 'exec.sock');
@@ -620,7 +622,7 @@ export class Runtime {
       if (Buffer.byteLength(socket) > 107) return null;
       if (existsSync(socket) && (await socketAccepts(socket))) return socket;
       const planFile = path.join(this.store.paths(id).dir, 'exec-server.plan');
-      writeFileSync(planFile, encodePlan(planExecServer({ pid: rec.pid, spec: rec.spec, procsFiles })), { mode: 0o600 });
+      writeFileSync(planFile, encodePlan(planExecServer({ pid: rec.pid, spec: rec.spec, procsFiles: await this.procsFiles(rec) })), { mode: 0o600 });
       try {
         await this.launcher.startExecServer(planFile, socket);
         return socket;
@@ -630,10 +632,8 @@ export class Runtime {
         rmSync(planFile, { force: true });
       }
     })();
+    // Also a null stays until delete: a server that could not start is not tried on every exec.
     this.execServers.set(id, p);
-    p.then((s) => {
-      if (!s && this.execServers.get(id) === p) this.execServers.delete(id);
-    });
     return p;
   }
 
@@ -641,7 +641,7 @@ export class Runtime {
     const rec = await this.record(id);
     assertLegal(id, await this.status(rec), 'exec');
     const spec = validateSpec({ ...rec.spec, process: proc });
-    const procsFiles = rec.cgroupPath && this.opts.cgroups ? (await this.opts.cgroups.open(rec.cgroupPath)).procsFiles : [];
+    const procsFiles = await this.procsFiles(rec);
     const records = planExec({ pid: rec.pid, spec, process: spec.process!, procsFiles, consoleSocket: o.consoleSocket, detach: o.detach ?? false });
     const planFile = path.join(this.store.paths(id).dir, `exec-${process.pid}-${Date.now()}-${Math.random().toString(16).slice(2, 8)}.plan`);
     writeFileSync(planFile, encodePlan(records), { mode: 0o600 });

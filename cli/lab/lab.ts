@@ -229,8 +229,8 @@ export async function labUp(o: LabUpOptions): Promise<LabState> {
       host.holder = await settle(daemon('unshare', ['--net', '--mount', '--propagation', 'private', '--', 'sleep', 'infinity'], host.log), 'sleep');
       state.hosts.push(host);
       writeLab(state);
-      await ipIn(sw, 'link', 'add', `h${i}`, 'type', 'veth', 'peer', 'name', 'uplink');
-      await ipIn(sw, 'link', 'set', 'uplink', 'netns', String(host.holder.pid));
+      // The uplink's host end is made in the host's namespace (no move afterwards).
+      await ipIn(sw, 'link', 'add', `h${i}`, 'type', 'veth', 'peer', 'name', 'uplink', 'netns', String(host.holder.pid));
       await ipIn(sw, 'link', 'set', `h${i}`, 'master', 'br0', 'up');
       await ipIn(host.holder.pid, 'addr', 'add', `${host.address}/24`, 'dev', 'uplink');
       await ipIn(host.holder.pid, 'link', 'set', 'uplink', 'up');
@@ -323,7 +323,7 @@ export async function labDown(dir: string): Promise<string[]> {
     }
     await attempt(`stop the agent of ${h.name}`, () => stop(h.agent));
     await attempt(`cgroups of ${h.name}`, async () => problems.push(...(await sweepCgroups(h.cgroupParent))));
-    await attempt(`stop the namespaces of ${h.name}`, () => stop(h.holder ?? null));
+    await attempt(`stop the namespaces of ${h.name}`, () => stop(h.holder));
   }
   await attempt('stop the registry', () => stop(s.registry));
   await attempt('stop the switch', () => stop(s.switch));
@@ -357,7 +357,7 @@ export function labStatus(dir: string): LabStatus | null {
       alive: alive(h.agent),
       grpc: `unix://${h.socket}`,
       metrics: `http://${h.address}:9100/metrics`,
-      netns: `/proc/${(h.holder ?? h.agent).pid}/ns/net`,
+      netns: `/proc/${h.holder.pid}/ns/net`,
       cgroupParent: h.cgroupParent,
     })),
   };

@@ -231,7 +231,15 @@ export class PersistentAllocator {
   private log(op: 'a' | 't' | 'r', slot: number): void {
     writeSync(this.fd, `${op} ${slot}\n`);
     fdatasyncSync(this.fd);
-    if (++this.lines >= (this.o.compactAfter ?? Math.max(1024, this.mem.size))) this.compact();
+    if (++this.lines >= (this.o.compactAfter ?? Math.max(1024, this.mem.size))) {
+      // The change is durable already: a compaction that fails is tried again
+      // at the next change, and never undoes this one.
+      try {
+        this.compact();
+      } catch {
+        // Left to the next change.
+      }
+    }
   }
 
   /** Writes a snapshot for the next generation, then starts its journal. */
@@ -308,7 +316,12 @@ export class PersistentAllocator {
   /** Releases a slot; false when it was not in use (releasing twice is harmless). */
   release(slot: number): boolean {
     if (!this.mem.release(slot)) return false;
-    this.log('r', slot);
+    try {
+      this.log('r', slot);
+    } catch (e) {
+      this.mem.take(slot); // not released on disk: not released at all
+      throw e;
+    }
     return true;
   }
 

@@ -6,12 +6,11 @@
 // same state reports both: the running one as running, then its exit (Get
 // and the 'died' event), the other as stopped with its exit code.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import { processStartTime } from '../../agent/runtime/runtime.js';
+import { processRunning } from '../../proto/shared/proc.js';
 import { unary, type Event, type PullResponse } from '../../proto/shared/api.js';
 import { AgentProcesses } from '../helpers/agent-process.js';
 import { ExecStream } from '../helpers/exec-stream.js';
@@ -23,15 +22,8 @@ import { ownedTempDir, uniqueId } from '../helpers/tmp.js';
 const skip = agentTestSkip;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function pidAlive(pid: number): Promise<boolean> {
-  // A zombie counts as gone: its exit is what the monitor collects.
-  if ((await processStartTime(pid)) === null) return false;
-  try {
-    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
+// A zombie counts as gone: its exit is what the monitor collects.
+const pidAlive = async (pid: number): Promise<boolean> => processRunning(pid);
 
 /** Init of the container: exits with `code` on SIGTERM (a trap: PID 1 ignores unhandled signals). */
 const untilTerm = (code: number): string[] => ['sh', '-c', `trap 'exit ${code}' TERM; while :; do sleep 1; done`];

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { BridgeNetwork } from '../../agent/net/bridge-network.js';
-import { containerFiles, hostIfName, parseResolvConf, peerIfName, planAttach, planAttachNative } from '../../agent/net/net-plan.js';
+import { containerFiles, hostIfName, parseResolvConf, planAttach, planAttachNative } from '../../agent/net/net-plan.js';
 import { FakeNetRunner } from '../../agent/net/net-runner.js';
 import type { LxrError } from '../../proto/shared/errors.js';
 import { parseIpv4 } from '../../proto/shared/ipv4.js';
@@ -22,9 +22,8 @@ describe('network plans', () => {
   it('interface names are stable, distinct per container and within 15 characters', () => {
     const names = ['a', 'b', 'ws-1', 'x'.repeat(64)];
     const host = names.map(hostIfName);
-    const peer = names.map(peerIfName);
-    assert.equal(new Set([...host, ...peer]).size, names.length * 2);
-    for (const n of [...host, ...peer]) assert.ok(n.length <= 15, n);
+    assert.equal(new Set(host).size, names.length);
+    for (const n of host) assert.ok(n.length <= 15, n);
     assert.equal(hostIfName('ws-1'), hostIfName('ws-1'));
     assert.match(hostIfName('ws-1'), /^lxv[0-9a-f]{10}$/);
   });
@@ -107,7 +106,7 @@ describe('BridgeNetwork over a fake runner', () => {
     const addr = n.reserve();
     runner.failOn = /addr add/;
     await assert.rejects(n.attach('c1', 4242, addr), (e: LxrError) => e.reason === 'LXR_HOST_SETUP_FAILED' && /netns of 4242: ip addr add 10\.200\.3\.2\/24 dev eth0/.test(e.message));
-    assert.deepEqual(runner.text().slice(-2), [`host: ip link del ${hostIfName('c1')}`, `host: ip link del ${peerIfName('c1')}`]);
+    assert.deepEqual(runner.text().slice(-1), [`host: ip link del ${hostIfName('c1')}`]);
     // the address stays reserved for the caller to release
     assert.equal(n.isReserved(addr), true);
     n.close();
@@ -180,9 +179,9 @@ describe('routes to peers', () => {
 describe('leftovers', () => {
   it('veth ends of containers that are gone are deleted; the others and foreign links stay', async () => {
     const { runner, n } = await net();
-    runner.outputs = [[/link show/, `1: lo: <LOOPBACK,UP> mtu 65536\n2: eth0@if9: <UP> mtu 1500\n5: ${hostIfName('keep')}@if4: <UP>\n7: ${hostIfName('gone')}@if6: <UP>\n8: ${peerIfName('gone2')}: <BROADCAST>\n9: lxr0: <UP>\n`]];
-    assert.deepEqual(await n.removeLeftovers(['keep']), [hostIfName('gone'), peerIfName('gone2')]);
-    assert.deepEqual(runner.text().slice(1), [`host: ip link del ${hostIfName('gone')}`, `host: ip link del ${peerIfName('gone2')}`]);
+    runner.outputs = [[/link show/, `1: lo: <LOOPBACK,UP> mtu 65536\n2: eth0@if9: <UP> mtu 1500\n5: ${hostIfName('keep')}@if4: <UP>\n7: ${hostIfName('gone')}@if6: <UP>\n8: ${hostIfName('gone2')}: <BROADCAST>\n9: lxr0: <UP>\n`]];
+    assert.deepEqual(await n.removeLeftovers(['keep']), [hostIfName('gone'), hostIfName('gone2')]);
+    assert.deepEqual(runner.text().slice(1), [`host: ip link del ${hostIfName('gone')}`, `host: ip link del ${hostIfName('gone2')}`]);
     n.close();
   });
 });
