@@ -1,12 +1,16 @@
 // lxr-agent: the per-host daemon. Serves the agent API (proto/lxr/agent/v1)
 // on a unix socket, and on TCP when --listen is given. SIGTERM/SIGINT stop
 // the server but leave containers running: the next agent adopts them.
+import os from 'node:os';
+import { mkdirSync } from 'node:fs';
 import { walkFlags } from '../proto/shared/flags.js';
+import { rootLogger } from '../proto/shared/log.js';
+import { ClusterMember, machineFacts } from './cluster/join.js';
 import { startAgent } from './server.js';
 import { AGENT_VERSION } from './host/host-service.js';
 
 const USAGE = `usage: lxr-agent [--root DIR] [--socket PATH] [--listen HOST:PORT] [--metrics-listen HOST:PORT] [--cgroup-parent NAME] [--run-root DIR] [--label K=V]...
-                 [--subnet CIDR [--bridge NAME] [--pool CIDR]] [--insecure-registry HOST:PORT]... [--exec-ring-bytes N] [--exec-idle-timeout SECONDS] [--exec-retention SECONDS]
+                 [--subnet CIDR [--bridge NAME] [--pool CIDR]] [--controller HOST:PORT --name NAME [--advertise HOST:PORT]] [--insecure-registry HOST:PORT]... [--exec-ring-bytes N] [--exec-idle-timeout SECONDS] [--exec-retention SECONDS]
        lxr-agent version
 `;
 
@@ -23,6 +27,9 @@ interface Flags {
   bridge?: string;
   pool?: string;
   insecure: string[];
+  controller?: string;
+  name?: string;
+  advertise?: string;
 }
 
 function positive(flag: string, v: string): number {
@@ -62,6 +69,15 @@ function parse(args: string[]): Flags {
       case '--pool':
         f.pool = value();
         break;
+      case '--controller':
+        f.controller = value();
+        break;
+      case '--name':
+        f.name = value();
+        break;
+      case '--advertise':
+        f.advertise = value();
+        break;
       case '--insecure-registry':
         f.insecure.push(value());
         break;
@@ -85,7 +101,13 @@ function parse(args: string[]): Flags {
         throw new Error(`unknown argument ${a}`);
     }
   });
-  if ((f.bridge || f.pool) && !f.subnet) throw new Error('--bridge and --pool need --subnet');
+  if (f.pool && !f.subnet) throw new Error('--pool needs --subnet (with --controller, the controller gives both)');
+  if (f.bridge && !f.subnet && !f.controller) throw new Error('--bridge needs --subnet or --controller');
+  if (f.controller) {
+    if (f.subnet) throw new Error('--subnet and --controller exclude each other: the controller gives this host its subnet');
+    if (!f.listen && !f.advertise) throw new Error('--controller needs --listen (or --advertise): the controller reaches the agent over TCP');
+    f.name ??= os.hostname().split('.')[0]!.toLowerCase();
+  } else if (f.name || f.advertise) throw new Error('--name and --advertise need --controller');
   return f;
 }
 
@@ -109,7 +131,35 @@ async function main(args: string[]): Promise<void> {
   // Test-only fault injection: LXR_TEST_CRASH_AT=STEP makes the agent kill
   // itself with SIGKILL right after that step of a container create.
   const crashAt = process.env.LXR_TEST_CRASH_AT;
+  const log = rootLogger('lxr-agent');
+  let member: ClusterMember | null = null;
+  let network = flags.subnet ? { subnet: flags.subnet, ...(flags.bridge ? { bridge: flags.bridge } : {}), ...(flags.pool ? { pool: flags.pool } : {}) } : undefined;
+  if (flags.controller) {
+    // The subnet comes from the controller: join before the network is made.
+    const advertise = flags.advertise ?? flags.listen!;
+    const host = advertise.replace(/:\d+$/, '');
+    const metricsPort = flags.metricsListen?.match(/:(\d+)$/)?.[1];
+    const joining = new AbortController();
+    const abort = (): void => joining.abort();
+    process.once('SIGTERM', abort);
+    process.once('SIGINT', abort);
+    member = new ClusterMember({
+      controller: flags.controller,
+      root: flags.root,
+      log,
+      signal: joining.signal,
+      registration: { name: flags.name!, address: advertise, metricsAddress: metricsPort && metricsPort !== '0' ? `${host}:${metricsPort}` : '', labels: flags.labels, agentVersion: AGENT_VERSION, ...machineFacts() },
+    });
+    mkdirSync(flags.root, { recursive: true, mode: 0o700 });
+    const m = await member.join();
+    process.off('SIGTERM', abort);
+    process.off('SIGINT', abort);
+    if (joining.signal.aborted) return;
+    log.info({ controller: flags.controller, name: m.name, subnet: m.subnet, pool: m.pool }, 'joined the cluster');
+    network = { subnet: m.subnet, pool: m.pool, ...(flags.bridge ? { bridge: flags.bridge } : {}) };
+  }
   const agent = await startAgent({
+    log,
     ...(crashAt
       ? {
           crashPoint: (step: string) => {
@@ -124,12 +174,14 @@ async function main(args: string[]): Promise<void> {
     labels: flags.labels,
     exec: flags.exec,
     ...(flags.insecure.length ? { registry: { insecure: flags.insecure } } : {}),
-    ...(flags.subnet ? { network: { subnet: flags.subnet, ...(flags.bridge ? { bridge: flags.bridge } : {}), ...(flags.pool ? { pool: flags.pool } : {}) } } : {}),
+    ...(network ? { network } : {}),
     ...(flags.listen ? { listen: flags.listen } : {}),
     ...(flags.metricsListen ? { metricsListen: flags.metricsListen } : {}),
   });
+  member?.startHeartbeats(async () => (await agent.host.info()).usage);
   const stop = (): void => {
     // Containers are not stopped: only the API goes away.
+    member?.stop();
     agent.close().then(
       () => process.exit(0),
       (e: unknown) => {

@@ -2,13 +2,11 @@
 // standard health checking, on a unix socket (mode 0600) and, when asked, on
 // TCP. Closing the server leaves containers running: they belong to their
 // monitors, and the next agent adopts them.
-import { randomBytes } from 'node:crypto';
-import { chmodSync, lstatSync, mkdirSync, renameSync, rmdirSync, unlinkSync } from 'node:fs';
+import { mkdirSync, unlinkSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { ServiceNames, services } from '../proto/shared/api.js';
-import { LxrError } from '../proto/shared/errors.js';
 import { HealthService } from '../proto/shared/health.js';
 import { childLogger, rootLogger, type Logger } from '../proto/shared/log.js';
 import { containersHandlers } from './api/containers-adapter.js';
@@ -23,8 +21,10 @@ import { LinuxNetRunner } from './net/net-runner.js';
 import { AGENT_VERSION, HostService } from './host/host-service.js';
 import { RegistryClient, type RegistryClientOptions } from './image/registry/client.js';
 import { ImageService } from './image/service.js';
-import { createAgentRegistry, serveMetrics, type MetricsServer } from './metrics/metrics.js';
-import { Runtime, socketAccepts } from './runtime/runtime.js';
+import { createAgentRegistry } from './metrics/metrics.js';
+import { serveMetrics, type MetricsServer } from '../proto/shared/metrics-http.js';
+import { bind, bindUnix, shutdownServer } from '../proto/shared/grpc-server.js';
+import { Runtime } from './runtime/runtime.js';
 
 export interface AgentOptions {
   /** State root (images, containers), e.g. /var/lib/lxr. */
@@ -61,37 +61,8 @@ export interface Agent {
   /** HOST:PORT of the /metrics endpoint, when serving it. */
   metricsAddress?: string;
   health: HealthService;
+  host: HostService;
   close(): Promise<void>;
-}
-
-function bind(server: grpc.Server, address: string, creds: grpc.ServerCredentials): Promise<number> {
-  return new Promise((resolve, reject) => server.bindAsync(address, creds, (err, port) => (err ? reject(err) : resolve(port))));
-}
-
-/**
- * Binds the unix socket inside a fresh 0700 directory, makes it 0600 and
- * only then renames it into place: no client can connect while the mode is
- * still the umask's.
- */
-async function bindUnix(server: grpc.Server, socket: string): Promise<void> {
-  const dir = path.dirname(socket);
-  mkdirSync(dir, { recursive: true, mode: 0o755 });
-  const st = lstatSync(socket, { throwIfNoEntry: false });
-  if (st) {
-    if (!st.isSocket()) throw new LxrError('LXR_ALREADY_EXISTS', `${socket} exists and is not a socket`, { field: 'socket' });
-    if (await socketAccepts(socket)) throw new LxrError('LXR_ALREADY_EXISTS', `another agent serves on ${socket}`, { field: 'socket' });
-    unlinkSync(socket); // a stale socket of an agent that died
-  }
-  const priv = path.join(dir, `.${path.basename(socket)}.${randomBytes(4).toString('hex')}`);
-  mkdirSync(priv, { mode: 0o700 });
-  try {
-    const tmp = path.join(priv, 's');
-    await bind(server, `unix://${tmp}`, grpc.ServerCredentials.createInsecure());
-    chmodSync(tmp, 0o600);
-    renameSync(tmp, socket);
-  } finally {
-    rmdirSync(priv);
-  }
 }
 
 export async function startAgent(o: AgentOptions): Promise<Agent> {
@@ -148,21 +119,13 @@ export async function startAgent(o: AgentOptions): Promise<Agent> {
     ...(tcpAddress ? { tcpAddress } : {}),
     ...(metrics ? { metricsAddress: metrics.address } : {}),
     health,
+    host,
     close() {
       closed ??= (async () => {
         health.shutdown();
         health.endWatches();
         shutdown.abort();
-        await new Promise<void>((resolve) => {
-          const t = setTimeout(() => {
-            server.forceShutdown();
-            resolve();
-          }, 5000);
-          server.tryShutdown(() => {
-            clearTimeout(t);
-            resolve();
-          });
-        });
+        await shutdownServer(server);
         await metrics?.close();
         exec.close();
         network?.close();

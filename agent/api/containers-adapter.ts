@@ -2,7 +2,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import type * as T from '../../proto/shared/api-types.js';
 import type { ContainerEvent, ContainerInfo, ContainerService } from '../containers/container-service.js';
-import { serverStream, unary, type AdapterContext } from './handlers.js';
+import { serverStream, unary, type AdapterContext } from '../../proto/shared/grpc-handlers.js';
 
 export const toContainer = (c: ContainerInfo): T.Container => ({ ...c, limits: { ...c.limits } });
 

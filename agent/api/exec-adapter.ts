@@ -10,7 +10,7 @@ import { toStatus } from '../../proto/shared/grpc-errors.js';
 import { parseSignal } from '../containers/container-service.js';
 import type { ClientMessage, ExecSession, SessionInfo } from '../exec/exec-session.js';
 import type { ExecService } from '../exec/exec-service.js';
-import { logFailure, unary, type AdapterContext } from './handlers.js';
+import { logFailure, unary, type AdapterContext } from '../../proto/shared/grpc-handlers.js';
 
 type Call = grpc.ServerDuplexStream<T.ExecRequest, T.ExecResponse>;
 

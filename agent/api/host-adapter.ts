@@ -4,7 +4,7 @@ import type { GetInfoRequest, GetInfoResponse, SetPeersRequest, SetPeersResponse
 import { LxrError } from '../../proto/shared/errors.js';
 import type { BridgeNetwork } from '../net/bridge-network.js';
 import type { HostService } from '../host/host-service.js';
-import { unary, type AdapterContext } from './handlers.js';
+import { unary, type AdapterContext } from '../../proto/shared/grpc-handlers.js';
 
 export function hostHandlers(ctx: AdapterContext, host: HostService, network: BridgeNetwork | null = null): grpc.UntypedServiceImplementation {
   return {

@@ -4,7 +4,7 @@ import type * as T from '../../proto/shared/api-types.js';
 import { invalidArgument } from '../../proto/shared/errors.js';
 import type { Platform } from '../image/registry/platform.js';
 import type { ImageInspect, ImageService } from '../image/service.js';
-import { serverStream, unary, type AdapterContext } from './handlers.js';
+import { serverStream, unary, type AdapterContext } from '../../proto/shared/grpc-handlers.js';
 
 const toPlatform = (p: Platform): T.Platform => ({ os: p.os, architecture: p.architecture, variant: p.variant ?? '' });
 

@@ -8,6 +8,7 @@ import { createConnection } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { socketAccepts } from '../../proto/shared/grpc-server.js';
 import { failAfterCleanup, invalidArgument, invalidSpec, LxrError, notFound } from '../../proto/shared/errors.js';
 import type { CgroupHandle, CgroupLimits, CgroupManager } from '../cgroups/cgroup.js';
 import type { RootfsOverlay } from '../rootfs/overlay.js';
@@ -120,18 +121,6 @@ function sameNamespace(a: string, b: string): boolean {
   const sa = stat(a);
   const sb = stat(b);
   return !!sa && !!sb && sa.dev === sb.dev && sa.ino === sb.ino;
-}
-
-/** Whether something accepts connections on the unix socket `p`. */
-export function socketAccepts(p: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = createConnection(p);
-    s.on('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.on('error', () => resolve(false));
-  });
 }
 
 /** One request to a container's monitor over its control socket; one JSON line back. */

@@ -22,7 +22,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
-import { ContainersClient, HealthClient, HostClient, unary } from '../../proto/shared/api.js';
+import { ClusterHostsClient, ContainersClient, HealthClient, HostClient, unary } from '../../proto/shared/api.js';
 import { alreadyExists, invalidArgument, LxrError } from '../../proto/shared/errors.js';
 import { startTimeSync } from '../../proto/shared/proc.js';
 
@@ -32,6 +32,9 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export const SWITCH_ADDRESS = '198.18.0.254';
 export const REGISTRY_PORT = 5000;
 export const POOL = '198.19.0.0/16';
+export const CONTROLLER_PORT = 7000;
+export const CONTROLLER_METRICS_PORT = 7001;
+export const AGENT_PORT = 7070;
 const REGISTRY_BIN = '/usr/bin/docker-registry';
 const MAX_HOSTS = 200;
 
@@ -56,12 +59,24 @@ export interface LabHost {
   log: string;
 }
 
+export interface LabController {
+  proc: Proc;
+  args: string[];
+  log: string;
+  socket: string;
+  /** HOST:PORT of its gRPC API and of /metrics in the lab. */
+  address: string;
+  metrics: string;
+}
+
 export interface LabState {
   name: string;
   dir: string;
   createdAt: string;
   switch: Proc;
   registry: Proc | null;
+  /** With a controller, hosts join it and get their subnets and peers from it. */
+  controller?: LabController | null;
   hosts: LabHost[];
 }
 
@@ -128,16 +143,16 @@ async function settle(p: Proc, program: string, ms = 5000): Promise<Proc> {
 
 const ipIn = (pid: number, ...args: string[]) => run('nsenter', ['-t', String(pid), '-n', 'ip', ...args]);
 
-function agentMain(): string {
-  // dist/cli/lab/lab.js -> dist/agent/main.js
-  return path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'agent', 'main.js');
+function componentMain(component: 'agent' | 'controller'): string {
+  // dist/cli/lab/lab.js -> dist/<component>/main.js
+  return path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', component, 'main.js');
 }
 
 async function waitServing(socket: string, log: string, agent: Proc): Promise<void> {
   const health = new HealthClient(`unix://${socket}`, grpc.credentials.createInsecure());
   try {
     for (let t = 0; t < 20_000; t += 100) {
-      if (!alive(agent)) throw new LxrError('LXR_HOST_SETUP_FAILED', `lab: an agent exited at start; its log ${log}:\n${readFileSync(log, 'utf8').slice(-2000)}`);
+      if (!alive(agent)) throw new LxrError('LXR_HOST_SETUP_FAILED', `lab: a server exited at start; its log ${log}:\n${readFileSync(log, 'utf8').slice(-2000)}`);
       const ok = await unary(health, health.Check, { service: '' }, { deadline: Date.now() + 1000 }).then(
         (r) => r.status === 'SERVING',
         () => false,
@@ -145,7 +160,7 @@ async function waitServing(socket: string, log: string, agent: Proc): Promise<vo
       if (ok) return;
       await sleep(100);
     }
-    throw new LxrError('LXR_UNAVAILABLE', `lab: an agent did not serve within 20 s (log ${log})`);
+    throw new LxrError('LXR_UNAVAILABLE', `lab: a server did not serve within 20 s (log ${log})`);
   } finally {
     health.close();
   }
@@ -157,11 +172,54 @@ export interface LabUpOptions {
   hosts: number;
   /** Prefix of the hosts' cgroup parents (default lxr-lab-NAME). */
   cgroupPrefix?: string;
+  /** Run a controller (in the switch's namespace) that the hosts join. */
+  controller?: boolean;
+  /** Extra controller flags (tests: --unready-policy ...). */
+  controllerArgs?: string[];
 }
 
 /** Starts a host's agent inside the host's namespaces (nsenter execs it in place). */
 async function startAgentIn(h: LabHost): Promise<Proc> {
-  return settle(daemon('nsenter', ['-t', String(h.holder.pid), '-n', '-m', '--', process.execPath, agentMain(), ...h.args], h.log), 'main.js');
+  return settle(daemon('nsenter', ['-t', String(h.holder.pid), '-n', '-m', '--', process.execPath, componentMain('agent'), ...h.args], h.log), 'main.js');
+}
+
+async function startControllerIn(s: LabState): Promise<Proc> {
+  const c = s.controller!;
+  const p = await settle(daemon('nsenter', ['-t', String(s.switch.pid), '-n', '--', process.execPath, componentMain('controller'), ...c.args], c.log), 'main.js');
+  await waitServing(c.socket, c.log, p);
+  return p;
+}
+
+/** Restarts the lab's controller (after killing it with `signal`, SIGKILL by default); resolves once it serves. */
+export async function labRestartController(dir: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<LabController> {
+  const s = readLab(dir);
+  if (!s?.controller) throw new LxrError('LXR_NOT_FOUND', `no lab with a controller in ${dir}`);
+  if (signal === 'SIGKILL') {
+    signal_(s.controller.proc, 'SIGKILL');
+    for (let t = 0; t < 5000 && alive(s.controller.proc); t += 50) await sleep(50);
+  } else await stop(s.controller.proc);
+  s.controller.proc = await startControllerIn(s);
+  writeLab(s);
+  return s.controller;
+}
+
+/** Waits until the controller lists every lab host Ready; fills in their subnets. */
+async function waitHostsReady(s: LabState, ms = 30_000): Promise<void> {
+  const c = new ClusterHostsClient(`unix://${s.controller!.socket}`, grpc.credentials.createInsecure());
+  try {
+    for (let t = 0; ; t += 200) {
+      const hosts = await unary(c, c.List, {}, { deadline: Date.now() + 2000 }).then((r) => r.hosts, () => []);
+      const ready = s.hosts.every((h) => hosts.some((x) => x.name === h.name && x.state === 'Ready'));
+      if (ready) {
+        for (const h of s.hosts) h.subnet = hosts.find((x) => x.name === h.name)!.subnet;
+        return;
+      }
+      if (t >= ms) throw new LxrError('LXR_UNAVAILABLE', `lab: the hosts did not all become Ready in the controller within ${ms / 1000} s (log ${s.controller!.log})`);
+      await sleep(200);
+    }
+  } finally {
+    c.close();
+  }
 }
 
 /**
@@ -205,6 +263,24 @@ export async function labUp(o: LabUpOptions): Promise<LabState> {
       state.registry = await settle(daemon('nsenter', ['-t', String(sw), '-n', REGISTRY_BIN, 'serve', config], path.join(regDir, 'registry.log')), 'docker-registry');
       writeLab(state);
     }
+    if (o.controller) {
+      const cdir = path.join(o.dir, 'controller');
+      mkdirSync(cdir, { recursive: true, mode: 0o700 });
+      state.controller = {
+        proc: { pid: 0, start: '' },
+        log: path.join(cdir, 'controller.log'),
+        socket: path.join(cdir, 'controller.sock'),
+        address: `${SWITCH_ADDRESS}:${CONTROLLER_PORT}`,
+        metrics: `${SWITCH_ADDRESS}:${CONTROLLER_METRICS_PORT}`,
+        args: [
+          '--root', path.join(cdir, 'state'), '--socket', path.join(cdir, 'controller.sock'),
+          '--listen', `${SWITCH_ADDRESS}:${CONTROLLER_PORT}`, '--metrics-listen', `${SWITCH_ADDRESS}:${CONTROLLER_METRICS_PORT}`,
+          '--pool', POOL, '--heartbeat-interval', '1', '--host-grace', '3', '--reconcile-interval', '1', ...(o.controllerArgs ?? []),
+        ],
+      };
+      state.controller.proc = await startControllerIn(state);
+      writeLab(state);
+    }
     for (let i = 1; i <= o.hosts; i++) {
       const name = `n${i}`;
       const root = path.join(o.dir, name);
@@ -223,7 +299,10 @@ export async function labUp(o: LabUpOptions): Promise<LabState> {
       };
       host.args = [
         '--root', path.join(root, 'state'), '--socket', host.socket, '--run-root', path.join(root, 'run'),
-        '--cgroup-parent', host.cgroupParent, '--subnet', host.subnet, '--pool', POOL,
+        '--cgroup-parent', host.cgroupParent,
+        ...(state.controller
+          ? ['--controller', state.controller.address, '--name', name, '--listen', `${host.address}:${AGENT_PORT}`]
+          : ['--subnet', host.subnet, '--pool', POOL]),
         '--insecure-registry', `${SWITCH_ADDRESS}:${REGISTRY_PORT}`, '--metrics-listen', '0.0.0.0:9100', '--label', `lab.host=${name}`,
       ];
       host.holder = await settle(daemon('unshare', ['--net', '--mount', '--propagation', 'private', '--', 'sleep', 'infinity'], host.log), 'sleep');
@@ -238,6 +317,11 @@ export async function labUp(o: LabUpOptions): Promise<LabState> {
       host.agent = await startAgentIn(host);
       writeLab(state);
       await waitServing(host.socket, host.log, host.agent);
+    }
+    if (state.controller) {
+      await waitHostsReady(state);
+      writeLab(state);
+      return state;
     }
     for (const h of state.hosts) {
       const client = new HostClient(`unix://${h.socket}`, grpc.credentials.createInsecure());
@@ -309,6 +393,8 @@ export async function labDown(dir: string): Promise<string[]> {
       problems.push(`${what}: ${(e as Error).message}`);
     }
   };
+  // The controller first, so it does not recreate what is being removed.
+  if (s.controller) await attempt('stop the controller', () => stop(s.controller!.proc));
   for (const h of s.hosts) {
     if (alive(h.agent)) {
       await attempt(`remove the containers of ${h.name}`, async () => {
@@ -337,7 +423,7 @@ export interface LabStatus {
   /** The lab's own network namespace (the switch). */
   namespace: { pid: number; alive: boolean; netns: string };
   registry: { address: string; alive: boolean } | null;
-  controller: null;
+  controller: { address: string; grpc: string; metrics: string; alive: boolean } | null;
   hosts: Array<{ name: string; address: string; subnet: string; alive: boolean; grpc: string; metrics: string; netns: string; cgroupParent: string }>;
 }
 
@@ -349,7 +435,7 @@ export function labStatus(dir: string): LabStatus | null {
     dir: s.dir,
     namespace: { pid: s.switch.pid, alive: alive(s.switch), netns: `/proc/${s.switch.pid}/ns/net` },
     registry: s.registry ? { address: `${SWITCH_ADDRESS}:${REGISTRY_PORT}`, alive: alive(s.registry) } : null,
-    controller: null,
+    controller: s.controller ? { address: s.controller.address, grpc: `unix://${s.controller.socket}`, metrics: `http://${s.controller.metrics}/metrics`, alive: alive(s.controller.proc) } : null,
     hosts: s.hosts.map((h) => ({
       name: h.name,
       address: h.address,

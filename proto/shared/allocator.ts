@@ -11,14 +11,11 @@
 // Invariant: the free list is exactly the unused slots below the cursor.
 //
 // PersistentAllocator makes it durable: every change is appended to a
-// journal and fdatasync'ed before it is answered, so a slot handed out is
-// never handed out again, not across a crash either. The journal is
-// compacted into a snapshot (written to a temp file, fsync'ed, renamed)
-// that names the generation of the journal that follows it; a journal
-// line cut short by a crash was never answered and is dropped.
-import { closeSync, existsSync, fdatasyncSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
-import path from 'node:path';
+// journal (journal.ts: snapshot.json plus journal.<generation>) and
+// fdatasync'ed before it is answered, so a slot handed out is never handed
+// out again, not across a crash either.
 import { LxrError, type Reason } from './errors.js';
+import { Journal } from './journal.js';
 
 const NONE = -1;
 
@@ -156,119 +153,48 @@ export interface PersistentAllocatorOptions {
 interface Snapshot extends AllocatorState {
   version: 1;
   size: number;
-  generation: number;
 }
 
 export class PersistentAllocator {
-  private fd = -1;
-  private lines = 0;
-  private generation = 0;
-
   private constructor(
     readonly dir: string,
     private readonly mem: SlotAllocator,
+    private readonly journal: Journal<Snapshot>,
     private readonly o: PersistentAllocatorOptions,
   ) {}
 
   /** Opens (or creates) the allocator kept in `dir` for `size` slots. */
   static open(dir: string, size: number, o: PersistentAllocatorOptions): PersistentAllocator {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const snapFile = path.join(dir, 'snapshot.json');
-    let snap: Snapshot = { version: 1, size, generation: 0, cursor: 0, used: [], free: [] };
-    if (existsSync(snapFile)) {
-      try {
-        snap = JSON.parse(readFileSync(snapFile, 'utf8')) as Snapshot;
-      } catch (e) {
-        throw new LxrError('LXR_INTERNAL', `allocator state ${snapFile} is unreadable: ${(e as Error).message}`, { cause: e });
-      }
-      if (snap.size !== size) {
-        throw new LxrError('LXR_ILLEGAL_STATE', `the allocator state in ${dir} is for ${snap.size} slots, not ${size}: the range it covers changed (move the old state away to start afresh)`);
-      }
-    }
-    let mem: SlotAllocator;
-    try {
-      mem = SlotAllocator.fromState(size, snap);
-    } catch (e) {
-      throw new LxrError('LXR_INTERNAL', `allocator state ${snapFile} is inconsistent: ${(e as Error).message}`, { cause: e });
-    }
-    const a = new PersistentAllocator(dir, mem, o);
-    a.generation = snap.generation;
-    a.replay();
+    const { journal, state: mem } = Journal.open(dir, {
+      what: 'allocator',
+      initial: { version: 1, size, cursor: 0, used: [], free: [] },
+      compactAfter: o.compactAfter ?? Math.max(1024, size),
+      restore: (snap: Snapshot) => {
+        if (snap.size !== size) {
+          throw new LxrError('LXR_ILLEGAL_STATE', `the allocator state in ${dir} is for ${snap.size} slots, not ${size}: the range it covers changed (move the old state away to start afresh)`);
+        }
+        return SlotAllocator.fromState(size, snap);
+      },
+      replay,
+    });
+    const a = new PersistentAllocator(dir, mem, journal, o);
     // A new allocator records its size at once: state kept for another size is refused later.
-    if (!existsSync(snapFile)) a.compact();
+    if (journal.fresh) a.compact();
     return a;
   }
 
-  private journalFile(gen = this.generation): string {
-    return path.join(this.dir, `journal.${gen}`);
-  }
-
-  /** Applies the journal of the current generation; drops a torn last line. */
-  private replay(): void {
-    const file = this.journalFile();
-    const text = existsSync(file) ? readFileSync(file, 'utf8') : '';
-    const end = text.lastIndexOf('\n') + 1;
-    let n = 0;
-    for (const line of text.slice(0, end).split('\n')) {
-      if (line === '') continue;
-      const m = /^([atr]) (\d+)$/.exec(line);
-      if (!m) throw new LxrError('LXR_INTERNAL', `allocator journal ${file}: bad line ${JSON.stringify(line)}`);
-      const slot = Number(m[2]);
-      // Replaying the same operations on the same structure gives the same
-      // answers: an allocation that comes out differently means corruption.
-      if (m[1] === 'a') {
-        const got = this.mem.allocate();
-        if (got !== slot) throw new LxrError('LXR_INTERNAL', `allocator journal ${file}: line ${n + 1} allocated ${slot}, replay gives ${got}`);
-      } else if (m[1] === 't') this.mem.take(slot);
-      else this.mem.release(slot);
-      n++;
-    }
-    this.fd = openSync(file, 'a', 0o600);
-    if (end < Buffer.byteLength(text)) ftruncateSync(this.fd, Buffer.byteLength(text.slice(0, end)));
-    this.lines = n;
+  private snapshot(): Snapshot {
+    return { version: 1, size: this.mem.size, ...this.mem.state() };
   }
 
   private log(op: 'a' | 't' | 'r', slot: number): void {
-    writeSync(this.fd, `${op} ${slot}\n`);
-    fdatasyncSync(this.fd);
-    if (++this.lines >= (this.o.compactAfter ?? Math.max(1024, this.mem.size))) {
-      // The change is durable already: a compaction that fails is tried again
-      // at the next change, and never undoes this one.
-      try {
-        this.compact();
-      } catch {
-        // Left to the next change.
-      }
-    }
+    this.journal.append([`${op} ${slot}`]);
+    this.journal.compactIfDue(() => this.snapshot());
   }
 
   /** Writes a snapshot for the next generation, then starts its journal. */
   compact(): void {
-    const gen = this.generation + 1;
-    const st = this.mem.state();
-    const snap: Snapshot = { version: 1, size: this.mem.size, generation: gen, ...st };
-    const file = path.join(this.dir, 'snapshot.json');
-    const tmp = `${file}.tmp`;
-    const fd = openSync(tmp, 'w', 0o600);
-    try {
-      writeSync(fd, JSON.stringify(snap));
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, file);
-    const dirFd = openSync(this.dir, 'r');
-    try {
-      fsyncSync(dirFd);
-    } finally {
-      closeSync(dirFd);
-    }
-    // From here the snapshot names the new generation: the old journal is history.
-    closeSync(this.fd);
-    rmSync(this.journalFile(), { force: true });
-    this.generation = gen;
-    this.fd = openSync(this.journalFile(), 'a', 0o600);
-    this.lines = 0;
+    this.journal.compact(this.snapshot());
   }
 
   get size(): number {
@@ -326,7 +252,20 @@ export class PersistentAllocator {
   }
 
   close(): void {
-    if (this.fd >= 0) closeSync(this.fd);
-    this.fd = -1;
+    this.journal.close();
   }
+}
+
+/** Applies one journal line. Replaying the same operations on the same
+ *  structure gives the same answers: an allocation that comes out
+ *  differently means corruption. */
+function replay(mem: SlotAllocator, line: string, lineNo: number): void {
+  const m = /^([atr]) (\d+)$/.exec(line);
+  if (!m) throw new Error(`bad line ${JSON.stringify(line)}`);
+  const slot = Number(m[2]);
+  if (m[1] === 'a') {
+    const got = mem.allocate();
+    if (got !== slot) throw new Error(`line ${lineNo} allocated ${slot}, replay gives ${got}`);
+  } else if (m[1] === 't') mem.take(slot);
+  else mem.release(slot);
 }

@@ -8,8 +8,10 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import type * as T from './api-types.js';
+import type * as C from './controller-types.js';
 
 export type * from './api-types.js';
+export type * from './controller-types.js';
 
 /** The repository root: the nearest directory up from here whose package.json is named "lxr". */
 export function repoRoot(): string {
@@ -43,9 +45,13 @@ export const LOADER_OPTIONS: protoLoader.Options = {
 
 export const agentPackageDefinition = protoLoader.loadSync('lxr/agent/v1/agent.proto', LOADER_OPTIONS);
 export const healthPackageDefinition = protoLoader.loadSync('grpc/health/v1/health.proto', LOADER_OPTIONS);
+export const controllerPackageDefinition = protoLoader.loadSync('lxr/controller/v1/controller.proto', LOADER_OPTIONS);
 
 const agentRoot = grpc.loadPackageDefinition(agentPackageDefinition) as unknown as {
   lxr: { agent: { v1: Record<string, grpc.ServiceClientConstructor> } };
+};
+const controllerRoot = grpc.loadPackageDefinition(controllerPackageDefinition) as unknown as {
+  lxr: { controller: { v1: Record<string, grpc.ServiceClientConstructor> } };
 };
 const healthRoot = grpc.loadPackageDefinition(healthPackageDefinition) as unknown as {
   grpc: { health: { v1: Record<string, grpc.ServiceClientConstructor> } };
@@ -58,6 +64,9 @@ export const ServiceNames = {
   Containers: 'lxr.agent.v1.Containers',
   Exec: 'lxr.agent.v1.Exec',
   Health: 'grpc.health.v1.Health',
+  ClusterHosts: 'lxr.controller.v1.Hosts',
+  ClusterWorkspaces: 'lxr.controller.v1.Workspaces',
+  ClusterExec: 'lxr.controller.v1.Exec',
 } as const;
 
 // ---------------------------------------------------------------- clients
@@ -112,6 +121,28 @@ export interface HealthClient extends grpc.Client {
   Watch: ServerStreamMethod<T.HealthCheckRequest, T.HealthCheckResponse>;
 }
 
+export interface ClusterHostsClient extends grpc.Client {
+  Register: UnaryMethod<C.RegisterHostRequest, C.RegisterHostResponse>;
+  Heartbeat: UnaryMethod<C.HeartbeatRequest, C.HeartbeatResponse>;
+  List: UnaryMethod<C.ListHostsRequest, C.ListHostsResponse>;
+  Get: UnaryMethod<C.HostNameRequest, C.HostResponse>;
+  Cordon: UnaryMethod<C.HostNameRequest, C.HostResponse>;
+  Uncordon: UnaryMethod<C.HostNameRequest, C.HostResponse>;
+  Drain: UnaryMethod<C.HostNameRequest, C.DrainHostResponse>;
+  Remove: UnaryMethod<C.RemoveHostRequest, C.RemoveHostResponse>;
+}
+
+export interface WorkspacesClient extends grpc.Client {
+  Create: UnaryMethod<C.CreateWorkspaceRequest, C.CreateWorkspaceResponse>;
+  Get: UnaryMethod<C.WorkspaceNameRequest, C.WorkspaceResponse>;
+  List: UnaryMethod<C.ListWorkspacesRequest, C.ListWorkspacesResponse>;
+  Start: UnaryMethod<C.WorkspaceNameRequest, C.WorkspaceResponse>;
+  Stop: UnaryMethod<C.StopWorkspaceRequest, C.WorkspaceResponse>;
+  Delete: UnaryMethod<C.WorkspaceNameRequest, C.DeleteWorkspaceResponse>;
+  Logs: ServerStreamMethod<T.LogsRequest, T.LogsResponse>;
+  ListSessions: UnaryMethod<T.ListSessionsRequest, T.ListSessionsResponse>;
+}
+
 type ClientCtor<C> = new (address: string, credentials: grpc.ChannelCredentials, options?: grpc.ClientOptions) => C;
 
 const agentV1 = agentRoot.lxr.agent.v1;
@@ -119,6 +150,11 @@ export const HostClient = agentV1.Host! as unknown as ClientCtor<HostClient> & g
 export const ImagesClient = agentV1.Images! as unknown as ClientCtor<ImagesClient> & grpc.ServiceClientConstructor;
 export const ContainersClient = agentV1.Containers! as unknown as ClientCtor<ContainersClient> & grpc.ServiceClientConstructor;
 export const ExecClient = agentV1.Exec! as unknown as ClientCtor<ExecClient> & grpc.ServiceClientConstructor;
+const controllerV1 = controllerRoot.lxr.controller.v1;
+export const ClusterHostsClient = controllerV1.Hosts! as unknown as ClientCtor<ClusterHostsClient> & grpc.ServiceClientConstructor;
+export const WorkspacesClient = controllerV1.Workspaces! as unknown as ClientCtor<WorkspacesClient> & grpc.ServiceClientConstructor;
+/** The controller's Exec service: the agent's messages, workspaces for containers. */
+export const ClusterExecClient = controllerV1.Exec! as unknown as ClientCtor<ExecClient> & grpc.ServiceClientConstructor;
 export const HealthClient = healthRoot.grpc.health.v1.Health! as unknown as ClientCtor<HealthClient> & grpc.ServiceClientConstructor;
 
 /**
@@ -138,6 +174,14 @@ export const services = {
   Images: ImagesClient.service,
   Containers: ContainersClient.service,
   Exec: ExecClient.service,
+  Health: HealthClient.service,
+};
+
+/** Service definitions of the controller. */
+export const controllerServices = {
+  Hosts: ClusterHostsClient.service,
+  Workspaces: WorkspacesClient.service,
+  Exec: ClusterExecClient.service,
   Health: HealthClient.service,
 };
 

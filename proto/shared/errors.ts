@@ -36,6 +36,12 @@ export const Reasons = {
   LXR_SUBNET_EXHAUSTED: Code.RESOURCE_EXHAUSTED,
   LXR_IP_EXHAUSTED: Code.RESOURCE_EXHAUSTED,
   LXR_UNSUPPORTED: Code.UNIMPLEMENTED,
+  // A compare-and-set in the controller's store lost a race; retry.
+  LXR_CONFLICT: Code.ABORTED,
+  // No host can take a workspace: the message says why for each host.
+  LXR_NO_HOST_FITS: Code.RESOURCE_EXHAUSTED,
+  // The pinned host exists but cannot take the workspace (cordoned, NotReady, full).
+  LXR_HOST_UNSCHEDULABLE: Code.FAILED_PRECONDITION,
   LXR_UNAVAILABLE: Code.UNAVAILABLE,
   LXR_HOST_SETUP_FAILED: Code.INTERNAL,
   LXR_CLEANUP_FAILED: Code.INTERNAL,

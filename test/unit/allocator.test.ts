@@ -4,7 +4,6 @@
 // short), a changed size, and a writer SIGKILLed at a random moment; and
 // the IPv4 slot mappings (network, gateway, broadcast never handed out).
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { appendFileSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,6 +11,7 @@ import { describe, it } from 'node:test';
 import { PersistentAllocator, SlotAllocator } from '../../proto/shared/allocator.js';
 import { LxrError } from '../../proto/shared/errors.js';
 import { formatCidr, formatIpv4, HostAddresses, parseCidr, parseIpv4, Subnets } from '../../proto/shared/ipv4.js';
+import { runUntilKilled } from '../helpers/sigkill.js';
 import { tempDir } from '../helpers/tmp.js';
 
 /** A deterministic PRNG, so a failing sequence can be replayed. */
@@ -208,13 +208,7 @@ describe('PersistentAllocator', () => {
         else { const s = a.allocate(); held.push(s); writeSync(1, 'a ' + s + '\\n'); }
       }`;
     for (const delay of [30, 90, 200]) {
-      const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
-      let out = '';
-      child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-      await new Promise((r) => setTimeout(r, delay));
-      const done = new Promise((r) => child.once('close', r));
-      child.kill('SIGKILL');
-      await done;
+      const out = await runUntilKilled(script, delay);
       // What the writer was given and had not started to give back.
       const held = new Set<number>();
       for (const line of out.split('\n')) {

@@ -10,17 +10,21 @@ import { repoRoot } from '../../proto/shared/api.js';
 const root = repoRoot();
 const run = (cmd: string, args: string[]) => {
   const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 30_000 });
-  return { code: r.status, err: r.stderr };
+  return { code: r.status, err: r.stderr, out: r.stdout };
 };
 const agent = (...a: string[]) => run(process.execPath, [path.join(root, 'dist', 'agent', 'main.js'), ...a]);
+const controller = (...a: string[]) => run(process.execPath, [path.join(root, 'dist', 'controller', 'main.js'), ...a]);
 const lxrctl = (...a: string[]) => run(process.execPath, [path.join(root, 'dist', 'cli', 'main.js'), ...a]);
 const netsetup = (...a: string[]) => run(path.join(root, 'native', 'build', 'lxr-netsetup'), a);
 
 describe('command lines', () => {
   it('lxr-agent refuses bad flags before it starts', () => {
     for (const [args, msg] of [
-      [['--bridge', 'br9'], /--bridge and --pool need --subnet/],
-      [['--pool', '10.0.0.0/8'], /--bridge and --pool need --subnet/],
+      [['--bridge', 'br9'], /--bridge needs --subnet or --controller/],
+      [['--pool', '10.0.0.0/8'], /--pool needs --subnet/],
+      [['--controller', '198.18.0.254:7000', '--subnet', '10.0.0.0/24', '--listen', '198.18.0.1:7070'], /--subnet and --controller exclude each other/],
+      [['--controller', '198.18.0.254:7000'], /--controller needs --listen/],
+      [['--name', 'n1'], /--name and --advertise need --controller/],
       [['--exec-ring-bytes', '0'], /--exec-ring-bytes wants a positive whole number, got 0/],
       [['--exec-idle-timeout', 'soon'], /--exec-idle-timeout wants a positive whole number, got soon/],
       [['--root'], /--root needs a value/],
@@ -30,6 +34,23 @@ describe('command lines', () => {
       assert.equal(r.code, 2, args.join(' '));
       assert.match(r.err, msg);
     }
+  });
+
+  it('lxr-controller refuses bad flags before it starts', () => {
+    for (const [args, msg] of [
+      [['--policy', 'random'], /--policy wants spread or binpack, got random/],
+      [['--unready-policy', 'maybe'], /--unready-policy wants keep or reschedule, got maybe/],
+      [['--heartbeat-interval', '5', '--host-grace', '2'], /--host-grace \(2 s\) must be longer than --heartbeat-interval \(5 s\)/],
+      [['--subnet-prefix', 'x'], /--subnet-prefix wants a positive whole number, got x/],
+      [['--reconcile-interval', '-1'], /--reconcile-interval wants a positive number, got -1/],
+      [['--listen'], /--listen needs a value/],
+      [['--nope'], /unknown argument --nope/],
+    ] as const) {
+      const r = controller(...args);
+      assert.equal(r.code, 2, args.join(' '));
+      assert.match(r.err, msg);
+    }
+    assert.equal(controller('version').out, 'lxr-controller 0.1.0\n');
   });
 
   it('lxrctl refuses bad flags with exit code 2', () => {

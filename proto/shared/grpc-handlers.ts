@@ -2,11 +2,13 @@
 // its service call, and whatever it throws becomes a status here, once
 // (proto/shared/grpc-errors.ts), logged with {host, rpc}.
 import type * as grpc from '@grpc/grpc-js';
-import { toStatus } from '../../proto/shared/grpc-errors.js';
-import type { Logger } from '../../proto/shared/log.js';
+import { toStatus } from './grpc-errors.js';
+import type { Logger } from './log.js';
 
 export interface AdapterContext {
   log: Logger;
+  /** Called once per finished call: its method, status code and duration (request metrics). */
+  observe?: (rpc: string, code: number, seconds: number) => void;
   /** Fires when the server shuts down: open streams end. */
   shutdown?: AbortSignal;
 }
@@ -26,11 +28,18 @@ const containerOf = (req: unknown): string | undefined => {
 
 export function unary<Req, Res>(ctx: AdapterContext, rpc: string, fn: (req: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>) {
   return (call: grpc.ServerUnaryCall<Req, Res>, cb: grpc.sendUnaryData<Res>): void => {
+    const t0 = process.hrtime.bigint();
+    const done = (code: number): void => ctx.observe?.(rpc, code, Number(process.hrtime.bigint() - t0) / 1e9);
     fn(call.request, call).then(
-      (res) => cb(null, res),
+      (res) => {
+        done(0);
+        cb(null, res);
+      },
       (e: unknown) => {
         logFailure(ctx.log, rpc, e, containerOf(call.request));
-        cb(toStatus(e));
+        const st = toStatus(e);
+        done(st.code);
+        cb(st);
       },
     );
   };
@@ -55,14 +64,19 @@ export function serverStream<Req, Res>(ctx: AdapterContext, rpc: string, fn: (re
     const send = (msg: Res): void => {
       if (!ac.signal.aborted) call.write(msg);
     };
+    const t0 = process.hrtime.bigint();
+    const done = (code: number): void => ctx.observe?.(rpc, code, Number(process.hrtime.bigint() - t0) / 1e9);
     fn(call.request, send, ac.signal).finally(() => ctx.shutdown?.removeEventListener('abort', onShutdown)).then(
       () => {
+        done(ac.signal.aborted ? 1 : 0);
         if (!ac.signal.aborted) call.end();
       },
       (e: unknown) => {
-        if (ac.signal.aborted) return;
+        if (ac.signal.aborted) return done(1);
         logFailure(ctx.log, rpc, e, containerOf(call.request));
-        call.emit('error', toStatus(e));
+        const st = toStatus(e);
+        done(st.code);
+        call.emit('error', st);
       },
     );
   };

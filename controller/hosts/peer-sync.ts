@@ -1,0 +1,73 @@
+// Routes follow the cluster: every Ready agent is told the whole peer list
+// (each other host's address and subnet) whenever it changed or the agent
+// came back, and again until it has accepted it.
+import type { Peer } from '../../proto/shared/api-types.js';
+import type { Logger } from '../../proto/shared/log.js';
+import type { AgentGateway } from '../agents/agent-gateway.js';
+import type { HostRegistry } from './host-registry.js';
+
+/** "198.18.0.1:7070" -> "198.18.0.1"; "[fd00::1]:7070" -> "fd00::1". */
+export const hostOf = (address: string): string => address.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
+
+export class PeerSync {
+  /** The list's generation: one more at every change. */
+  private generation = 0;
+  /** Host -> the generation of the list its agent has. */
+  private readonly synced = new Map<string, number>();
+  private running: Promise<void> | null = null;
+
+  constructor(
+    private readonly hosts: HostRegistry,
+    private readonly gateway: AgentGateway,
+    private readonly log?: Logger,
+  ) {
+    hosts.on('changed', () => {
+      this.generation++;
+      void this.sync();
+    });
+    hosts.on('ready', (name: string) => {
+      this.synced.delete(name);
+      void this.sync();
+    });
+  }
+
+  peersOf(name: string): Peer[] {
+    return this.hosts
+      .names()
+      .filter((n) => n !== name)
+      .map((n) => {
+        const h = this.hosts.record(n)!;
+        return { name: n, address: hostOf(h.address), subnet: h.subnet };
+      });
+  }
+
+  /** Whether every Ready host has the current list. */
+  get current(): boolean {
+    return this.hosts.names().every((n) => !this.hosts.isReady(n) || this.synced.get(n) === this.generation);
+  }
+
+  /** Pushes the list to every Ready host that does not have it; one round at a time (the reconcile loop calls it again). */
+  sync(): Promise<void> {
+    if (this.running) return this.running;
+    const p = this.round().finally(() => {
+      if (this.running === p) this.running = null;
+    });
+    this.running = p;
+    return p;
+  }
+
+  private async round(): Promise<void> {
+    for (const name of this.hosts.names()) {
+      const gen = this.generation;
+      if (this.synced.get(name) === gen || !this.hosts.isReady(name)) continue;
+      const h = this.hosts.record(name);
+      if (!h) continue;
+      try {
+        await this.gateway.setPeers({ name, address: h.address }, this.peersOf(name));
+        this.synced.set(name, gen);
+      } catch (e) {
+        this.log?.warn({ host: name, err: e }, 'cannot give the agent its peers; tried again');
+      }
+    }
+  }
+}

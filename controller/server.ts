@@ -1,0 +1,191 @@
+// lxr-controller's process: the durable store, the host registry with its
+// subnet pool, the workspace service and the loop that reconciles them with
+// the agents, served over gRPC (unix socket 0600, TCP when configured) with
+// standard health checking, plus /metrics and Prometheus service discovery
+// of the agents (/sd/agents) over HTTP.
+import { randomUUID } from 'node:crypto';
+import { mkdirSync, unlinkSync } from 'node:fs';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { controllerServices, ServiceNames } from '../proto/shared/api.js';
+import { LxrError } from '../proto/shared/errors.js';
+import { bind, bindUnix, shutdownServer } from '../proto/shared/grpc-server.js';
+import { HealthService } from '../proto/shared/health.js';
+import { rootLogger, type Logger } from '../proto/shared/log.js';
+import { serveMetrics, type MetricsServer } from '../proto/shared/metrics-http.js';
+import { GrpcAgentGateway, type AgentGateway } from './agents/agent-gateway.js';
+import { hostsHandlers } from './api/hosts-adapter.js';
+import { workspacesHandlers } from './api/workspaces-adapter.js';
+import { execProxyHandlers, type Resolve } from './exec/exec-proxy.js';
+import { HostAdmin } from './hosts/host-admin.js';
+import { HostRegistry } from './hosts/host-registry.js';
+import { PeerSync } from './hosts/peer-sync.js';
+import { createControllerMetrics } from './metrics/metrics.js';
+import type { Policy } from './scheduler/index.js';
+import { LogStore, type Store } from './store/index.js';
+import { SubnetPool } from './subnets/subnet-pool.js';
+import { illegalState } from '../proto/shared/errors.js';
+import { WorkspaceService } from './workspaces/workspace-service.js';
+
+export const CONTROLLER_VERSION = '0.1.0';
+
+export interface ControllerOptions {
+  /** State directory (the store), e.g. /var/lib/lxr-controller. */
+  root: string;
+  /** Unix socket, e.g. /run/lxr/controller.sock. */
+  socket: string;
+  /** HOST:PORT for agents and remote clients (no TLS yet: trusted networks only). */
+  listen?: string;
+  /** HOST:PORT of /metrics and /sd/agents. */
+  metricsListen?: string;
+  /** The cluster's pool (default 10.200.0.0/16) and the prefix of each host's subnet (default 24). */
+  pool?: string;
+  subnetPrefix?: number;
+  /** Seconds between agent heartbeats (told to agents; default 5) and without one before NotReady (default 40). */
+  heartbeatSeconds?: number;
+  hostGraceSeconds?: number;
+  /** Milliseconds between reconcile rounds (default 5000). */
+  reconcileMs?: number;
+  policy?: Policy;
+  unready?: { policy: 'keep' | 'reschedule'; afterMs: number };
+  gateway?: AgentGateway;
+  store?: Store;
+  log?: Logger;
+}
+
+export interface Controller {
+  address: string;
+  tcpAddress?: string;
+  metricsAddress?: string;
+  workspaces: WorkspaceService;
+  hosts: HostRegistry;
+  /** One reconcile round now (tests). */
+  reconcile(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startController(o: ControllerOptions): Promise<Controller> {
+  const log = o.log ?? rootLogger('lxr-controller');
+  const root = path.resolve(o.root);
+  mkdirSync(root, { recursive: true, mode: 0o700 });
+  const pool = new SubnetPool(o.pool ?? '10.200.0.0/16', o.subnetPrefix ?? 24);
+  const store = o.store ?? (await LogStore.open(path.join(root, 'store')));
+  const cluster = await store.get<{ id: string; pool: string; prefix: number }>('meta/cluster');
+  let clusterId: string;
+  if (cluster) {
+    if (cluster.value.pool !== pool.pool || cluster.value.prefix !== pool.prefix) {
+      await store.close();
+      throw new LxrError('LXR_ILLEGAL_STATE', `the cluster in ${root} uses the pool ${cluster.value.pool} with /${cluster.value.prefix} subnets, not ${pool.pool} /${pool.prefix}: hosts hold subnets of it (start with the same --pool and --subnet-prefix)`);
+    }
+    clusterId = cluster.value.id;
+  } else {
+    clusterId = randomUUID();
+    await store.commit([{ type: 'put', key: 'meta/cluster', value: { id: clusterId, pool: pool.pool, prefix: pool.prefix }, expect: 0 }]);
+  }
+  const gateway = o.gateway ?? new GrpcAgentGateway();
+  const heartbeatSeconds = o.heartbeatSeconds ?? 5;
+  const hosts = new HostRegistry({ store, subnets: pool, graceMs: (o.hostGraceSeconds ?? 40) * 1000, log });
+  await hosts.load();
+  const api = { hosts: () => admin.list(), workspaces: () => workspaces.list(), pool: () => ({ size: pool.size, used: pool.used, prefix: pool.prefix }) };
+  const metrics = createControllerMetrics(api, CONTROLLER_VERSION);
+  const workspaces = new WorkspaceService({ store, hosts, gateway, clusterId, log, observe: { scheduled: metrics.scheduled, created: metrics.created }, ...(o.policy ? { policy: o.policy } : {}), ...(o.unready ? { unready: o.unready } : {}) });
+  await workspaces.load();
+  const admin = new HostAdmin(hosts, workspaces);
+  const peers = new PeerSync(hosts, gateway, log);
+  // A host that comes back is compared with what should run there at once.
+  hosts.on('ready', (name: string) => gateway.reset(name));
+  hosts.on('ready', (name: string) => void workspaces.reconcileHost(name).catch((e: unknown) => log.warn({ host: name, err: e }, 'reconcile failed')));
+
+  const resolve: Resolve = (name, op) => {
+    const w = workspaces.get(name);
+    if (w.state === 'Unknown') throw new LxrError('LXR_UNAVAILABLE', `cannot ${op} workspace ${JSON.stringify(name)}: its host ${w.host} is NotReady`);
+    if (op === 'exec in' && w.state !== 'Running') throw illegalState('workspace', name, w.state, op);
+    const h = hosts.must(w.host);
+    return { host: h.name, ...gateway.clients({ name: h.name, address: h.address }) };
+  };
+
+  const shutdown = new AbortController();
+  const ctx = { log, shutdown: shutdown.signal, observe: metrics.rpc };
+  const health = new HealthService();
+  const server = new grpc.Server({ 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_timeout_ms': 10_000 });
+  server.addService(controllerServices.Health, health.handlers());
+  server.addService(controllerServices.Hosts, hostsHandlers(ctx, hosts, admin, { pool: pool.pool, heartbeatSeconds }));
+  server.addService(controllerServices.Workspaces, workspacesHandlers(ctx, workspaces, resolve));
+  server.addService(controllerServices.Exec, execProxyHandlers(ctx, resolve));
+  for (const s of ['', ServiceNames.ClusterHosts, ServiceNames.ClusterWorkspaces, ServiceNames.ClusterExec, ServiceNames.Health]) health.setStatus(s, 'SERVING');
+
+  let tcpAddress: string | undefined;
+  let http: MetricsServer | undefined;
+  const sd = () =>
+    hosts
+      .names()
+      .map((n) => hosts.record(n)!)
+      .filter((h) => h.metricsAddress)
+      .map((h) => ({ targets: [h.metricsAddress], labels: { lxr_host: h.name } }));
+  try {
+    await bindUnix(server, o.socket);
+    if (o.listen) {
+      const port = await bind(server, o.listen, grpc.ServerCredentials.createInsecure());
+      tcpAddress = o.listen.replace(/:\d+$/, `:${port}`);
+    }
+    if (o.metricsListen) http = await serveMetrics(metrics.registry, o.metricsListen, log, { '/sd/agents': sd });
+  } catch (e) {
+    server.forceShutdown();
+    await store.close();
+    throw e;
+  }
+
+  let round: Promise<void> | null = null;
+  const reconcileRound = async (): Promise<void> => {
+    hosts.tick();
+    await peers.sync();
+    for (const h of hosts.names()) {
+      if (!hosts.isReady(h)) continue;
+      await workspaces.reconcileHost(h).catch((e: unknown) => log.warn({ host: h, err: e }, 'reconcile failed'));
+    }
+    await workspaces.rescheduleUnready().catch((e: unknown) => log.warn({ err: e }, 'reschedule failed'));
+  };
+  // One round at a time; the callback of finally() always runs after the assignment below.
+  const reconcile = (): Promise<void> => {
+    if (round) return round;
+    const p = reconcileRound().finally(() => {
+      if (round === p) round = null;
+    });
+    round = p;
+    return p;
+  };
+  const timer = setInterval(() => void reconcile(), o.reconcileMs ?? 5000);
+  void reconcile();
+  log.info({ socket: o.socket, listen: tcpAddress, metrics: http?.address, root, pool: pool.pool, cluster: clusterId }, 'lxr-controller serving');
+
+  let closed: Promise<void> | undefined;
+  return {
+    address: `unix://${o.socket}`,
+    ...(tcpAddress ? { tcpAddress } : {}),
+    ...(http ? { metricsAddress: http.address } : {}),
+    workspaces,
+    hosts,
+    reconcile,
+    close() {
+      closed ??= (async () => {
+        clearInterval(timer);
+        health.shutdown();
+        health.endWatches();
+        shutdown.abort();
+        await shutdownServer(server);
+        await round?.catch(() => {});
+        await workspaces.idle();
+        await http?.close();
+        gateway.close();
+        await store.close();
+        try {
+          unlinkSync(o.socket);
+        } catch {
+          // Already gone.
+        }
+        log.info('lxr-controller stopped');
+      })();
+      return closed;
+    },
+  };
+}

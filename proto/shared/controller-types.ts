@@ -1,0 +1,121 @@
+// Hand-written TypeScript shapes of the lxr.controller.v1 messages as
+// @grpc/proto-loader delivers them (same conventions as api-types.ts:
+// camelCase, 64-bit integers as numbers, request fields optional).
+import type { HostUsage, PortMapping } from './api-types.js';
+
+// --------------------------------------------------------------- hosts
+
+export interface RegisterHostRequest {
+  name?: string;
+  address?: string;
+  metricsAddress?: string;
+  cpus?: number;
+  memoryBytes?: number;
+  architecture?: string;
+  labels?: Record<string, string>;
+  agentVersion?: string;
+  subnet?: string;
+}
+export interface ClusterHost {
+  name: string;
+  address: string;
+  metricsAddress: string;
+  subnet: string;
+  state: 'Ready' | 'NotReady';
+  cordoned: boolean;
+  cpus: number;
+  memoryBytes: number;
+  architecture: string;
+  labels: Record<string, string>;
+  agentVersion: string;
+  registeredAt: string;
+  lastHeartbeat: string;
+  reservedCpus: number;
+  reservedMemoryBytes: number;
+  workspaces: number;
+  usage: HostUsage | null;
+}
+export interface RegisterHostResponse {
+  host: ClusterHost | null;
+  pool: string;
+  heartbeatSeconds: number;
+}
+export interface HeartbeatRequest {
+  name?: string;
+  usage?: Partial<HostUsage> | null;
+}
+export type HeartbeatResponse = Record<string, never>;
+export type ListHostsRequest = Record<string, never>;
+export interface ListHostsResponse {
+  hosts: ClusterHost[];
+}
+export interface HostNameRequest {
+  name?: string;
+}
+export interface HostResponse {
+  host: ClusterHost | null;
+}
+export interface DrainHostResponse extends HostResponse {
+  stopped: string[];
+}
+export interface RemoveHostRequest {
+  name?: string;
+  force?: boolean;
+}
+export type RemoveHostResponse = Record<string, never>;
+
+// ---------------------------------------------------------- workspaces
+
+export interface WorkspaceSpec {
+  name: string;
+  image: string;
+  host: string;
+  cpus: number;
+  memoryBytes: number;
+  env: string[];
+  ports: PortMapping[];
+  labels: Record<string, string>;
+  command: string[];
+  hostSelector: Record<string, string>;
+  architecture: string;
+}
+export type WorkspaceState = 'Pending' | 'Creating' | 'Running' | 'Stopped' | 'Failed' | 'Unknown';
+export interface Workspace {
+  spec: WorkspaceSpec | null;
+  uid: string;
+  host: string;
+  state: WorkspaceState;
+  reason: string;
+  desired: 'running' | 'stopped';
+  address: string;
+  createdAt: string;
+  startedAt: string;
+  exitCode: number;
+  revision: number;
+}
+export interface CreateWorkspaceRequest {
+  spec?: Partial<WorkspaceSpec> | null;
+  wait?: boolean;
+}
+export interface CreateWorkspaceResponse {
+  workspace: Workspace | null;
+  created: boolean;
+}
+export interface WorkspaceNameRequest {
+  name?: string;
+}
+export interface WorkspaceResponse {
+  workspace: Workspace | null;
+}
+export interface ListWorkspacesRequest {
+  host?: string;
+  state?: string;
+}
+export interface ListWorkspacesResponse {
+  workspaces: Workspace[];
+}
+export interface StopWorkspaceRequest {
+  name?: string;
+  graceSeconds?: number;
+}
+export type DeleteWorkspaceResponse = Record<string, never>;
