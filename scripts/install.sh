@@ -20,9 +20,10 @@ fi
 # umoci as the peers of the image benchmark; podman as the peer of the
 # agent benchmark (exec latency, create-and-start); iptables and procps
 # (sysctl) for container networking (egress NAT, published ports);
-# containernetworking-plugins as the peer of the network benchmark.
+# containernetworking-plugins as the peer of the network benchmark; prometheus
+# (and its promtool) for the metrics test of the shipped config and dashboard.
 debs=(build-essential pkg-config libseccomp-dev busybox-static runc crun iproute2 python3 util-linux zstd
-  docker-registry apache2-utils openssl skopeo umoci podman iptables procps containernetworking-plugins)
+  docker-registry apache2-utils openssl skopeo umoci podman iptables procps containernetworking-plugins prometheus)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -13,7 +13,8 @@
 //   series, as cAdvisor only sees live cgroups; a container whose cgroup
 //   cannot be read (it stopped meanwhile) is skipped, not a failed scrape.
 
-import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
+import { collectProcessMetrics } from '../../proto/shared/metrics-http.js';
 import type { Logger } from '../../proto/shared/log.js';
 import type { ContainerInfo, ContainerState, ContainerStats } from '../containers/container-service.js';
 
@@ -127,6 +128,6 @@ export function createAgentRegistry(o: AgentMetricsOptions): Registry {
     },
   });
   new Gauge({ name: 'lxr_agent_info', help: 'The agent build; always 1.', labelNames: ['version'] as const, registers: [registry] }).set({ version: o.version }, 1);
-  collectDefaultMetrics({ register: registry, prefix: 'lxr_agent_' });
+  collectProcessMetrics(registry, 'lxr_agent_');
   return registry;
 }

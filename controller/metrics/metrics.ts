@@ -5,7 +5,8 @@
 // container series (cAdvisor names) are not relayed: Prometheus scrapes the
 // agents directly, found through /sd/agents (http_sd_configs), so a scrape
 // of the controller never waits on a host.
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectProcessMetrics } from '../../proto/shared/metrics-http.js';
 import type { ClusterHost, Workspace } from '../../proto/shared/controller-types.js';
 
 export interface ControllerMetricsSource {
@@ -121,7 +122,7 @@ export function createControllerMetrics(src: ControllerMetricsSource, version: s
     registers: [registry],
   });
   new Gauge({ name: 'lxr_controller_info', help: 'The controller build; always 1.', labelNames: ['version'] as const, registers: [registry] }).set({ version }, 1);
-  collectDefaultMetrics({ register: registry, prefix: 'lxr_controller_' });
+  collectProcessMetrics(registry, 'lxr_controller_');
   return {
     registry,
     scheduled: (s) => scheduling.observe(s),

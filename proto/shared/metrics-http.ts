@@ -3,7 +3,7 @@
 // (the controller's Prometheus service discovery) can sit beside it.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Registry } from 'prom-client';
+import { collectDefaultMetrics, type Registry } from 'prom-client';
 import type { Logger } from './log.js';
 
 /** Extra GET routes: path -> a JSON body (computed per request). */
@@ -78,4 +78,17 @@ export async function serveMetrics(registry: Registry, listen: string, log?: Log
       return closed;
     },
   };
+}
+
+/**
+ * prom-client's process and Node.js metrics under `prefix`, minus the
+ * gauges it names with a counter's "_total" suffix (active handles,
+ * requests, resources): `promtool check metrics` rejects those names.
+ */
+export function collectProcessMetrics(registry: Registry, prefix: string): void {
+  collectDefaultMetrics({ register: registry, prefix });
+  for (const m of registry.getMetricsAsArray()) {
+    const name = (m as { name: string }).name;
+    if (name.startsWith(prefix) && name.endsWith('_total') && String((m as unknown as { type?: unknown }).type) !== 'counter') registry.removeSingleMetric(name);
+  }
 }
