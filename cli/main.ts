@@ -7,7 +7,7 @@ import { walkFlags } from '../proto/shared/flags.js';
 import { labDown, labStatus, labUp, REGISTRY_PORT, SWITCH_ADDRESS } from './lab/lab.js';
 
 const USAGE = `usage: lxrctl version
-       lxrctl lab up [--hosts N] [--name NAME] [--dir DIR]
+       lxrctl lab up [--hosts N] [--controller] [--name NAME] [--dir DIR]
        lxrctl lab down [--name NAME] [--dir DIR]
        lxrctl lab status [--name NAME] [--dir DIR] [-o json]
 `;
@@ -15,8 +15,8 @@ const USAGE = `usage: lxrctl version
 /** Exit codes: 0 ok, 1 the operation failed, 2 bad usage or input, 4 not found. */
 class UsageError extends Error {}
 
-function flags(args: string[]): { name: string; dir: string; hosts: number; output: string } {
-  const f = { name: 'lab', dir: '', hosts: 3, output: '' };
+function flags(args: string[]): { name: string; dir: string; hosts: number; output: string; controller: boolean } {
+  const f = { name: 'lab', dir: '', hosts: 3, output: '', controller: false };
   walkFlags(
     args,
     (flag, value, a) => {
@@ -27,6 +27,7 @@ function flags(args: string[]): { name: string; dir: string; hosts: number; outp
         if (!/^\d+$/.test(v)) throw new UsageError(`--hosts wants a number, got ${v}`);
         f.hosts = Number(v);
       } else if (flag === '-o' || flag === '--output') f.output = value();
+      else if (flag === '--controller') f.controller = true;
       else throw new UsageError(`unknown argument ${a}`);
     },
     (m) => new UsageError(m),
@@ -47,8 +48,8 @@ async function main(args: string[]): Promise<number> {
   }
   const f = flags(args.slice(2));
   if (args[1] === 'up') {
-    const s = await labUp({ name: f.name, dir: f.dir, hosts: f.hosts });
-    process.stdout.write(`lab ${s.name} is up: ${s.hosts.length} hosts (${s.hosts.map((h) => `${h.name} ${h.address}`).join(', ')})${s.registry ? `, registry ${SWITCH_ADDRESS}:${REGISTRY_PORT}` : ''}\n`);
+    const s = await labUp({ name: f.name, dir: f.dir, hosts: f.hosts, controller: f.controller });
+    process.stdout.write(`lab ${s.name} is up: ${s.hosts.length} hosts (${s.hosts.map((h) => `${h.name} ${h.address}`).join(', ')})${s.registry ? `, registry ${SWITCH_ADDRESS}:${REGISTRY_PORT}` : ''}${s.controller ? `, controller unix://${s.controller.socket} (${s.controller.address} in the lab)` : ''}\n`);
     process.stdout.write(`next: lxrctl lab status --name ${s.name} -o json; lxrctl lab down --name ${s.name}\n`);
     return 0;
   }
@@ -65,7 +66,7 @@ async function main(args: string[]): Promise<number> {
   }
   if (f.output === 'json') process.stdout.write(JSON.stringify(st, null, 2) + '\n');
   else {
-    process.stdout.write(`lab ${st.name} (switch ${st.namespace.alive ? 'up' : 'DOWN'}; registry ${st.registry ? `${st.registry.address} ${st.registry.alive ? 'up' : 'DOWN'}` : 'none'})\n`);
+    process.stdout.write(`lab ${st.name} (switch ${st.namespace.alive ? 'up' : 'DOWN'}; registry ${st.registry ? `${st.registry.address} ${st.registry.alive ? 'up' : 'DOWN'}` : 'none'}; controller ${st.controller ? `${st.controller.grpc} ${st.controller.alive ? 'up' : 'DOWN'}` : 'none'})\n`);
     for (const h of st.hosts) process.stdout.write(`  ${h.name}\t${h.address}\t${h.subnet}\t${h.alive ? 'up' : 'DOWN'}\t${h.grpc}\n`);
   }
   return 0;

@@ -86,13 +86,17 @@ export class WorkspaceService extends EventEmitter {
 
   // ------------------------------------------------------------ reading
 
-  /** The hosts as the scheduler sees them, with every placed workspace's request reserved. */
-  hostViews(except?: string): HostView[] {
-    const base = this.o.hosts.names().map((n) => {
+  /** The hosts with nothing reserved: what Reservations.place takes (it adds the reservations itself). */
+  private bareViews(): HostView[] {
+    return this.o.hosts.names().map((n) => {
       const h = this.o.hosts.record(n)!;
       return { name: n, ready: this.o.hosts.isReady(n), cordoned: h.cordoned, cpus: h.cpus, memoryBytes: h.memoryBytes, architecture: h.architecture, labels: h.labels, reservedCpus: 0, reservedMemoryBytes: 0, workspaces: 0 };
     });
-    return this.reservations.apply(base, except);
+  }
+
+  /** The hosts as the scheduler sees them, with every placed workspace's request reserved. */
+  hostViews(except?: string): HostView[] {
+    return this.reservations.apply(this.bareViews(), except);
   }
 
   /** Unknown when the host is NotReady: nobody can tell what happens there. */
@@ -164,7 +168,7 @@ export class WorkspaceService extends EventEmitter {
   /** Schedules (synchronously, so concurrent creates see each other's reservations) and records. */
   private async place(spec: WorkspaceSpec): Promise<void> {
     const t0 = process.hrtime.bigint();
-    const d = this.reservations.place(this.hostViews(), spec.name, { cpus: spec.cpus, memoryBytes: spec.memoryBytes, selector: spec.hostSelector, ...(spec.architecture ? { architecture: spec.architecture } : {}), ...(spec.host ? { host: spec.host } : {}) }, this.o.policy ?? 'spread');
+    const d = this.reservations.place(this.bareViews(), spec.name, { cpus: spec.cpus, memoryBytes: spec.memoryBytes, selector: spec.hostSelector, ...(spec.architecture ? { architecture: spec.architecture } : {}), ...(spec.host ? { host: spec.host } : {}) }, this.o.policy ?? 'spread');
     this.o.observe?.scheduled?.(Number(process.hrtime.bigint() - t0) / 1e9);
     if (!d.ok) throw decisionError(d);
     const rec: WorkspaceRecord = { spec, uid: randomUUID(), host: d.host, state: 'Pending', reason: '', desired: 'running', address: '', createdAt: new Date(this.now()).toISOString(), startedAt: '', exitCode: 0 };
@@ -409,7 +413,7 @@ export class WorkspaceService extends EventEmitter {
     for (const e of [...this.cache.values()]) {
       const r = e.rec;
       if (r.desired !== 'running' || this.o.hosts.isReady(r.host) || this.o.hosts.silentFor(r.host) < u.afterMs) continue;
-      const views = this.hostViews(r.spec.name).filter((h) => h.name !== r.host);
+      const views = this.bareViews().filter((h) => h.name !== r.host);
       const d = this.reservations.place(views, r.spec.name, { cpus: r.spec.cpus, memoryBytes: r.spec.memoryBytes, selector: r.spec.hostSelector, ...(r.spec.architecture ? { architecture: r.spec.architecture } : {}) }, this.o.policy ?? 'spread');
       if (!d.ok) {
         this.reserve(r);

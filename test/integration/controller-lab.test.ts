@@ -4,6 +4,8 @@
 // lands where it was pinned (and an unknown or cordoned pin is refused with
 // the reason); exec through the controller into a workspace on another host
 // with the exact exit status, stdin and re-attach to the durable session;
+// backpressure through the controller (256 MiB intact, a paused reader
+// holds the controller's memory and the process);
 // logs through the controller; an agent killed with -9 makes its host
 // NotReady (workspaces Unknown) and Ready again when it is back, with its
 // workspaces still running; a controller killed with -9 in the middle of a
@@ -11,6 +13,8 @@
 // no duplicate container on any host.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
@@ -25,6 +29,7 @@ import { ownedTempDir, uniqueId } from '../helpers/tmp.js';
 const run = promisify(execFile);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const image = 'lab.example/lxr/busybox:v1';
+const rssBytes = (pid: number): number => Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
 
 describe('the controller in a three-host lab', { skip: agentTestSkip, timeout: 900_000 }, () => {
   let work: string;
@@ -191,6 +196,49 @@ describe('the controller in a three-host lab', { skip: agentTestSkip, timeout: 9
     } finally {
       await remove('ex1');
       await remove('lg1');
+    }
+  });
+
+  test('exec through the controller has backpressure: 256 MiB arrive intact, and a paused reader holds the controller and the process', async () => {
+    await create('bp1', { host: 'n3' });
+    try {
+      // Intact: the checksum of what arrives equals the one computed in the container.
+      const big = ExecStream.start(exec, { container: 'bp1', args: ['sh', '-c', 'mkfifo /tmp/f && { md5sum </tmp/f >&2 & head -c 268435456 /dev/urandom | tee /tmp/f; wait; }'] });
+      const hash = createHash('md5');
+      let n = 0;
+      let sum = '';
+      big.onOutput = (stream, data) => {
+        if (stream === 'stdout') {
+          hash.update(data);
+          n += data.length;
+        } else sum += data.toString();
+      };
+      const r = await big.done;
+      assert.equal(r.exit?.code, 0);
+      assert.equal(n, 256 << 20);
+      assert.equal(sum.split(' ')[0], hash.digest('hex'));
+      // A paused reader: the controller does not buffer, and the process waits.
+      const s = ExecStream.start(exec, { container: 'bp1', args: ['head', '-c', String(512 << 20), '/dev/zero'] });
+      let got = 0;
+      s.onOutput = (_stream, data) => {
+        got += data.length;
+      };
+      const id = await s.session;
+      s.call.pause();
+      await sleep(1000);
+      const pid = lab.controller!.proc.pid;
+      const before = rssBytes(pid);
+      await sleep(2000);
+      const during = rssBytes(pid);
+      const mine = (await unary(ws, ws.ListSessions, { container: 'bp1' })).sessions.find((x) => x.id === id);
+      assert.equal(mine?.state, 'running', 'the process finished while nobody read');
+      assert.ok(during - before < 64 << 20, `controller RSS grew by ${((during - before) / 1048576).toFixed(1)} MiB while the reader was paused`);
+      s.call.resume();
+      const done = await s.done;
+      assert.equal(done.exit?.code, 0);
+      assert.equal(got, 512 << 20);
+    } finally {
+      await remove('bp1');
     }
   });
 

@@ -13,16 +13,8 @@ import { LxrError, type Reason } from '../../proto/shared/errors.js';
 import type { Journal } from '../../proto/shared/journal.js';
 import { runUntilKilled } from '../helpers/sigkill.js';
 import { tempDir } from '../helpers/tmp.js';
+import { rejectsWith } from '../helpers/lxr-errors.js';
 
-async function rejectsWith(p: Promise<unknown>, reason: Reason, pattern: RegExp, field?: string): Promise<void> {
-  await assert.rejects(p, (e: unknown) => {
-    assert.ok(e instanceof LxrError, `not an LxrError: ${String(e)}`);
-    assert.equal(e.reason, reason, e.message);
-    assert.match(e.message, pattern);
-    if (field !== undefined) assert.equal(e.field, field, e.message);
-    return true;
-  });
-}
 
 const put = (key: string, value: unknown, expect?: number): StoreOp => ({ type: 'put', key, value, ...(expect === undefined ? {} : { expect }) });
 const del = (key: string, expect?: number): StoreOp => ({ type: 'delete', key, ...(expect === undefined ? {} : { expect }) });
