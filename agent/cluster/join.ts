@@ -5,7 +5,7 @@
 // the agent register again. The subnet is remembered in <root>/cluster.json:
 // the containers of this host hold addresses in it, so a controller that
 // hands out another one is refused instead of followed.
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -49,6 +49,7 @@ function remembered(root: string): { controller: string; name: string; subnet: s
 }
 
 function remember(root: string, v: { controller: string; name: string; subnet: string }): void {
+  mkdirSync(root, { recursive: true, mode: 0o700 });
   writeFileSync(stateFile(root) + '.tmp', JSON.stringify(v) + '\n', { mode: 0o600 });
   renameSync(stateFile(root) + '.tmp', stateFile(root));
 }

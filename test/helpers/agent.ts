@@ -5,11 +5,12 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
-import type * as grpc from '@grpc/grpc-js';
+import * as grpc from '@grpc/grpc-js';
+import { ImagesClient, unary } from '../../proto/shared/api.js';
 import { FIELD_KEY, fromStatus, REASON_KEY } from '../../proto/shared/grpc-errors.js';
 import { c as createTar } from 'tar';
 import { hostPlatform } from '../../agent/image/registry/platform.js';
-import { ociImageOf, type TestImage } from './oci-image.js';
+import { ociImageOf, writeOciLayout, type TestImage } from './oci-image.js';
 import { REGISTRY_BIN, REGISTRY_SKIP, startRegistry, TestPusher, type TestRegistry } from './registry.js';
 import { makeBusyboxRootfs } from './rootfs.js';
 
@@ -87,3 +88,17 @@ export const grpcErr = (code: grpc.status, reason: string, opts: { field?: strin
   assert.equal(fromStatus(err).reason, reason);
   return true;
 };
+
+/** Builds the busybox image as `ref` in an OCI layout under `work` and imports it on every agent (by unix socket). */
+export async function importBusyboxOn(work: string, sockets: string[], ref: string): Promise<void> {
+  const layout = path.join(work, 'layout');
+  await writeOciLayout(layout, await busyboxImage(work), ref);
+  for (const socket of sockets) {
+    const c = new ImagesClient(`unix://${socket}`, grpc.credentials.createInsecure());
+    try {
+      await unary(c, c.Import, { path: layout });
+    } finally {
+      c.close();
+    }
+  }
+}

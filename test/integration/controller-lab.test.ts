@@ -20,10 +20,9 @@ import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { labDown, labRestartAgent, labRestartController, labUp, type LabState } from '../../cli/lab/lab.js';
-import { CLIENT_OPTIONS, ClusterExecClient, ClusterHostsClient, type ExecClient, ContainersClient, ImagesClient, unary, WorkspacesClient, type ClusterHost, type Container, type LogsResponse, type Workspace } from '../../proto/shared/api.js';
-import { agentTestSkip, busyboxImage, collect, grpcErr } from '../helpers/agent.js';
+import { CLIENT_OPTIONS, ClusterExecClient, ClusterHostsClient, type ExecClient, ContainersClient, unary, WorkspacesClient, type ClusterHost, type Container, type LogsResponse, type Workspace } from '../../proto/shared/api.js';
+import { agentTestSkip, importBusyboxOn, collect, grpcErr } from '../helpers/agent.js';
 import { ExecStream } from '../helpers/exec-stream.js';
-import { writeOciLayout } from '../helpers/oci-image.js';
 import { ownedTempDir, uniqueId } from '../helpers/tmp.js';
 
 const run = promisify(execFile);
@@ -76,16 +75,7 @@ describe('the controller in a three-host lab', { skip: agentTestSkip, timeout: 9
     dir = path.join(work, 'lab');
     lab = await labUp({ name: uniqueId('c').toLowerCase().slice(0, 20), dir, hosts: 3, controller: true });
     reconnect();
-    const layout = path.join(work, 'layout');
-    await writeOciLayout(layout, await busyboxImage(work), image);
-    for (const h of lab.hosts) {
-      const c = new ImagesClient(`unix://${h.socket}`, grpc.credentials.createInsecure());
-      try {
-        await unary(c, c.Import, { path: layout });
-      } finally {
-        c.close();
-      }
-    }
+    await importBusyboxOn(work, lab.hosts.map((h) => h.socket), image);
   });
 
   after(async () => {

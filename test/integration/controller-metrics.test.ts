@@ -14,9 +14,8 @@ import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { labDown, labUp, type LabState } from '../../cli/lab/lab.js';
-import { CLIENT_OPTIONS, ImagesClient, repoRoot, unary, WorkspacesClient } from '../../proto/shared/api.js';
-import { agentTestSkip, busyboxImage } from '../helpers/agent.js';
-import { writeOciLayout } from '../helpers/oci-image.js';
+import { CLIENT_OPTIONS, repoRoot, unary, WorkspacesClient } from '../../proto/shared/api.js';
+import { agentTestSkip, importBusyboxOn } from '../helpers/agent.js';
 import { ownedTempDir, uniqueId } from '../helpers/tmp.js';
 
 const run = promisify(execFile);
@@ -64,16 +63,7 @@ describe('controller metrics with a real Prometheus and the shipped dashboard', 
     dir = path.join(work, 'lab');
     lab = await labUp({ name: uniqueId('m').toLowerCase().slice(0, 20), dir, hosts: 2, controller: true });
     ws = new WorkspacesClient(`unix://${lab.controller!.socket}`, grpc.credentials.createInsecure(), CLIENT_OPTIONS);
-    const layout = path.join(work, 'layout');
-    await writeOciLayout(layout, await busyboxImage(work), image);
-    for (const h of lab.hosts) {
-      const c = new ImagesClient(`unix://${h.socket}`, grpc.credentials.createInsecure());
-      try {
-        await unary(c, c.Import, { path: layout });
-      } finally {
-        c.close();
-      }
-    }
+    await importBusyboxOn(work, lab.hosts.map((h) => h.socket), image);
   });
 
   after(async () => {

@@ -13,9 +13,8 @@ import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { labDown, labRestartAgent, labUp, type LabHost, type LabState } from '../../cli/lab/lab.js';
 import { CLIENT_OPTIONS, ContainersClient, ExecClient, HostClient, ImagesClient, unary } from '../../proto/shared/api.js';
-import { agentTestSkip, busyboxImage, grpcErr } from '../helpers/agent.js';
+import { agentTestSkip, grpcErr, importBusyboxOn } from '../helpers/agent.js';
 import { ExecStream } from '../helpers/exec-stream.js';
-import { writeOciLayout } from '../helpers/oci-image.js';
 import { ownedTempDir, uniqueId } from '../helpers/tmp.js';
 
 const run = promisify(execFile);
@@ -62,9 +61,7 @@ describe('networking in the lab', { skip: agentTestSkip, timeout: 600_000 }, () 
     dir = path.join(work, 'lab');
     lab = await labUp({ name: uniqueId('n').toLowerCase().slice(0, 20), dir, hosts: 2 });
     [n1, n2] = lab.hosts.map(clients) as [Clients, Clients];
-    const layout = path.join(work, 'layout');
-    await writeOciLayout(layout, await busyboxImage(work), image);
-    for (const c of [n1, n2]) await unary(c.images, c.images.Import, { path: layout });
+    await importBusyboxOn(work, [n1.host.socket, n2.host.socket], image);
   });
 
   after(async () => {
