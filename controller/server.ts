@@ -1,8 +1,8 @@
 // lxr-controller's process: the durable store, the host registry with its
 // subnet pool, the workspace service and the loop that reconciles them with
-// the agents, served over gRPC (unix socket 0600, TCP when configured) with
-// standard health checking, plus /metrics and Prometheus service discovery
-// of the agents (/sd/agents) over HTTP.
+// the agents, and images across the hosts, served over gRPC (unix socket
+// 0600, TCP when configured) with standard health checking, plus /metrics
+// and Prometheus service discovery of the agents (/sd/agents) over HTTP.
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
@@ -15,10 +15,12 @@ import { rootLogger, type Logger } from '../proto/shared/log.js';
 import { serveMetrics, type MetricsServer } from '../proto/shared/metrics-http.js';
 import { GrpcAgentGateway, type AgentGateway } from './agents/agent-gateway.js';
 import { hostsHandlers } from './api/hosts-adapter.js';
+import { imagesHandlers } from './api/images-adapter.js';
 import { workspacesHandlers } from './api/workspaces-adapter.js';
 import { execProxyHandlers, type Resolve } from './exec/exec-proxy.js';
 import { HostAdmin } from './hosts/host-admin.js';
 import { HostRegistry } from './hosts/host-registry.js';
+import { ClusterImageService } from './images/image-service.js';
 import { PeerSync } from './hosts/peer-sync.js';
 import { createControllerMetrics } from './metrics/metrics.js';
 import type { Policy } from './scheduler/index.js';
@@ -91,6 +93,7 @@ export async function startController(o: ControllerOptions): Promise<Controller>
   const workspaces = new WorkspaceService({ store, hosts, gateway, clusterId, log, observe: { scheduled: metrics.scheduled, created: metrics.created }, ...(o.policy ? { policy: o.policy } : {}), ...(o.unready ? { unready: o.unready } : {}) });
   await workspaces.load();
   const admin = new HostAdmin(hosts, workspaces);
+  const images = new ClusterImageService({ hosts, gateway, spoolDir: path.join(root, 'imports'), log });
   const peers = new PeerSync(hosts, gateway, log);
   // A host that comes back is compared with what should run there at once.
   hosts.on('ready', (name: string) => gateway.reset(name));
@@ -112,7 +115,8 @@ export async function startController(o: ControllerOptions): Promise<Controller>
   server.addService(controllerServices.Hosts, hostsHandlers(ctx, hosts, admin, { pool: pool.pool, heartbeatSeconds }));
   server.addService(controllerServices.Workspaces, workspacesHandlers(ctx, workspaces, resolve));
   server.addService(controllerServices.Exec, execProxyHandlers(ctx, resolve));
-  for (const s of ['', ServiceNames.ClusterHosts, ServiceNames.ClusterWorkspaces, ServiceNames.ClusterExec, ServiceNames.Health]) health.setStatus(s, 'SERVING');
+  server.addService(controllerServices.Images, imagesHandlers(ctx, images));
+  for (const s of ['', ServiceNames.ClusterHosts, ServiceNames.ClusterWorkspaces, ServiceNames.ClusterExec, ServiceNames.ClusterImages, ServiceNames.Health]) health.setStatus(s, 'SERVING');
 
   let tcpAddress: string | undefined;
   let http: MetricsServer | undefined;

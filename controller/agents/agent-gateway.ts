@@ -2,8 +2,10 @@
 // behind an interface so the workspace logic is tested against a fake that
 // records calls. The controller never touches a host itself; everything it
 // does there is one of these calls.
+import { createReadStream } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
-import { CLIENT_OPTIONS, ContainersClient, ExecClient, HostClient, unary, type Container, type CreateContainerRequest, type Peer } from '../../proto/shared/api.js';
+import { CLIENT_OPTIONS, ContainersClient, ExecClient, HostClient, ImagesClient, unary, type Container, type CreateContainerRequest, type Image, type LayerProgress, type Peer, type Platform, type PullResponse, type RemoveImageResponse } from '../../proto/shared/api.js';
+import { LxrError } from '../../proto/shared/errors.js';
 import { fromStatus } from '../../proto/shared/grpc-errors.js';
 
 /** A host as the gateway needs it. */
@@ -21,6 +23,12 @@ export interface AgentGateway {
   remove(t: AgentTarget, name: string): Promise<void>;
   get(t: AgentTarget, name: string): Promise<Container>;
   list(t: AgentTarget, labels?: Record<string, string>): Promise<Container[]>;
+  /** Pulls an image on the host: each layer's progress as it comes, then the image. */
+  pull(t: AgentTarget, image: string, platform: Partial<Platform> | null, onProgress: (p: LayerProgress) => void, signal?: AbortSignal): Promise<Image>;
+  listImages(t: AgentTarget): Promise<Image[]>;
+  removeImage(t: AgentTarget, image: string): Promise<RemoveImageResponse>;
+  /** Sends the archive at `file` (a path on the controller) to the host's Images.Load in chunks, pausing while the agent is behind. */
+  loadImage(t: AgentTarget, file: string, repository: string, signal?: AbortSignal): Promise<Image[]>;
   /** Drops the host's connection (it came back: connect afresh instead of waiting out a backoff). */
   reset(name: string): void;
   /** Raw clients for the streaming proxies (exec, logs). */
@@ -33,12 +41,20 @@ const CALL_MS = 30_000;
 const CHANNEL_OPTIONS: grpc.ClientOptions = { ...CLIENT_OPTIONS, 'grpc.initial_reconnect_backoff_ms': 250, 'grpc.max_reconnect_backoff_ms': 2000 };
 /** Pulling an image can take long: creates get more time. */
 const CREATE_MS = 15 * 60_000;
+/** Pulls and loads of big images over slow links. */
+const IMAGE_MS = 60 * 60_000;
+/** Bytes per Load message: well under gRPC's 4 MiB message limit. */
+const LOAD_CHUNK = 1 << 20;
+
+/** The caller (the controller's own client) went away: what the streaming calls reject with then. */
+const cancelled = (what: string): LxrError => new LxrError('LXR_UNAVAILABLE', `${what} cancelled`);
 
 interface Clients {
   address: string;
   host: HostClient;
   containers: ContainersClient;
   exec: ExecClient;
+  images: ImagesClient;
 }
 
 export class GrpcAgentGateway implements AgentGateway {
@@ -56,6 +72,7 @@ export class GrpcAgentGateway implements AgentGateway {
       host: new HostClient(target, this.credentials, CHANNEL_OPTIONS),
       containers: new ContainersClient(target, this.credentials, CHANNEL_OPTIONS),
       exec: new ExecClient(target, this.credentials, CHANNEL_OPTIONS),
+      images: new ImagesClient(target, this.credentials, CHANNEL_OPTIONS),
     };
     this.byHost.set(t.name, c);
     return c;
@@ -107,6 +124,85 @@ export class GrpcAgentGateway implements AgentGateway {
     return (await this.call(unary(c, c.List, { labels }, this.deadline()))).containers;
   }
 
+  pull(t: AgentTarget, image: string, platform: Partial<Platform> | null, onProgress: (p: LayerProgress) => void, signal?: AbortSignal): Promise<Image> {
+    const c = this.of(t).images;
+    return new Promise<Image>((resolve, reject) => {
+      if (signal?.aborted) return reject(cancelled('pull'));
+      const call = c.Pull({ image, ...(platform ? { platform } : {}) }, new grpc.Metadata(), this.deadline(IMAGE_MS));
+      const onAbort = (): void => call.cancel();
+      signal?.addEventListener('abort', onAbort, { once: true });
+      let got: Image | null = null;
+      call.on('data', (m: PullResponse) => {
+        if (m.progress) onProgress(m.progress);
+        if (m.image) got = m.image;
+      });
+      call.on('error', (e) => {
+        signal?.removeEventListener('abort', onAbort);
+        reject(signal?.aborted ? cancelled('pull') : fromStatus(e));
+      });
+      call.on('end', () => {
+        signal?.removeEventListener('abort', onAbort);
+        if (got) resolve(got);
+        else reject(new LxrError('LXR_INTERNAL', 'the pull ended without an image'));
+      });
+    });
+  }
+
+  async listImages(t: AgentTarget): Promise<Image[]> {
+    const c = this.of(t).images;
+    return (await this.call(unary(c, c.List, {}, this.deadline()))).images;
+  }
+
+  async removeImage(t: AgentTarget, image: string): Promise<RemoveImageResponse> {
+    const c = this.of(t).images;
+    return this.call(unary(c, c.Remove, { image }, this.deadline()));
+  }
+
+  loadImage(t: AgentTarget, file: string, repository: string, signal?: AbortSignal): Promise<Image[]> {
+    const c = this.of(t).images;
+    return new Promise<Image[]>((resolve, reject) => {
+      if (signal?.aborted) return reject(cancelled('load'));
+      let finished = false;
+      let wake = (): void => {};
+      const onAbort = (): void => call.cancel();
+      const call = c.Load(new grpc.Metadata(), this.deadline(IMAGE_MS), (err, res) => {
+        finished = true;
+        wake();
+        signal?.removeEventListener('abort', onAbort);
+        if (err) reject(signal?.aborted ? cancelled('load') : fromStatus(err));
+        else resolve(res?.images ?? []);
+      });
+      signal?.addEventListener('abort', onAbort, { once: true });
+      void (async () => {
+        const src = createReadStream(file, { highWaterMark: LOAD_CHUNK });
+        try {
+          let first = true;
+          for await (const chunk of src as AsyncIterable<Buffer>) {
+            // The agent answered already (an early refusal): nothing more to send.
+            if (finished) return;
+            const room = call.write(first ? { repository, data: chunk } : { data: chunk });
+            first = false;
+            if (!room) {
+              await new Promise<void>((r) => {
+                wake = r;
+                call.once('drain', r);
+              });
+            }
+          }
+          if (finished) return;
+          if (first) call.write({ repository, data: Buffer.alloc(0) });
+          call.end();
+        } catch (e) {
+          // The file could not be read: the agent must not import a truncated archive.
+          call.cancel();
+          reject(e);
+        } finally {
+          src.destroy();
+        }
+      })();
+    });
+  }
+
   clients(t: AgentTarget): { containers: ContainersClient; exec: ExecClient } {
     const c = this.of(t);
     return { containers: c.containers, exec: c.exec };
@@ -123,6 +219,7 @@ export class GrpcAgentGateway implements AgentGateway {
     c.host.close();
     c.containers.close();
     c.exec.close();
+    c.images.close();
   }
 
   close(): void {

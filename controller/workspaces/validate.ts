@@ -2,17 +2,13 @@
 // stored: names are DNS labels (they become container names, hostnames and
 // URL paths), and every bad field is named in the error.
 import { invalidArgument } from '../../proto/shared/errors.js';
+import { checkDnsLabel } from '../../proto/shared/names.js';
 import type { PortMapping } from '../../proto/shared/api-types.js';
 import type { WorkspaceSpec } from '../../proto/shared/controller-types.js';
 
-const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 const LABEL_KEY = /^[A-Za-z0-9]([A-Za-z0-9_./-]{0,126}[A-Za-z0-9])?$/;
 
-export function checkDnsLabel(v: string | undefined, field: string): string {
-  if (!v) throw invalidArgument(field, 'required');
-  if (!DNS_LABEL.test(v)) throw invalidArgument(field, `${JSON.stringify(v)} is not a DNS label: 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit`);
-  return v;
-}
+export { checkDnsLabel };
 
 function checkLabels(labels: Record<string, string> | undefined, field: string): Record<string, string> {
   const out: Record<string, string> = {};

@@ -17,7 +17,7 @@
 //   anew on another host after --reschedule-after (its files are lost).
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { alreadyExists, LxrError, notFound } from '../../proto/shared/errors.js';
+import { alreadyExists, asLxrError, LxrError, notFound } from '../../proto/shared/errors.js';
 import type { Container, CreateContainerRequest } from '../../proto/shared/api-types.js';
 import type { Workspace, WorkspaceSpec } from '../../proto/shared/controller-types.js';
 import type { Logger } from '../../proto/shared/log.js';
@@ -28,8 +28,12 @@ import type { Store } from '../store/index.js';
 import { checkOperation, checkTransition, type StoredState } from './lifecycle.js';
 import { normalizeSpec, sameSpec } from './validate.js';
 
-/** What is stored of a workspace: the API's view without what is derived (Unknown, the revision). */
-export type WorkspaceRecord = Omit<Workspace, 'spec' | 'state' | 'revision'> & { spec: WorkspaceSpec; state: StoredState };
+/**
+ * What is stored of a workspace: the API's view without what is derived
+ * (Unknown, the revision). reasonCode is only there while Failed (records
+ * written before it existed have none).
+ */
+export type WorkspaceRecord = Omit<Workspace, 'spec' | 'state' | 'revision' | 'reasonCode'> & { spec: WorkspaceSpec; state: StoredState; reasonCode?: string };
 
 export const workspaceKey = (name: string): string => `workspaces/${name}`;
 
@@ -106,7 +110,7 @@ export class WorkspaceService extends EventEmitter {
 
   private view(e: { rec: WorkspaceRecord; revision: number }): Workspace {
     const r = e.rec;
-    return { spec: structuredClone(r.spec), uid: r.uid, host: r.host, state: this.stateOf(r), reason: r.reason, desired: r.desired, address: r.address, createdAt: r.createdAt, startedAt: r.startedAt, exitCode: r.exitCode, revision: e.revision };
+    return { spec: structuredClone(r.spec), uid: r.uid, host: r.host, state: this.stateOf(r), reason: r.reason, desired: r.desired, address: r.address, createdAt: r.createdAt, startedAt: r.startedAt, exitCode: r.exitCode, revision: e.revision, reasonCode: r.reasonCode ?? '' };
   }
 
   get(name: string): Workspace {
@@ -136,6 +140,8 @@ export class WorkspaceService extends EventEmitter {
     if (from && cur.rec.state !== from) throw new LxrError('LXR_CONFLICT', `workspace ${name} changed meanwhile: it is ${cur.rec.state}, not ${from}`);
     if (patch.state && patch.state !== cur.rec.state) checkTransition(name, cur.rec.state, patch.state);
     const rec = { ...cur.rec, ...patch };
+    // The catalogue reason explains a failure only: it goes when the state leaves Failed.
+    if (rec.state !== 'Failed') delete rec.reasonCode;
     const revision = await this.o.store.commit([{ type: 'put', key: workspaceKey(name), value: rec, expect: cur.revision }]);
     this.cache.set(name, { rec, revision });
     this.reserve(rec);
@@ -262,7 +268,7 @@ export class WorkspaceService extends EventEmitter {
     } catch (e) {
       if (isTransient(e)) throw e;
       if (this.cache.get(name)?.rec.uid !== uid) return; // deleted meanwhile: the orphan sweep removes the container
-      await this.update(name, { state: 'Failed', reason: (e as Error).message }, 'Creating');
+      await this.update(name, { state: 'Failed', reason: (e as Error).message, reasonCode: asLxrError(e).reason }, 'Creating');
       this.o.log?.warn({ container: name, host: t.name, err: e }, 'workspace failed');
       return;
     }
@@ -420,6 +426,7 @@ export class WorkspaceService extends EventEmitter {
         continue;
       }
       const rec: WorkspaceRecord = { ...r, host: d.host, state: 'Pending', reason: `moved from ${r.host}, NotReady for ${Math.round(this.o.hosts.silentFor(r.host) / 1000)} s`, address: '', startedAt: '' };
+      delete rec.reasonCode;
       const revision = await this.o.store.commit([{ type: 'put', key: workspaceKey(r.spec.name), value: rec, expect: e.revision }]);
       this.cache.set(r.spec.name, { rec, revision });
       this.emit('changed', r.spec.name);

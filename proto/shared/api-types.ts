@@ -110,6 +110,11 @@ export interface ImportImageRequest {
   path?: string;
   repository?: string;
 }
+/** One message of Images.Load: an archive's bytes, the repository in the first only. */
+export interface LoadImageRequest {
+  repository?: string;
+  data?: Buffer;
+}
 export interface ImportImageResponse {
   images: Image[];
 }

@@ -67,6 +67,7 @@ export const ServiceNames = {
   ClusterHosts: 'lxr.controller.v1.Hosts',
   ClusterWorkspaces: 'lxr.controller.v1.Workspaces',
   ClusterExec: 'lxr.controller.v1.Exec',
+  ClusterImages: 'lxr.controller.v1.Images',
 } as const;
 
 // ---------------------------------------------------------------- clients
@@ -82,6 +83,13 @@ export interface UnaryMethod<Req, Res> {
 
 export type ServerStreamMethod<Req, Res> = (req: Req, md?: grpc.Metadata, opts?: grpc.CallOptions) => grpc.ClientReadableStream<Res>;
 
+/** A client-streaming method: write the requests, end(), and the callback gets the one response. */
+export interface ClientStreamMethod<Req, Res> {
+  (cb: UnaryCallback<Res>): grpc.ClientWritableStream<Req>;
+  (md: grpc.Metadata, cb: UnaryCallback<Res>): grpc.ClientWritableStream<Req>;
+  (md: grpc.Metadata, opts: grpc.CallOptions, cb: UnaryCallback<Res>): grpc.ClientWritableStream<Req>;
+}
+
 export interface HostClient extends grpc.Client {
   GetInfo: UnaryMethod<T.GetInfoRequest, T.GetInfoResponse>;
   SetPeers: UnaryMethod<T.SetPeersRequest, T.SetPeersResponse>;
@@ -93,6 +101,7 @@ export interface ImagesClient extends grpc.Client {
   Inspect: UnaryMethod<T.InspectImageRequest, T.InspectImageResponse>;
   Remove: UnaryMethod<T.RemoveImageRequest, T.RemoveImageResponse>;
   Import: UnaryMethod<T.ImportImageRequest, T.ImportImageResponse>;
+  Load: ClientStreamMethod<T.LoadImageRequest, T.ImportImageResponse>;
 }
 
 export interface ContainersClient extends grpc.Client {
@@ -143,6 +152,13 @@ export interface WorkspacesClient extends grpc.Client {
   ListSessions: UnaryMethod<T.ListSessionsRequest, T.ListSessionsResponse>;
 }
 
+export interface ClusterImagesClient extends grpc.Client {
+  Pull: ServerStreamMethod<C.ClusterPullImageRequest, C.ClusterPullImageResponse>;
+  List: UnaryMethod<C.ClusterListImagesRequest, C.ClusterListImagesResponse>;
+  Remove: UnaryMethod<C.ClusterRemoveImageRequest, C.ClusterRemoveImageResponse>;
+  Import: ClientStreamMethod<C.ClusterImportImageRequest, C.ClusterImportImageResponse>;
+}
+
 type ClientCtor<C> = new (address: string, credentials: grpc.ChannelCredentials, options?: grpc.ClientOptions) => C;
 
 const agentV1 = agentRoot.lxr.agent.v1;
@@ -155,6 +171,7 @@ export const ClusterHostsClient = controllerV1.Hosts! as unknown as ClientCtor<C
 export const WorkspacesClient = controllerV1.Workspaces! as unknown as ClientCtor<WorkspacesClient> & grpc.ServiceClientConstructor;
 /** The controller's Exec service: the agent's messages, workspaces for containers. */
 export const ClusterExecClient = controllerV1.Exec! as unknown as ClientCtor<ExecClient> & grpc.ServiceClientConstructor;
+export const ClusterImagesClient = controllerV1.Images! as unknown as ClientCtor<ClusterImagesClient> & grpc.ServiceClientConstructor;
 export const HealthClient = healthRoot.grpc.health.v1.Health! as unknown as ClientCtor<HealthClient> & grpc.ServiceClientConstructor;
 
 /**
@@ -182,6 +199,7 @@ export const controllerServices = {
   Hosts: ClusterHostsClient.service,
   Workspaces: WorkspacesClient.service,
   Exec: ClusterExecClient.service,
+  Images: ClusterImagesClient.service,
   Health: HealthClient.service,
 };
 

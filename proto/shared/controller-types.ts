@@ -1,7 +1,7 @@
 // Hand-written TypeScript shapes of the lxr.controller.v1 messages as
 // @grpc/proto-loader delivers them (same conventions as api-types.ts:
 // camelCase, 64-bit integers as numbers, request fields optional).
-import type { HostUsage, PortMapping } from './api-types.js';
+import type { HostUsage, Image, LayerProgress, Platform, PortMapping } from './api-types.js';
 
 // --------------------------------------------------------------- hosts
 
@@ -92,6 +92,8 @@ export interface Workspace {
   startedAt: string;
   exitCode: number;
   revision: number;
+  /** The catalogue reason (LxrError.reason) behind a Failed state; '' otherwise. */
+  reasonCode: string;
 }
 export interface CreateWorkspaceRequest {
   spec?: Partial<WorkspaceSpec> | null;
@@ -119,3 +121,57 @@ export interface StopWorkspaceRequest {
   graceSeconds?: number;
 }
 export type DeleteWorkspaceResponse = Record<string, never>;
+
+// -------------------------------------------------------------- images
+// Named Cluster* where the agent's API has a message of the same name.
+
+export interface ClusterPullImageRequest {
+  image?: string;
+  hosts?: string[];
+  platform?: Partial<Platform> | null;
+}
+export interface ClusterPullImageResponse {
+  host: string;
+  progress?: LayerProgress | null;
+  image?: Image | null;
+  /** proto-loader's oneof marker. */
+  event?: 'progress' | 'image';
+}
+export interface ClusterListImagesRequest {
+  host?: string;
+}
+export interface HostImage {
+  host: string;
+  image: Image | null;
+}
+export interface ClusterListImagesResponse {
+  images: HostImage[];
+  unreachable: string[];
+}
+export interface ClusterRemoveImageRequest {
+  image?: string;
+  hosts?: string[];
+}
+export interface HostImageRemoval {
+  host: string;
+  untagged: string[];
+  deleted: string;
+}
+export interface ClusterRemoveImageResponse {
+  removed: HostImageRemoval[];
+}
+export interface ImportImageHeader {
+  hosts?: string[];
+  repository?: string;
+}
+export interface ClusterImportImageRequest {
+  header?: ImportImageHeader | null;
+  data?: Buffer;
+}
+export interface HostImages {
+  host: string;
+  images: Image[];
+}
+export interface ClusterImportImageResponse {
+  imported: HostImages[];
+}

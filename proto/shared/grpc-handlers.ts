@@ -81,3 +81,31 @@ export function serverStream<Req, Res>(ctx: AdapterContext, rpc: string, fn: (re
     );
   };
 }
+
+/**
+ * A client stream: `fn` reads the requests from an async iterable that
+ * asks the call for more only when `fn` is ready (so a slow consumer pauses
+ * the client: backpressure), and answers once. The AbortSignal fires when
+ * the client cancels; reading then fails, and no status of ours is sent.
+ */
+export function clientStream<Req, Res>(ctx: AdapterContext, rpc: string, fn: (requests: AsyncIterable<Req>, signal: AbortSignal) => Promise<Res>) {
+  return (call: grpc.ServerReadableStream<Req, Res>, cb: grpc.sendUnaryData<Res>): void => {
+    const ac = new AbortController();
+    call.on('cancelled', () => ac.abort());
+    const t0 = process.hrtime.bigint();
+    const done = (code: number): void => ctx.observe?.(rpc, code, Number(process.hrtime.bigint() - t0) / 1e9);
+    fn(call as AsyncIterable<Req>, ac.signal).then(
+      (res) => {
+        done(ac.signal.aborted ? 1 : 0);
+        if (!ac.signal.aborted) cb(null, res);
+      },
+      (e: unknown) => {
+        if (ac.signal.aborted) return done(1);
+        logFailure(ctx.log, rpc, e);
+        const st = toStatus(e);
+        done(st.code);
+        cb(st);
+      },
+    );
+  };
+}

@@ -222,6 +222,32 @@ describe('workspace create', () => {
     assert.deepEqual(w.gateway.containers('n2'), []);
   });
 
+  it('a Failed workspace carries the catalogue reason as reasonCode, stored; it is cleared once it leaves Failed', async () => {
+    const w = await world();
+    w.gateway.failNext('create', new LxrError('LXR_NOT_FOUND', 'image "nope:v1" not found'));
+    const ws = await made(w, spec('ws1', { host: 'n2', image: 'nope:v1' }));
+    assert.equal(ws.state, 'Failed');
+    assert.equal(ws.reasonCode, 'LXR_NOT_FOUND');
+    assert.equal((await w.store.get<WorkspaceRecord>(workspaceKey('ws1')))?.value.reasonCode, 'LXR_NOT_FOUND');
+    assert.equal((await w.restart()).get('ws1').reasonCode, 'LXR_NOT_FOUND');
+    const started = await w.ws.start('ws1');
+    assert.equal(started.state, 'Running');
+    assert.equal(started.reasonCode, '');
+    assert.equal((await w.store.get<WorkspaceRecord>(workspaceKey('ws1')))?.value.reasonCode, undefined);
+    // A non-catalogue error (a bug, a host failure) is LXR_INTERNAL.
+    w.gateway.failNext('create', new Error('boom') as LxrError);
+    assert.equal((await made(w, spec('ws2', { host: 'n1' }))).reasonCode, 'LXR_INTERNAL');
+  });
+
+  it('records written before reasonCode existed are read with an empty one', async () => {
+    const w = await world();
+    await w.store.commit([{ type: 'put', key: workspaceKey('old'), value: seedRecord('old', 'n1', 'Failed', '11111111-2222-4333-8444-555555555555', { reason: 'it failed long ago' }), expect: 0 }]);
+    const ws = (await w.restart()).get('old');
+    assert.equal(ws.state, 'Failed');
+    assert.equal(ws.reasonCode, '');
+    assert.equal(ws.reason, 'it failed long ago');
+  });
+
   it('an unreachable agent leaves the workspace Creating; it runs once the agent answers and the host is reconciled', async () => {
     const w = await world();
     w.gateway.down('n2');
