@@ -580,12 +580,49 @@ export class ContainerService {
   async start(name: string): Promise<ContainerInfo> {
     return this.locked(checkName(name), async () => {
       const rec = await this.record(name);
+      const rt = await this.runtimeState(name);
+      if (!rt || rt.status === 'stopped') await this.recreate(rec);
       await this.o.runtime.start(name);
       rec.startedAt = new Date().toISOString();
       await this.writeRecord(rec);
       this.emit('started', name);
       return this.info(rec);
     });
+  }
+
+  /**
+   * A stopped container starts again the way `docker start` does: a new init
+   * in new namespaces and cgroups, on the same bundle and rootfs (its upper
+   * dir keeps its files), with the same address and published ports.
+   * Repeatable: a crash half way leaves a record with no runtime state,
+   * which the next start completes.
+   */
+  private async recreate(rec: ContainerRecordFile): Promise<void> {
+    try {
+      await this.o.runtime.delete(rec.name, { force: true });
+    } catch (e) {
+      if (!(e instanceof LxrError && e.reason === 'LXR_NOT_FOUND')) throw e;
+    }
+    await this.watchers.get(rec.name);
+    const network = this.o.network;
+    if (rec.address && network) {
+      if (rec.ports?.length) await network.unpublish(rec.name);
+      await network.detach(rec.name);
+    }
+    const created = await this.o.runtime.create(rec.name, rec.bundle, { overlay: rec.overlay, stdio: { mode: 'log', path: rec.log } });
+    try {
+      if (rec.address && network) {
+        await network.attach(rec.name, created.pid!, rec.address);
+        if (rec.ports?.length) await network.publish(rec.name, rec.address, rec.ports);
+      }
+    } catch (e) {
+      return failAfterCleanup(e, [() => this.o.runtime.delete(rec.name, { force: true })]);
+    }
+    delete rec.exit;
+    delete rec.finishedAt;
+    await this.writeRecord(rec);
+    this.emit('created', rec.name);
+    this.watch(rec.name);
   }
 
   /** SIGTERM, SIGKILL after `graceSeconds` (0 = the default); returns the stopped container. */
