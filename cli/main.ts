@@ -1,89 +1,158 @@
-// lxrctl: the CLI over LXR's APIs (issue #7 builds the rest). Today it
-// answers `version` and runs the lab (`lab up|down|status`), a multi-host
-// cluster on this machine (cli/lab/lab.ts).
-import path from 'node:path';
-import { LxrError } from '../proto/shared/errors.js';
-import { walkFlags } from '../proto/shared/flags.js';
-import { labDown, labStatus, labUp, REGISTRY_PORT, SWITCH_ADDRESS } from './lab/lab.js';
+// lxrctl: the CLI over the controller's API, with docker's and kubectl's
+// words. main finds the command, parses its arguments, runs it, and turns
+// any failure into one line and an exit code (cli/failure.ts).
+import { flagHelp, GLOBAL_FLAGS, parseArgs, UsageError } from './args.js';
+import { Invocation, type Command, type Io } from './command.js';
+import { completionCommand } from './commands/completion.js';
+import { configCommands } from './commands/config.js';
+import { execCommands } from './commands/exec.js';
+import { hostCommands } from './commands/hosts.js';
+import { imageCommands } from './commands/images.js';
+import { labCommands } from './commands/lab.js';
+import { versionCommand } from './commands/version.js';
+import { workspaceCommands } from './commands/workspaces.js';
+import { Exit, failureLine, toCliError } from './failure.js';
 
-const USAGE = `usage: lxrctl version
-       lxrctl lab up [--hosts N] [--controller] [--name NAME] [--dir DIR]
-       lxrctl lab down [--name NAME] [--dir DIR]
-       lxrctl lab status [--name NAME] [--dir DIR] [-o json]
-`;
+export const COMMANDS: Command[] = [...workspaceCommands, ...execCommands, ...hostCommands, ...imageCommands, ...labCommands, ...configCommands, versionCommand];
+COMMANDS.push(completionCommand(() => COMMANDS));
 
-/** Exit codes: 0 ok, 1 the operation failed, 2 bad usage or input, 4 not found. */
-class UsageError extends Error {}
+const GROUPS: Record<string, string> = {
+  hosts: 'the cluster\'s hosts',
+  images: 'images on the hosts',
+  lab: 'a cluster on this machine',
+  config: 'contexts: where lxrctl finds its controller',
+};
 
-function flags(args: string[]): { name: string; dir: string; hosts: number; output: string; controller: boolean } {
-  const f = { name: 'lab', dir: '', hosts: 3, output: '', controller: false };
-  walkFlags(
-    args,
-    (flag, value, a) => {
-      if (flag === '--name') f.name = value();
-      else if (flag === '--dir') f.dir = value();
-      else if (flag === '--hosts') {
-        const v = value();
-        if (!/^\d+$/.test(v)) throw new UsageError(`--hosts wants a number, got ${v}`);
-        f.hosts = Number(v);
-      } else if (flag === '-o' || flag === '--output') f.output = value();
-      else if (flag === '--controller') f.controller = true;
-      else throw new UsageError(`unknown argument ${a}`);
-    },
-    (m) => new UsageError(m),
+const overview = (): string => {
+  const top = COMMANDS.filter((c) => c.path.length === 1 && !GROUPS[c.path[0]!]);
+  const w = Math.max(...[...top.map((c) => c.path[0]!), ...Object.keys(GROUPS)].map((s) => s.length));
+  return (
+    'lxrctl: development workspaces on LXR\n\nusage: lxrctl COMMAND [ARGS] [flags]\n\ncommands:\n' +
+    top.map((c) => `  ${c.path[0]!.padEnd(w)}   ${c.summary}\n`).join('') +
+    Object.entries(GROUPS)
+      .map(([g, s]) => `  ${g.padEnd(w)}   ${s}: ${COMMANDS.filter((c) => c.path[0] === g && c.path.length === 2).map((c) => c.path[1]).join(', ')}\n`)
+      .join('') +
+    `\nflags for every command:\n${flagHelp(GLOBAL_FLAGS)}\n\nlxrctl COMMAND --help shows a command's flags. Exit codes: 0 ok, 1 failed, 2 invalid input, 3 controller unreachable, 4 not found; exec and attach exit with the remote command's status.\n`
   );
-  if (f.output !== '' && f.output !== 'json') throw new UsageError(`-o wants json, got ${f.output}`);
-  f.dir ||= path.join('/var/lib/lxr-lab', f.name);
-  return f;
-}
+};
 
-async function main(args: string[]): Promise<number> {
-  if (args[0] === 'version' || args[0] === '--version') {
-    process.stdout.write('lxrctl 0.1.0\n');
-    return 0;
-  }
-  if (args[0] !== 'lab' || !['up', 'down', 'status'].includes(args[1] ?? '')) {
-    process.stderr.write(USAGE);
-    return 2;
-  }
-  const f = flags(args.slice(2));
-  if (args[1] === 'up') {
-    const s = await labUp({ name: f.name, dir: f.dir, hosts: f.hosts, controller: f.controller });
-    process.stdout.write(`lab ${s.name} is up: ${s.hosts.length} hosts (${s.hosts.map((h) => `${h.name} ${h.address}`).join(', ')})${s.registry ? `, registry ${SWITCH_ADDRESS}:${REGISTRY_PORT}` : ''}${s.controller ? `, controller unix://${s.controller.socket} (${s.controller.address} in the lab)` : ''}\n`);
-    process.stdout.write(`next: lxrctl lab status --name ${s.name} -o json; lxrctl lab down --name ${s.name}\n`);
-    return 0;
-  }
-  if (args[1] === 'down') {
-    const problems = await labDown(f.dir);
-    for (const p of problems) process.stderr.write(`lxrctl: lab down: ${p}\n`);
-    if (problems.length === 0) process.stdout.write(`lab ${f.name} is down\n`);
-    return problems.length === 0 ? 0 : 1;
-  }
-  const st = labStatus(f.dir);
-  if (!st) {
-    process.stderr.write(`lxrctl: no lab named ${JSON.stringify(f.name)} in ${f.dir} (lxrctl lab up --name ${f.name} makes one)\n`);
-    return 4;
-  }
-  if (f.output === 'json') process.stdout.write(JSON.stringify(st, null, 2) + '\n');
-  else {
-    process.stdout.write(`lab ${st.name} (switch ${st.namespace.alive ? 'up' : 'DOWN'}; registry ${st.registry ? `${st.registry.address} ${st.registry.alive ? 'up' : 'DOWN'}` : 'none'}; controller ${st.controller ? `${st.controller.grpc} ${st.controller.alive ? 'up' : 'DOWN'}` : 'none'})\n`);
-    for (const h of st.hosts) process.stdout.write(`  ${h.name}\t${h.address}\t${h.subnet}\t${h.alive ? 'up' : 'DOWN'}\t${h.grpc}\n`);
-  }
-  return 0;
-}
+const usageLine = (c: Command): string => `usage: lxrctl ${c.path.join(' ')}${c.usage ? ` ${c.usage}` : ''}`;
 
-main(process.argv.slice(2)).then(
-  (code) => (process.exitCode = code),
-  (e: unknown) => {
-    if (e instanceof UsageError) {
-      process.stderr.write(`lxrctl: ${e.message}\n${USAGE}`);
-      process.exitCode = 2;
-    } else if (e instanceof LxrError) {
-      process.stderr.write(`lxrctl: ${e.message}\n`);
-      process.exitCode = e.reason === 'LXR_INVALID_ARGUMENT' ? 2 : e.reason === 'LXR_NOT_FOUND' ? 4 : 1;
-    } else {
-      process.stderr.write(`lxrctl: ${e instanceof Error ? e.message : String(e)}\n`);
-      process.exitCode = 1;
+const helpOf = (c: Command): string => `${usageLine(c)}\n\n${c.summary}\n${c.details ? `\n${c.details}\n` : ''}${c.args.flags.length ? `\nflags:\n${flagHelp(c.args.flags)}\n` : ''}`;
+
+const groupHelp = (g: string): string =>
+  `usage: lxrctl ${g} COMMAND\n\n${GROUPS[g]}:\n` +
+  COMMANDS.filter((c) => c.path[0] === g && c.path.length === 2)
+    .map((c) => `  ${c.path[1]!.padEnd(14)} ${c.summary}\n`)
+    .join('');
+
+/** The command named by the leading words (the longest match), and the rest. */
+export function findCommand(argv: readonly string[]): { command: Command | null; rest: string[]; words: string[] } {
+  // The first word that is neither a flag nor the value of --server/--context, and the word right after it.
+  const words: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--') break;
+    if (a === '--server' || a === '--context') i++;
+    else if (!a.startsWith('-')) {
+      words.push(a);
+      const next = argv[i + 1];
+      if (next !== undefined && !next.startsWith('-')) words.push(next);
+      break;
     }
-  },
-);
+  }
+  // `exec ls NAME` lists sessions only without a command to run (`exec ls -- CMD` runs CMD in workspace "ls").
+  const wantsSessions = words[0] === 'exec' && words[1] === 'ls' && !argv.includes('--');
+  let best: Command | null = null;
+  for (const c of COMMANDS) {
+    if (c.path.length > words.length) continue;
+    if (!c.path.every((w, i) => words[i] === w)) continue;
+    if (c.path.join(' ') === 'exec ls' && !wantsSessions) continue;
+    if (!best || c.path.length > best.path.length) best = c;
+  }
+  // `images bogus` is not `images` (= images ls) with an argument.
+  if (!best || (best.path.length === 1 && GROUPS[best.path[0]!] && words.length > 1)) return { command: null, rest: [...argv], words };
+  // Drop the command's words from argv (flags before them stay).
+  const rest: string[] = [];
+  let dropped = 0;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (dropped < best.path.length && (a === '--server' || a === '--context')) {
+      rest.push(a);
+      if (i + 1 < argv.length) rest.push(argv[++i]!);
+    }
+    else if (dropped < best.path.length && a === best.path[dropped]) dropped++;
+    else rest.push(a);
+  }
+  return { command: best, rest, words };
+}
+
+export async function main(argv: string[], io: Io): Promise<number> {
+  if (argv.length === 0 || argv[0] === 'help' || argv[0] === '--help' || argv[0] === '-h') {
+    const topic = argv[0] === 'help' ? argv.slice(1) : [];
+    const found = topic.length ? findCommand(topic) : null;
+    if (found?.command) io.stdout.write(helpOf(found.command));
+    else if (topic.length && GROUPS[topic[0]!]) io.stdout.write(groupHelp(topic[0]!));
+    else io.stdout.write(overview());
+    return argv.length === 0 ? Exit.INVALID : Exit.OK;
+  }
+  if (argv[0] === '--version') argv = ['version'];
+  const { command, rest, words } = findCommand(argv);
+  if (!command) {
+    const g = words[0] && GROUPS[words[0]] ? words[0] : null;
+    if (g && (argv.includes('--help') || argv.includes('-h') || words.length === 1)) {
+      io.stdout.write(groupHelp(g));
+      return words.length === 1 && !argv.includes('--help') && !argv.includes('-h') ? Exit.INVALID : Exit.OK;
+    }
+    const what = g ? `${g} ${words[1] ?? ''}`.trim() : (words[0] ?? argv[0]!);
+    io.stderr.write(`lxrctl: unknown command ${JSON.stringify(what)} (LXR_INVALID_ARGUMENT); lxrctl ${g ?? '--help'}${g ? ' --help' : ''} lists the commands\n`);
+    return Exit.INVALID;
+  }
+  const where = `lxrctl ${command.path.join(' ')}`;
+  let inv: Invocation | null = null;
+  try {
+    const args = parseArgs(rest, command.args, where);
+    if (args.flags['help']) {
+      io.stdout.write(helpOf(command));
+      return Exit.OK;
+    }
+    inv = new Invocation(io, args);
+    return await command.run(inv);
+  } catch (e) {
+    const err = toCliError(e, { command: command.path.join(' '), server: inv?.serverForMessages() ?? '', subject: safeSubject(command, rest) });
+    io.stderr.write(failureLine(err));
+    if (e instanceof UsageError) io.stderr.write(`${usageLine(command)}\n`);
+    return err.exit;
+  } finally {
+    inv?.close();
+  }
+}
+
+function safeSubject(c: Command, rest: string[]): string | undefined {
+  try {
+    return c.subject?.(parseArgs(rest, c.args, ''));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Runs lxrctl in this process and exits with its code once output is flushed. */
+export function run(): void {
+  const io: Io = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, env: process.env, now: Date.now };
+  // A closed pipe on stdout (lxrctl ps | head) is the reader's choice, not an error.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(Exit.OK);
+  });
+  main(process.argv.slice(2), io).then(
+    (code) => {
+      process.exitCode = code;
+      // Streams and channels may hold the loop open; output is flushed by the time stdout drains.
+      if (process.stdout.writableLength === 0) process.exit(code);
+      else process.stdout.once('drain', () => process.exit(code));
+    },
+    (e: unknown) => {
+      process.stderr.write(`lxrctl: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+      process.exit(Exit.FAILED);
+    },
+  );
+}

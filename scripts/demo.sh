@@ -1,33 +1,46 @@
 #!/usr/bin/env bash
-# The main job at this stage: one container from a local busybox rootfs,
-# run by lxr-runtime with LXR's secure defaults. Leaves nothing behind.
+# The end of README command 1: a cluster on this machine and a workspace in
+# it. The lab (two hosts, each a network namespace with its own lxr-agent,
+# and an lxr-controller they join; nothing touches the machine's own
+# network), a busybox image built here from Debian's busybox-static (no
+# registry needed) and imported onto both hosts, a workspace `demo`, and a
+# command run in it. Safe to run again: what exists is reused.
+# Environment: LXR_DEMO_NAME (lab name, default demo), LXR_DEMO_DIR (its
+# directory, default /var/lib/lxr-lab/NAME), LXR_CONFIG (lxrctl's config).
 set -euo pipefail
-bundle=$(mktemp -d /tmp/lxr-demo.XXXXXX)
-state=$(mktemp -d /tmp/lxr-demo-state.XXXXXX)
-id=lxr-demo-$$
-cleanup() {
-  lxr-runtime --root "$state" delete --force "$id" >/dev/null 2>&1 || true
-  for h in /sys/fs/cgroup/*/lxr-demo /sys/fs/cgroup/lxr-demo; do [ -d "$h" ] && rmdir "$h" 2>/dev/null || true; done
-  rm -rf "$bundle" "$state"
-}
-trap cleanup EXIT
+cd "$(dirname "$0")/.."
+name=${LXR_DEMO_NAME:-demo}
+dir=${LXR_DEMO_DIR:-/var/lib/lxr-lab/$name}
+lxrctl() { "$PWD/bin/lxrctl" "$@"; }
+ctx=lab-$name
 
-mkdir -p "$bundle/rootfs/bin" "$bundle/rootfs/etc"
-cp /bin/busybox "$bundle/rootfs/bin/busybox"
-for applet in $(/bin/busybox --list); do [ "$applet" = busybox ] || ln -sf busybox "$bundle/rootfs/bin/$applet"; done
-echo 'root:x:0:0:root:/root:/bin/sh' > "$bundle/rootfs/etc/passwd"
-echo 'root:x:0:' > "$bundle/rootfs/etc/group"
-lxr-runtime spec --bundle "$bundle" -- sh -c '
-  echo "hello from an LXR container"
-  echo "  hostname: $(hostname)   pid: $$   user: $(id)"
-  echo "  $(grep -E "^(CapEff|NoNewPrivs|Seccomp):" /proc/self/status | tr "\n\t" "  ")"
-  echo "  pids limit: $(cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max)"'
-# Give the demo its own cgroup parent so cleanup can remove it.
-python3 - "$bundle/config.json" "$id" <<'PY'
-import json, sys
-p, cid = sys.argv[1], sys.argv[2]
-c = json.load(open(p))
-c["linux"]["cgroupsPath"] = f"/lxr-demo/{cid}"
-json.dump(c, open(p, "w"), indent=2)
-PY
-lxr-runtime --root "$state" run --bundle "$bundle" "$id"
+if lxrctl lab status --name "$name" --dir "$dir" >/dev/null 2>&1; then
+  echo "lab $name is already up; using it"
+  lxrctl config set-context "$ctx" --server "unix://$dir/controller/controller.sock" --use >/dev/null
+else
+  lxrctl lab up --controller --hosts 2 --name "$name" --dir "$dir"
+fi
+
+image=$(mktemp /tmp/lxr-demo-image.XXXXXX)
+trap 'rm -f "$image"' EXIT
+bash scripts/busybox-image.sh "$image" busybox:latest >/dev/null
+lxrctl --context "$ctx" images import "$image"
+lxrctl --context "$ctx" create demo --image busybox
+lxrctl --context "$ctx" ps
+echo '$ lxrctl exec demo -- sh -c ...'
+lxrctl --context "$ctx" exec demo -- sh -c '
+  echo "hello from workspace $(hostname): pid $$, $(id)"
+  echo "  address: $(ip -4 -o addr show eth0 2>/dev/null | awk "{print \$4}")"
+  echo "  $(grep -E "^(CapEff|NoNewPrivs|Seccomp):" /proc/self/status | tr "\n\t" "  ")"'
+cat <<EOT
+
+LXR is up: lab "$name" (2 hosts and a controller; lxrctl context $ctx).
+Next, try:
+  lxrctl exec -it demo -- sh          a shell in the workspace (ctrl-p ctrl-q detaches; lxrctl attach resumes)
+  lxrctl create ws2 --image busybox   another workspace (the scheduler spreads them over the hosts)
+  lxrctl ps -o wide; lxrctl hosts ls  what runs where
+  lxrctl logs demo; lxrctl exec ls demo
+  lxrctl --help                       every command
+  npm test                            the whole test suite (README command 2)
+  lxrctl lab down --name $name     remove the lab and everything in it
+EOT

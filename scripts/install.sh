@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # README command 1: installs what LXR needs on a Debian 12 machine (as root),
-# builds it, puts its commands on PATH and runs the main job: a container
-# from a local busybox rootfs. Safe to run again.
+# builds it, puts its commands on PATH, then brings up a cluster on this
+# machine with a workspace in it (scripts/demo.sh). Safe to run again.
+# Environment: LXR_BIN_DIR (where the commands are linked, default
+# /usr/local/bin), LXR_SKIP_DEMO=1 (build only), and demo.sh's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -21,9 +23,12 @@ fi
 # agent benchmark (exec latency, create-and-start); iptables and procps
 # (sysctl) for container networking (egress NAT, published ports);
 # containernetworking-plugins as the peer of the network benchmark; prometheus
-# (and its promtool) for the metrics test of the shipped config and dashboard.
+# (and its promtool) for the metrics test of the shipped config and dashboard;
+# python3-yaml reads back lxrctl's YAML in its tests, zsh checks its zsh
+# completion; git for the test of this script in a fresh clone.
 debs=(build-essential pkg-config libseccomp-dev busybox-static runc crun iproute2 python3 util-linux zstd
-  docker-registry apache2-utils openssl skopeo umoci podman iptables procps containernetworking-plugins prometheus)
+  docker-registry apache2-utils openssl skopeo umoci podman iptables procps containernetworking-plugins prometheus
+  python3-yaml zsh git)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -50,10 +55,13 @@ if ! node -e "require('node-pty')" 2>/dev/null; then
 fi
 make -s -C native
 npx tsc -b
+node scripts/bundle-cli.mjs
 
+bin_dir=${LXR_BIN_DIR:-/usr/local/bin}
+mkdir -p "$bin_dir"
 for cmd in lxr-runtime lxr-agent lxr-controller lxrctl; do
-  ln -sf "$repo/bin/$cmd" "/usr/local/bin/$cmd"
+  ln -sf "$repo/bin/$cmd" "$bin_dir/$cmd"
 done
-echo "installed: lxr-runtime lxr-agent lxr-controller lxrctl -> /usr/local/bin"
+echo "installed: lxr-runtime lxr-agent lxr-controller lxrctl -> $bin_dir"
 
 [ "${LXR_SKIP_DEMO:-}" = 1 ] || bash scripts/demo.sh

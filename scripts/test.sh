@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 make -s -C native
 npx tsc -b
+node scripts/bundle-cli.mjs
 what=${1:-all}
 unit=(dist/test/unit/*.test.js)
 integ=(dist/test/integration/*.test.js)

@@ -14,7 +14,7 @@ const run = (cmd: string, args: string[]) => {
 };
 const agent = (...a: string[]) => run(process.execPath, [path.join(root, 'dist', 'agent', 'main.js'), ...a]);
 const controller = (...a: string[]) => run(process.execPath, [path.join(root, 'dist', 'controller', 'main.js'), ...a]);
-const lxrctl = (...a: string[]) => run(process.execPath, [path.join(root, 'dist', 'cli', 'main.js'), ...a]);
+const lxrctl = (...a: string[]) => run(process.execPath, [path.join(root, 'dist', 'cli', 'lxrctl.js'), ...a]);
 const netsetup = (...a: string[]) => run(path.join(root, 'native', 'build', 'lxr-netsetup'), a);
 
 describe('command lines', () => {
@@ -55,8 +55,8 @@ describe('command lines', () => {
 
   it('lxrctl refuses bad flags with exit code 2', () => {
     for (const [args, msg] of [
-      [['lab', 'up', '--hosts', 'abc'], /--hosts wants a number, got abc/],
-      [['lab', 'up', '--bogus'], /unknown argument --bogus/],
+      [['lab', 'up', '--hosts', 'abc'], /--hosts wants a whole number, got "abc"/],
+      [['lab', 'up', '--bogus'], /unknown flag --bogus for lxrctl lab up/],
       [['lab', 'status', '--name'], /--name needs a value/],
     ] as const) {
       const r = lxrctl(...args);

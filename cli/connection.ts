@@ -1,0 +1,91 @@
+// lxrctl's link to a controller: one channel per run, the clients it needs
+// made on first use, credentials from the context, and the default
+// deadline for unary calls (streams have none: exec and logs -f last).
+import { readFileSync } from 'node:fs';
+import * as grpc from '@grpc/grpc-js';
+import {
+  CLIENT_OPTIONS,
+  ClusterExecClient,
+  ClusterHostsClient,
+  ClusterImagesClient,
+  HealthClient,
+  WorkspacesClient,
+  type ExecClient,
+  type UnaryMethod,
+} from '../proto/shared/api.js';
+import { CliError, Exit } from './failure.js';
+import type { Target } from './config.js';
+
+/** Unary calls give up after this (a host that blackholes packets). */
+export const UNARY_DEADLINE_MS = 60_000;
+
+type Ctor<C> = new (address: string, credentials: grpc.ChannelCredentials, options?: grpc.ClientOptions) => C;
+
+function channelCredentials(t: Target): grpc.ChannelCredentials {
+  const { ca, cert, key } = t.credentials;
+  if (t.address.startsWith('unix://') || (!ca && !cert && !key)) return grpc.credentials.createInsecure();
+  if (!!cert !== !!key) throw new CliError(`context ${t.context}: a client certificate needs both "cert" and "key"`, Exit.INVALID, 'LXR_INVALID_SPEC');
+  const read = (f: string | undefined, what: string): Buffer | null => {
+    if (!f) return null;
+    try {
+      return readFileSync(f);
+    } catch (e) {
+      throw new CliError(`context ${t.context}: cannot read its ${what} ${f}: ${(e as Error).message}`, Exit.INVALID, 'LXR_INVALID_SPEC');
+    }
+  };
+  return grpc.credentials.createSsl(read(ca, 'CA'), read(key, 'key'), read(cert, 'certificate'));
+}
+
+export class Connection {
+  private clients = new Map<unknown, grpc.Client>();
+  private creds: grpc.ChannelCredentials | null = null;
+
+  constructor(readonly target: Target) {}
+
+  private client<C extends grpc.Client>(ctor: Ctor<C>): C {
+    let c = this.clients.get(ctor) as C | undefined;
+    if (!c) {
+      this.creds ??= channelCredentials(this.target);
+      // Every client shares one channel (grpc-js pools by target and options).
+      c = new ctor(this.target.address, this.creds, CLIENT_OPTIONS);
+      this.clients.set(ctor, c);
+    }
+    return c;
+  }
+
+  get workspaces(): WorkspacesClient {
+    return this.client<WorkspacesClient>(WorkspacesClient);
+  }
+  get hosts(): ClusterHostsClient {
+    return this.client<ClusterHostsClient>(ClusterHostsClient);
+  }
+  get exec(): ExecClient {
+    return this.client<ExecClient>(ClusterExecClient);
+  }
+  get images(): ClusterImagesClient {
+    return this.client<ClusterImagesClient>(ClusterImagesClient);
+  }
+  get health(): HealthClient {
+    return this.client<HealthClient>(HealthClient);
+  }
+
+  /** Call metadata: the context's token. */
+  metadata(): grpc.Metadata {
+    const md = new grpc.Metadata();
+    if (this.target.credentials.token) md.set('authorization', `Bearer ${this.target.credentials.token}`);
+    return md;
+  }
+
+  /** A unary call with the default deadline (or `deadlineMs`; 0 = none). */
+  call<Req, Res>(client: grpc.Client, method: UnaryMethod<Req, Res>, req: Req, deadlineMs = UNARY_DEADLINE_MS): Promise<Res> {
+    const opts: grpc.CallOptions = deadlineMs > 0 ? { deadline: Date.now() + deadlineMs } : {};
+    return new Promise<Res>((resolve, reject) => {
+      method.call(client, req, this.metadata(), opts, (err, res) => (err ? reject(err) : resolve(res as Res)));
+    });
+  }
+
+  close(): void {
+    for (const c of this.clients.values()) c.close();
+    this.clients.clear();
+  }
+}
