@@ -1,12 +1,12 @@
-// The loaded protobuf API: lxr.agent.v1 and grpc.health.v1, read at run
-// time from the .proto files with @grpc/proto-loader. The agent, the
-// controller and lxrctl all import this module, so every side reads the same
-// contract with the same loader options.
+// The loaded protobuf API: lxr.agent.v1, lxr.controller.v1 and
+// grpc.health.v1, read at run time from the .proto files (proto-load.ts).
+// The agent, the controller and lxrctl all import this module, so every side
+// reads the same contract with the same conversions.
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
+import { loadRoot, serviceDefinition } from './proto-load.js';
 import type * as T from './api-types.js';
 import type * as C from './controller-types.js';
 
@@ -34,28 +34,9 @@ export function repoRoot(): string {
 /** Where the .proto files are (proto/ at the repository root, not under dist). */
 export const PROTO_DIR = path.join(repoRoot(), 'proto');
 
-export const LOADER_OPTIONS: protoLoader.Options = {
-  keepCase: false,
-  longs: Number,
-  enums: String,
-  defaults: true,
-  oneofs: true,
-  includeDirs: [PROTO_DIR],
-};
-
-export const agentPackageDefinition = protoLoader.loadSync('lxr/agent/v1/agent.proto', LOADER_OPTIONS);
-export const healthPackageDefinition = protoLoader.loadSync('grpc/health/v1/health.proto', LOADER_OPTIONS);
-export const controllerPackageDefinition = protoLoader.loadSync('lxr/controller/v1/controller.proto', LOADER_OPTIONS);
-
-const agentRoot = grpc.loadPackageDefinition(agentPackageDefinition) as unknown as {
-  lxr: { agent: { v1: Record<string, grpc.ServiceClientConstructor> } };
-};
-const controllerRoot = grpc.loadPackageDefinition(controllerPackageDefinition) as unknown as {
-  lxr: { controller: { v1: Record<string, grpc.ServiceClientConstructor> } };
-};
-const healthRoot = grpc.loadPackageDefinition(healthPackageDefinition) as unknown as {
-  grpc: { health: { v1: Record<string, grpc.ServiceClientConstructor> } };
-};
+const PROTO_FILES = ['lxr/agent/v1/agent.proto', 'lxr/controller/v1/controller.proto', 'grpc/health/v1/health.proto'];
+const root = loadRoot(PROTO_DIR, PROTO_FILES, path.join(repoRoot(), 'dist', 'proto-cache.json'));
+const clientOf = (fullName: string): grpc.ServiceClientConstructor => grpc.makeGenericClientConstructor(serviceDefinition(root, fullName), fullName.split('.').pop()!);
 
 /** Full service names, as health checks and reflection name them. */
 export const ServiceNames = {
@@ -161,18 +142,16 @@ export interface ClusterImagesClient extends grpc.Client {
 
 type ClientCtor<C> = new (address: string, credentials: grpc.ChannelCredentials, options?: grpc.ClientOptions) => C;
 
-const agentV1 = agentRoot.lxr.agent.v1;
-export const HostClient = agentV1.Host! as unknown as ClientCtor<HostClient> & grpc.ServiceClientConstructor;
-export const ImagesClient = agentV1.Images! as unknown as ClientCtor<ImagesClient> & grpc.ServiceClientConstructor;
-export const ContainersClient = agentV1.Containers! as unknown as ClientCtor<ContainersClient> & grpc.ServiceClientConstructor;
-export const ExecClient = agentV1.Exec! as unknown as ClientCtor<ExecClient> & grpc.ServiceClientConstructor;
-const controllerV1 = controllerRoot.lxr.controller.v1;
-export const ClusterHostsClient = controllerV1.Hosts! as unknown as ClientCtor<ClusterHostsClient> & grpc.ServiceClientConstructor;
-export const WorkspacesClient = controllerV1.Workspaces! as unknown as ClientCtor<WorkspacesClient> & grpc.ServiceClientConstructor;
+export const HostClient = clientOf('lxr.agent.v1.Host') as unknown as ClientCtor<HostClient> & grpc.ServiceClientConstructor;
+export const ImagesClient = clientOf('lxr.agent.v1.Images') as unknown as ClientCtor<ImagesClient> & grpc.ServiceClientConstructor;
+export const ContainersClient = clientOf('lxr.agent.v1.Containers') as unknown as ClientCtor<ContainersClient> & grpc.ServiceClientConstructor;
+export const ExecClient = clientOf('lxr.agent.v1.Exec') as unknown as ClientCtor<ExecClient> & grpc.ServiceClientConstructor;
+export const ClusterHostsClient = clientOf('lxr.controller.v1.Hosts') as unknown as ClientCtor<ClusterHostsClient> & grpc.ServiceClientConstructor;
+export const WorkspacesClient = clientOf('lxr.controller.v1.Workspaces') as unknown as ClientCtor<WorkspacesClient> & grpc.ServiceClientConstructor;
 /** The controller's Exec service: the agent's messages, workspaces for containers. */
-export const ClusterExecClient = controllerV1.Exec! as unknown as ClientCtor<ExecClient> & grpc.ServiceClientConstructor;
-export const ClusterImagesClient = controllerV1.Images! as unknown as ClientCtor<ClusterImagesClient> & grpc.ServiceClientConstructor;
-export const HealthClient = healthRoot.grpc.health.v1.Health! as unknown as ClientCtor<HealthClient> & grpc.ServiceClientConstructor;
+export const ClusterExecClient = clientOf('lxr.controller.v1.Exec') as unknown as ClientCtor<ExecClient> & grpc.ServiceClientConstructor;
+export const ClusterImagesClient = clientOf('lxr.controller.v1.Images') as unknown as ClientCtor<ClusterImagesClient> & grpc.ServiceClientConstructor;
+export const HealthClient = clientOf('grpc.health.v1.Health') as unknown as ClientCtor<HealthClient> & grpc.ServiceClientConstructor;
 
 /**
  * Channel options every LXR client uses: an 8 MiB HTTP/2 receive window

@@ -3,6 +3,7 @@
 // report ratios; they never fail on timing (only on errors).
 
 import { agentBench, formatAgentReport } from './agent.js';
+import { cliBench, formatCliReport } from './cli.js';
 import { allocBench, formatAllocReport } from './alloc.js';
 import { formatNetReport, netBench } from './net.js';
 import { formatImageReport, imageBench } from './image.js';
@@ -37,6 +38,15 @@ const BENCHES: Record<string, Bench> = {
       const log = (l: string) => process.stderr.write(l + '\n');
       const r = await agentBench({ count, log });
       process.stdout.write((json ? JSON.stringify(r, null, 2) : formatAgentReport(r)) + '\n');
+    },
+  },
+  cli: {
+    describe: 'lxrctl ps wall time against a local controller vs podman ps -a, with node\'s own start beside them (root)',
+    count: { what: 'rounds, contenders alternating', default: 30 },
+    async run({ count, json }) {
+      const log = (l: string) => process.stderr.write(l + '\n');
+      const r = await cliBench({ count, log });
+      process.stdout.write((json ? JSON.stringify(r, null, 2) : formatCliReport(r)) + '\n');
     },
   },
   alloc: {
