@@ -64,7 +64,7 @@ export function parseArgs(argv: readonly string[], spec: ArgsSpec, where: string
       else throw new UsageError(`${shown} takes no value (or =true/=false), got ${JSON.stringify(raw)}`);
       return;
     }
-    if (raw === undefined) throw new UsageError(`${shown} needs a value${f.value ? ` (${f.value})` : ''}`);
+    if (raw === undefined || raw === '') throw new UsageError(`${shown} needs a value${f.value ? ` (${f.value})` : ''}`);
     if (f.kind === 'int') {
       if (!INT.test(raw)) throw new UsageError(`${shown} wants a whole number, got ${JSON.stringify(raw)}`);
       out.flags[f.name] = Number(raw);

@@ -6,8 +6,9 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { CliError, Exit, invalid } from './failure.js';
+import { DEFAULT_CONTROLLER_SOCKET } from '../proto/shared/version.js';
 
-export const DEFAULT_SERVER = 'unix:///run/lxr/controller.sock';
+export const DEFAULT_SERVER = `unix://${DEFAULT_CONTROLLER_SOCKET}`;
 
 export interface Context {
   /** unix:///PATH or HOST:PORT. */
@@ -103,19 +104,33 @@ export interface Target {
   credentials: Omit<Context, 'server'>;
 }
 
-/** Where to connect: --server, LXR_SERVER, the chosen context, then the default socket. */
+/**
+ * Where to connect, flags before the environment as kubectl has it:
+ * --server, --context, LXR_SERVER, LXR_CONTEXT, the current context, then
+ * the default socket. A context's credentials go with it (also under --server).
+ */
 export function resolveTarget(o: { server?: string; context?: string }, env: NodeJS.ProcessEnv = process.env, file = configPath(env)): Target {
-  const wanted = o.context || env['LXR_CONTEXT'] || '';
-  const needConfig = wanted !== '' || !(o.server || env['LXR_SERVER']);
-  const cfg = needConfig ? readConfig(file) : { currentContext: '', contexts: {} };
-  const name = wanted || cfg.currentContext;
-  const ctx = name ? cfg.contexts[name] : undefined;
-  if (wanted && !ctx) {
-    throw new CliError(`no context ${JSON.stringify(wanted)} in ${file}`, Exit.NOT_FOUND, 'LXR_NOT_FOUND', 'lxrctl config get-contexts lists them');
+  if (o.server === '' || o.context === '') throw invalid(`--${o.server === '' ? 'server' : 'context'} needs a value`);
+  const envServer = env['LXR_SERVER'] || '';
+  const envContext = env['LXR_CONTEXT'] || '';
+  const context = (name: string, required: boolean): { name: string; ctx: Context } | null => {
+    const cfg = readConfig(file);
+    const n = name || cfg.currentContext;
+    const ctx = n ? cfg.contexts[n] : undefined;
+    if (!ctx && required) throw new CliError(`no context ${JSON.stringify(n)} in ${file}`, Exit.NOT_FOUND, 'LXR_NOT_FOUND', 'lxrctl config get-contexts lists them');
+    return ctx ? { name: n, ctx } : null;
+  };
+  const target = (address: string, source: Target['source'], c: { name: string; ctx: Context } | null): Target => {
+    const { server: _s, ...credentials } = c?.ctx ?? { server: '' };
+    return { address: normalizeServer(address), context: c?.name ?? '', source, credentials };
+  };
+  if (o.server) {
+    // The address from the flag; credentials from the context named, else the current one.
+    const wanted = o.context || envContext;
+    return target(o.server, 'flag', context(wanted, wanted !== ''));
   }
-  const { server: _s, ...credentials } = ctx ?? { server: '' };
-  if (o.server) return { address: normalizeServer(o.server), context: ctx ? name : '', source: 'flag', credentials };
-  if (env['LXR_SERVER']) return { address: normalizeServer(env['LXR_SERVER']), context: '', source: 'env', credentials: {} };
-  if (ctx) return { address: normalizeServer(ctx.server), context: name, source: 'context', credentials };
-  return { address: DEFAULT_SERVER, context: '', source: 'default', credentials: {} };
+  if (o.context) return target(context(o.context, true)!.ctx.server, 'context', context(o.context, true));
+  if (envServer) return target(envServer, 'env', null);
+  const c = context(envContext, envContext !== '');
+  return c ? target(c.ctx.server, 'context', c) : { address: DEFAULT_SERVER, context: '', source: 'default', credentials: {} };
 }

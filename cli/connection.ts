@@ -2,6 +2,7 @@
 // made on first use, credentials from the context, and the default
 // deadline for unary calls (streams have none: exec and logs -f last).
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import {
   CLIENT_OPTIONS,
@@ -14,7 +15,7 @@ import {
   type UnaryMethod,
 } from '../proto/shared/api.js';
 import { CliError, Exit } from './failure.js';
-import type { Target } from './config.js';
+import { configPath, type Target } from './config.js';
 
 /** Unary calls give up after this (a host that blackholes packets). */
 export const UNARY_DEADLINE_MS = 60_000;
@@ -28,7 +29,8 @@ function channelCredentials(t: Target): grpc.ChannelCredentials {
   const read = (f: string | undefined, what: string): Buffer | null => {
     if (!f) return null;
     try {
-      return readFileSync(f);
+      // Relative paths in a context are relative to the config file, as kubeconfig's are.
+      return readFileSync(path.resolve(path.dirname(configPath()), f));
     } catch (e) {
       throw new CliError(`context ${t.context}: cannot read its ${what} ${f}: ${(e as Error).message}`, Exit.INVALID, 'LXR_INVALID_SPEC');
     }

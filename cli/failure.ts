@@ -1,6 +1,7 @@
 // How lxrctl fails: one line naming the problem, its reason from the error
 // catalogue, and what to do next; and an exit code a script can act on.
 // A status from the server is turned into this once, here.
+import * as grpc from '@grpc/grpc-js';
 import { fromStatus } from '../proto/shared/grpc-errors.js';
 import { LxrError, type Reason } from '../proto/shared/errors.js';
 import { UsageError } from './args.js';
@@ -72,6 +73,7 @@ export function hintFor(reason: string, message: string, ctx: FailureContext): s
     case 'LXR_INVALID_SPEC':
       return `lxrctl ${ctx.command} --help shows the usage`;
     case 'LXR_UNAVAILABLE':
+      if (/\bhost [a-z0-9-]+\b/.test(message)) return 'lxrctl hosts ls shows whether that host is Ready; the controller tries again when it is back';
       return 'is lxr-controller running there? (lxrctl lab up --controller starts a cluster on this machine; --server, --context or LXR_SERVER choose another; lxrctl config get-contexts lists contexts)';
     case 'LXR_PERMISSION_DENIED':
       return 'the controller\'s unix socket is root-only: run as root, or use a context with credentials';
@@ -85,7 +87,7 @@ export function hintFor(reason: string, message: string, ctx: FailureContext): s
 /** A transport failure (nothing answered), as grpc-js words it: no lxr-reason came back. */
 const isTransport = (e: unknown): boolean => {
   const s = e as { code?: number; metadata?: { get(k: string): unknown[] } };
-  return (s.code === 14 || s.code === 4) && !(s.metadata?.get('lxr-reason')?.length);
+  return (s.code === grpc.status.UNAVAILABLE || s.code === grpc.status.DEADLINE_EXCEEDED) && !(s.metadata?.get('lxr-reason')?.length);
 };
 
 /** Any error of a command -> a CliError with its exit code and hint. */
@@ -97,7 +99,7 @@ export function toCliError(e: unknown, ctx: FailureContext): CliError {
       .replace(/^No connection established\. Last error: (Error: )?/, '')
       .replace(/\.? ?Resolution note:.*$/, '')
       .replace(/ \/\S+$/, '');
-    const msg = (e as { code?: number }).code === 4 ? `the controller at ${ctx.server} did not answer in time` : `cannot reach the controller at ${ctx.server}${detail ? ` (${detail})` : ''}`;
+    const msg = (e as { code?: number }).code === grpc.status.DEADLINE_EXCEEDED ? `the controller at ${ctx.server} did not answer in time` : `cannot reach the controller at ${ctx.server}${detail ? ` (${detail})` : ''}`;
     return new CliError(msg, Exit.UNAVAILABLE, 'LXR_UNAVAILABLE', hintFor('LXR_UNAVAILABLE', msg, ctx));
   }
   const lxr = e instanceof LxrError ? e : typeof (e as { code?: unknown })?.code === 'number' ? fromStatus(e) : null;

@@ -48,18 +48,17 @@ const groupHelp = (g: string): string =>
 
 /** The command named by the leading words (the longest match), and the rest. */
 export function findCommand(argv: readonly string[]): { command: Command | null; rest: string[]; words: string[] } {
-  // The first word that is neither a flag nor the value of --server/--context, and the word right after it.
+  // The command's words: the first argument that is not a flag, and the one right after it,
+  // global flags (--server X, --context X, --server=X) skipped before and between them.
   const words: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
+  for (let i = 0; i < argv.length && words.length < 2; i++) {
     const a = argv[i]!;
     if (a === '--') break;
     if (a === '--server' || a === '--context') i++;
-    else if (!a.startsWith('-')) {
-      words.push(a);
-      const next = argv[i + 1];
-      if (next !== undefined && !next.startsWith('-')) words.push(next);
-      break;
-    }
+    else if (a.startsWith('--server=') || a.startsWith('--context=')) continue;
+    else if (a.startsWith('-')) {
+      if (words.length > 0) break;
+    } else words.push(a);
   }
   // `exec ls NAME` lists sessions only without a command to run (`exec ls -- CMD` runs CMD in workspace "ls").
   const wantsSessions = words[0] === 'exec' && words[1] === 'ls' && !argv.includes('--');
@@ -96,7 +95,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
     else io.stdout.write(overview());
     return argv.length === 0 ? Exit.INVALID : Exit.OK;
   }
-  if (argv[0] === '--version') argv = ['version'];
+  if (argv[0] === '--version') argv = ['version', '--client'];
   const { command, rest, words } = findCommand(argv);
   if (!command) {
     const g = words[0] && GROUPS[words[0]] ? words[0] : null;
@@ -104,7 +103,11 @@ export async function main(argv: string[], io: Io): Promise<number> {
       io.stdout.write(groupHelp(g));
       return words.length === 1 && !argv.includes('--help') && !argv.includes('-h') ? Exit.INVALID : Exit.OK;
     }
-    const what = g ? `${g} ${words[1] ?? ''}`.trim() : (words[0] ?? argv[0]!);
+    if (words.length === 0) {
+      io.stderr.write('lxrctl: no command given (LXR_INVALID_ARGUMENT); lxrctl --help lists the commands\n');
+      return Exit.INVALID;
+    }
+    const what = g ? `${g} ${words[1] ?? ''}`.trim() : words[0]!;
     io.stderr.write(`lxrctl: unknown command ${JSON.stringify(what)} (LXR_INVALID_ARGUMENT); lxrctl ${g ?? '--help'}${g ? ' --help' : ''} lists the commands\n`);
     return Exit.INVALID;
   }
@@ -139,9 +142,9 @@ function safeSubject(c: Command, rest: string[]): string | undefined {
 /** Runs lxrctl in this process and exits with its code once output is flushed. */
 export function run(): void {
   const io: Io = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, env: process.env, now: Date.now };
-  // A closed pipe on stdout (lxrctl ps | head) is the reader's choice, not an error.
+  // A closed pipe on stdout (lxrctl ps | head): exit as a process killed by SIGPIPE would.
   process.stdout.on('error', (e: NodeJS.ErrnoException) => {
-    if (e.code === 'EPIPE') process.exit(Exit.OK);
+    if (e.code === 'EPIPE') process.exit(128 + 13);
   });
   main(process.argv.slice(2), io).then(
     (code) => {

@@ -32,27 +32,27 @@ export function parseDetachKeys(spec: string): Buffer {
  * not to be the sequence are passed on unchanged, in order.
  */
 export class DetachScanner {
-  private held = 0;
+  /** The bytes held back: always a prefix of the sequence. */
+  private held: number[] = [];
 
   constructor(private readonly seq: Buffer) {}
+
+  private isPrefix(b: readonly number[]): boolean {
+    return b.length <= this.seq.length && b.every((x, i) => x === this.seq[i]);
+  }
 
   /** What to send on, and whether the sequence was completed (what follows it is dropped). */
   feed(chunk: Buffer): { forward: Buffer; detach: boolean } {
     const out: number[] = [];
     for (const b of chunk) {
-      if (b === this.seq[this.held]) {
-        this.held++;
-        if (this.held === this.seq.length) {
-          this.held = 0;
-          return { forward: Buffer.from(out), detach: true };
-        }
-        continue;
+      this.held.push(b);
+      // Release bytes from the front until what is held could still begin the sequence
+      // (so with keys a,a,b the input a,a,a,b still detaches).
+      while (!this.isPrefix(this.held)) out.push(this.held.shift()!);
+      if (this.held.length === this.seq.length) {
+        this.held = [];
+        return { forward: Buffer.from(out), detach: true };
       }
-      // Not the sequence: release what was held, then look at b afresh.
-      for (let i = 0; i < this.held; i++) out.push(this.seq[i]!);
-      this.held = 0;
-      if (b === this.seq[0]) this.held = 1;
-      else out.push(b);
     }
     return { forward: Buffer.from(out), detach: false };
   }

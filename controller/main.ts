@@ -3,6 +3,7 @@
 // running on their hosts, and the next controller picks up from its store.
 import { walkFlags } from '../proto/shared/flags.js';
 import { CONTROLLER_VERSION, startController, type ControllerOptions } from './server.js';
+import { DEFAULT_CONTROLLER_SOCKET } from '../proto/shared/version.js';
 
 const USAGE = `usage: lxr-controller [--root DIR] [--socket PATH] [--listen HOST:PORT] [--metrics-listen HOST:PORT]
                       [--pool CIDR] [--subnet-prefix N] [--heartbeat-interval SECONDS] [--host-grace SECONDS]
@@ -18,7 +19,7 @@ function positive(flag: string, v: string, float = false): number {
 }
 
 function parseControllerFlags(args: string[]): ControllerOptions {
-  const o: ControllerOptions = { root: '/var/lib/lxr-controller', socket: '/run/lxr/controller.sock' };
+  const o: ControllerOptions = { root: '/var/lib/lxr-controller', socket: DEFAULT_CONTROLLER_SOCKET };
   let unready: 'keep' | 'reschedule' = 'keep';
   let after = 300;
   walkFlags(args, (flag, value, a) => {

@@ -28,8 +28,9 @@ import { LogStore, type Store } from './store/index.js';
 import { SubnetPool } from './subnets/subnet-pool.js';
 import { illegalState } from '../proto/shared/errors.js';
 import { WorkspaceService } from './workspaces/workspace-service.js';
+import { LXR_VERSION } from '../proto/shared/version.js';
 
-export const CONTROLLER_VERSION = '0.1.0';
+export const CONTROLLER_VERSION = LXR_VERSION;
 
 export interface ControllerOptions {
   /** State directory (the store), e.g. /var/lib/lxr-controller. */

@@ -14,10 +14,19 @@ dir=${LXR_DEMO_DIR:-/var/lib/lxr-lab/$name}
 lxrctl() { "$PWD/bin/lxrctl" "$@"; }
 ctx=lab-$name
 
-if lxrctl lab status --name "$name" --dir "$dir" >/dev/null 2>&1; then
+status=0
+lxrctl lab status --name "$name" --dir "$dir" -o json >"${TMPDIR:-/tmp}/lxr-demo-status.$$" 2>/dev/null || status=$?
+server=$(node -e 'try { const s = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")); process.stdout.write(s.controller ? s.controller.grpc : ""); } catch {}' "${TMPDIR:-/tmp}/lxr-demo-status.$$")
+rm -f "${TMPDIR:-/tmp}/lxr-demo-status.$$"
+if [ "$status" = 0 ] && [ -n "$server" ]; then
   echo "lab $name is already up; using it"
-  lxrctl config set-context "$ctx" --server "unix://$dir/controller/controller.sock" --use >/dev/null
+  lxrctl config set-context "$ctx" --server "$server" --use >/dev/null
 else
+  if [ "$status" != 4 ]; then
+    # There, but not usable (after a reboot, or made without a controller): made again.
+    echo "lab $name is not all up; making it again"
+    lxrctl lab down --name "$name" --dir "$dir"
+  fi
   lxrctl lab up --controller --hosts 2 --name "$name" --dir "$dir"
 fi
 

@@ -47,6 +47,8 @@ import { writeAtomic } from '../runtime/store.js';
  * the container's network (only with a container network).
  */
 export const CREATE_STEPS = ['dir', 'overlay-dirs', 'spec', 'record', 'runtime-claim', 'cgroup', 'monitor', 'runtime-state', 'created', 'network'] as const;
+/** Steps of starting a stopped container again (recreate), each a crash point for tests. */
+export const RESTART_STEPS = ['restart-marked', 'restart-created', 'restart-network'] as const;
 
 export const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 export const DEFAULT_STOP_GRACE_SECONDS = 10;
@@ -93,8 +95,12 @@ export interface ContainerRecordFile {
   overlay: RootfsOverlay;
   log: string;
   cgroupPath: string;
-  /** Set while create runs: a record still "creating" at start is rolled back. */
-  phase?: 'creating';
+  /**
+   * Set while create runs: a record still "creating" at start is rolled back.
+   * "restarting" while a stopped container is made again (start): the next
+   * start completes it.
+   */
+  phase?: 'creating' | 'restarting';
   /** Its address on the host's bridge (network mode "bridge"). */
   address?: string;
   ports?: PortMapping[];
@@ -581,12 +587,22 @@ export class ContainerService {
     return this.locked(checkName(name), async () => {
       const rec = await this.record(name);
       const rt = await this.runtimeState(name);
-      if (!rt || rt.status === 'stopped') await this.recreate(rec);
-      await this.o.runtime.start(name);
+      if (!rt || rt.status === 'stopped' || rec.phase === 'restarting') await this.recreate(rec);
+      // Written before the process runs: once it runs, its watcher may record its exit at any
+      // moment, and a write of this copy afterwards would lose that exit.
+      const before = rec.startedAt;
       rec.startedAt = new Date().toISOString();
       await this.writeRecord(rec);
+      try {
+        await this.o.runtime.start(name);
+      } catch (e) {
+        if (before === undefined) delete rec.startedAt;
+        else rec.startedAt = before;
+        await this.writeRecord(rec).catch(() => {});
+        throw e;
+      }
       this.emit('started', name);
-      return this.info(rec);
+      return this.info(await this.record(name));
     });
   }
 
@@ -594,10 +610,23 @@ export class ContainerService {
    * A stopped container starts again the way `docker start` does: a new init
    * in new namespaces and cgroups, on the same bundle and rootfs (its upper
    * dir keeps its files), with the same address and published ports.
-   * Repeatable: a crash half way leaves a record with no runtime state,
-   * which the next start completes.
+   * The record says "restarting" (and no longer holds the last exit) until
+   * the network is back, so a crash at any step is completed by the next
+   * start, and the new run's exit is recorded.
    */
   private async recreate(rec: ContainerRecordFile): Promise<void> {
+    rec.phase = 'restarting';
+    delete rec.exit;
+    delete rec.finishedAt;
+    await this.writeRecord(rec);
+    this.crashPoint('restart-marked');
+    // A restart cut short by a crash left a created (never started) init: end it and let its
+    // monitor record its end before the state goes, or that record would be read as the new run's.
+    const rt = await this.runtimeState(rec.name);
+    if (rt && rt.status !== 'stopped') {
+      await this.o.runtime.kill(rec.name, 9).catch(() => {});
+      await (this.watchers.get(rec.name) ?? this.o.runtime.wait(rec.name).catch(() => null));
+    }
     try {
       await this.o.runtime.delete(rec.name, { force: true });
     } catch (e) {
@@ -610,6 +639,7 @@ export class ContainerService {
       await network.detach(rec.name);
     }
     const created = await this.o.runtime.create(rec.name, rec.bundle, { overlay: rec.overlay, stdio: { mode: 'log', path: rec.log } });
+    this.crashPoint('restart-created');
     try {
       if (rec.address && network) {
         await network.attach(rec.name, created.pid!, rec.address);
@@ -618,8 +648,8 @@ export class ContainerService {
     } catch (e) {
       return failAfterCleanup(e, [() => this.o.runtime.delete(rec.name, { force: true })]);
     }
-    delete rec.exit;
-    delete rec.finishedAt;
+    this.crashPoint('restart-network');
+    delete rec.phase;
     await this.writeRecord(rec);
     this.emit('created', rec.name);
     this.watch(rec.name);

@@ -4,7 +4,9 @@ import os from 'node:os';
 import type { CgroupMode } from '../cgroups/cgroup.js';
 import { hostPlatform } from '../image/registry/platform.js';
 
-export const AGENT_VERSION = '0.1.0';
+import { LXR_VERSION } from '../../proto/shared/version.js';
+
+export const AGENT_VERSION = LXR_VERSION;
 
 export interface HostUsage {
   containers: number;

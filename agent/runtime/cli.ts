@@ -9,6 +9,7 @@ import { createCgroupManager } from '../cgroups/index.js';
 import type { Process } from './oci.js';
 import { buildSpec } from './defaults.js';
 import { Runtime } from './runtime.js';
+import { LXR_VERSION } from '../../proto/shared/version.js';
 
 const USAGE = `usage: lxr-runtime [--root DIR] COMMAND [OPTIONS] ID
 commands:
@@ -106,7 +107,7 @@ async function main(argv: string[]): Promise<number> {
     return cmd ? 0 : 2;
   }
   if (cmd === 'version' || global.flags.has('version')) {
-    process.stdout.write('lxr-runtime version 0.1.0\nspec: 1.2.0\n');
+    process.stdout.write(`lxr-runtime version ${LXR_VERSION}\nspec: 1.2.0\n`);
     return 0;
   }
   if (cmd === 'spec') {

@@ -23,6 +23,17 @@ export function parseKeyValues(list: readonly string[], flag: string): Record<st
   return out;
 }
 
+/** docker's -e: K=V, or K alone to pass this process's K on. */
+export function parseEnv(list: readonly string[], local: NodeJS.ProcessEnv): string[] {
+  return list.map((e) => {
+    if (e === '' || e.startsWith('=')) throw invalid(`-e ${JSON.stringify(e)}: a variable needs a name (K=V)`);
+    if (e.includes('=')) return e;
+    const v = local[e];
+    if (v === undefined) throw invalid(`-e ${e}: there is no ${e} here to pass on (write -e ${e}=VALUE)`);
+    return `${e}=${v}`;
+  });
+}
+
 export const outputFlag: FlagSpec = { name: 'output', short: 'o', kind: 'string', value: 'json|yaml|wide', help: 'print as JSON, YAML, or a wider table' };
 
 /** The -o value, checked against what the command prints; '' for the default table. */

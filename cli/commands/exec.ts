@@ -4,18 +4,17 @@
 // the last byte this machine showed (kept in sessions.json beside the config).
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import type * as grpc from '@grpc/grpc-js';
+import * as grpc from '@grpc/grpc-js';
 import type { ExecRequest, ExecResponse, Session } from '../../proto/shared/api-types.js';
 import type { Command, Invocation } from '../command.js';
 import { writeBeside } from '../config.js';
 import { CliError, Exit, invalid } from '../failure.js';
-import { age, table, toJson, toYaml } from '../output.js';
+import { age, escape, table, toJson, toYaml } from '../output.js';
 import { DetachScanner, parseDetachKeys, RawMode } from '../terminal.js';
-import { checkName, outputMode } from './common.js';
-import { parseEnv } from './workspaces.js';
+import { splitSessionId } from '../../proto/shared/session-id.js';
+import { checkName, outputMode, parseEnv } from './common.js';
 
 const DETACH_DEFAULT = 'ctrl-p,ctrl-q';
-const SESSION_ID = /^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)\/([A-Za-z0-9_-]{1,64})$/;
 const OFFSETS_FILE = 'sessions.json';
 const OFFSETS_KEPT = 200;
 
@@ -80,25 +79,30 @@ function runSession(inv: Invocation, call: grpc.ClientDuplexStream<ExecRequest, 
     const onResize = (): void => {
       if (!finished) call.write({ resize: sizeOf() });
     };
-    const onSignal = (sig: NodeJS.Signals): void => {
-      // lxrctl itself was told to go (kill, a closed terminal): the session stays.
+    /** Leaves the session running: lxrctl was told to go (kill, a closed terminal, ctrl-c twice). */
+    const leave = (sig: NodeJS.Signals): void => {
       finish(() => {
         call.cancel();
         if (sessionId) rememberOffset(inv, sessionId, offset);
-        stderr.write(`\r\nlxrctl: ${sig}: left ${o.describe(sessionId)}\r\n`);
+        stderr.write(`\r\nlxrctl: ${sig}: left ${escape(o.describe(sessionId))} running${sessionId ? `; lxrctl attach ${escape(sessionId)} resumes it` : ''}\r\n`);
         resolve(128 + (sig === 'SIGHUP' ? 1 : sig === 'SIGINT' ? 2 : 15));
       });
     };
-    for (const sig of ['SIGTERM', 'SIGHUP', 'SIGINT'] as const) {
-      if (sig === 'SIGINT' && !interactive) continue; // ctrl-c without a tty ends lxrctl the usual way, after forwarding
-      const h = (): void => onSignal(sig);
+    for (const sig of ['SIGTERM', 'SIGHUP'] as const) {
+      const h = (): void => leave(sig);
       process.on(sig, h);
       cleanups.push(() => process.off(sig, h));
     }
-    if (!interactive && o.stdin) {
-      // Without a tty, ctrl-c is sent on to the process as SIGINT, as docker exec -i does.
+    if (!interactive) {
+      // With a terminal in raw mode ctrl-c is a byte for the remote side. Without one, with -i,
+      // the first ctrl-c is sent on as SIGINT (as docker exec -i does) and a second one leaves;
+      // without -i, ctrl-c leaves at once. Either way the session goes on.
+      let forwarded = !o.stdin;
       const h = (): void => {
-        if (!finished) call.write({ signal: 'SIGINT' });
+        if (finished) return;
+        if (forwarded) return leave('SIGINT');
+        forwarded = true;
+        call.write({ signal: 'SIGINT' });
       };
       process.on('SIGINT', h);
       cleanups.push(() => process.off('SIGINT', h));
@@ -114,7 +118,9 @@ function runSession(inv: Invocation, call: grpc.ClientDuplexStream<ExecRequest, 
         const out = m.output.stream === 'stderr' ? stderr : stdout;
         if (!out.write(m.output.data)) {
           call.pause();
-          out.once('drain', () => call.resume());
+          out.once('drain', () => {
+            if (!finished) call.resume();
+          });
         }
       } else if (m.gapUntil !== undefined && m.msg === 'gapUntil') {
         stderr.write(`\r\nlxrctl: output up to byte ${m.gapUntil} is no longer kept by the session\r\n`);
@@ -128,9 +134,9 @@ function runSession(inv: Invocation, call: grpc.ClientDuplexStream<ExecRequest, 
       }
     });
     call.on('error', (e: grpc.ServiceError) => finish(() => {
-      if (sessionId && (e.code === 14 || e.code === 1)) {
+      if (sessionId && (e.code === grpc.status.UNAVAILABLE || e.code === grpc.status.CANCELLED)) {
         rememberOffset(inv, sessionId, offset);
-        reject(new CliError(`lost the connection to the controller (${e.details}); ${o.describe(sessionId)} may still be running`, Exit.UNAVAILABLE, 'LXR_UNAVAILABLE', `lxrctl attach ${sessionId} resumes it`));
+        reject(new CliError(`the session's stream broke (${e.details}); ${o.describe(sessionId)} may still be running`, Exit.UNAVAILABLE, 'LXR_UNAVAILABLE', `lxrctl attach ${sessionId} resumes it`));
       } else reject(e);
     }));
     call.on('end', () => finish(() => {
@@ -149,19 +155,24 @@ function runSession(inv: Invocation, call: grpc.ClientDuplexStream<ExecRequest, 
         const r = scanner.feed(chunk);
         data = r.forward;
         if (r.detach) {
-          if (data.length) call.write({ stdin: data });
-          finish(() => {
-            call.cancel();
-            if (sessionId) rememberOffset(inv, sessionId, offset);
-            stderr.write(`\r\nlxrctl: detached from ${o.describe(sessionId)}; lxrctl attach ${sessionId} resumes it\r\n`);
-            resolve(Exit.OK);
-          });
+          const detach = (): void =>
+            finish(() => {
+              call.cancel();
+              if (sessionId) rememberOffset(inv, sessionId, offset);
+              stderr.write(`\r\nlxrctl: detached from ${escape(o.describe(sessionId))}; lxrctl attach ${escape(sessionId)} resumes it\r\n`);
+              resolve(Exit.OK);
+            });
+          // What was typed before the keys goes first.
+          if (data.length) call.write({ stdin: data }, detach);
+          else detach();
           return;
         }
       }
       if (data.length && !call.write({ stdin: data })) {
         stdin.pause();
-        call.once('drain', () => stdin.resume());
+        call.once('drain', () => {
+          if (!finished) stdin.resume();
+        });
       }
     };
     const onEnd = (): void => {
@@ -278,9 +289,12 @@ const attach: Command = {
   subject: (a) => a.positionals[0]?.split('/')[0],
   async run(inv) {
     const id = inv.args.positionals[0]!;
-    const m = SESSION_ID.exec(id);
-    if (!m) throw invalid(`session id ${JSON.stringify(id)} is not WORKSPACE/ID (lxrctl exec ls WORKSPACE lists them)`);
-    const workspace = m[1]!;
+    let workspace: string;
+    try {
+      workspace = checkName(splitSessionId(id).workspace, 'workspace');
+    } catch {
+      throw invalid(`session id ${JSON.stringify(id)} is not WORKSPACE/ID (lxrctl exec ls WORKSPACE lists them)`);
+    }
     const keys = detachKeys(inv);
     const session = (await sessionsOf(inv, workspace)).find((s) => s.id === id);
     if (!session) throw new CliError(`session ${id} not found`, Exit.NOT_FOUND, 'LXR_NOT_FOUND', `lxrctl exec ls ${workspace} lists its sessions`);

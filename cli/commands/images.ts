@@ -3,6 +3,8 @@
 // remove, and import an archive from this machine.
 import { createReadStream, statSync } from 'node:fs';
 import type { LayerProgress } from '../../proto/shared/api-types.js';
+import type { ClusterImportImageResponse } from '../../proto/shared/controller-types.js';
+import { pump } from '../../proto/shared/pump.js';
 import type { Command, Invocation } from '../command.js';
 import { CliError, Exit, invalid } from '../failure.js';
 import { age, bytes, escape, table, toJson, toYaml } from '../output.js';
@@ -16,7 +18,7 @@ function targetHosts(inv: Invocation): string[] {
 
 const BAR = 24;
 
-export function progressLine(host: string, p: LayerProgress): string {
+function progressLine(host: string, p: LayerProgress): string {
   const id = p.digest.replace(/^sha256:/, '').slice(0, 12);
   const head = `${host} ${id} ${p.state.padEnd(11)}`;
   if (p.state !== 'downloading' || !p.total) return p.total ? `${head} ${bytes(p.total)}` : head;
@@ -72,7 +74,7 @@ const pull: Command = {
     await new Promise<void>((resolve, reject) => {
       stream.on('data', (m) => {
         if (m.progress) progress.update(m.host, m.progress);
-        else if (m.image) pulled.push(`${escape(m.host)}: ${escape(m.image.names[0] ?? image)} ${m.image.digest}`);
+        else if (m.image) pulled.push(`${escape(m.host)}: ${escape(m.image.names[0] ?? image)} ${escape(m.image.digest)}`);
       });
       stream.on('error', (e) => {
         progress.draw();
@@ -165,15 +167,10 @@ const importCmd: Command = {
     }
     const src: NodeJS.ReadableStream = file === '-' ? inv.io.stdin : createReadStream(file, { highWaterMark: CHUNK });
     const c = inv.connection();
-    const result = await new Promise<import('../../proto/shared/controller-types.js').ClusterImportImageResponse>((resolve, reject) => {
+    const result = await new Promise<ClusterImportImageResponse>((resolve, reject) => {
       const call = c.images.Import(c.metadata(), (err, res) => (err ? reject(err) : resolve(res!)));
       call.write({ header: { hosts, repository: inv.flag('repository') ?? '' } });
-      src.on('data', (chunk: Buffer) => {
-        if (!call.write({ data: chunk })) {
-          src.pause();
-          call.once('drain', () => src.resume());
-        }
-      });
+      pump<Buffer, { data: Buffer }>(src, call, (chunk) => ({ data: chunk }));
       src.on('error', (e: Error) => {
         call.cancel();
         reject(invalid(`cannot read ${file}: ${e.message}`));
@@ -181,7 +178,7 @@ const importCmd: Command = {
       src.on('end', () => call.end());
     });
     for (const h of result.imported) {
-      for (const img of h.images) inv.out(`${escape(h.host)}: imported ${escape(img.names.join(', ') || '<none>')} ${img.digest}\n`);
+      for (const img of h.images) inv.out(`${escape(h.host)}: imported ${escape(img.names.join(', ') || '<none>')} ${escape(img.digest)}\n`);
     }
     return Exit.OK;
   },

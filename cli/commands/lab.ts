@@ -90,6 +90,12 @@ const status: Command = {
       inv.out(`lab ${st.name} (switch ${st.namespace.alive ? 'up' : 'DOWN'}; registry ${st.registry ? `${st.registry.address} ${st.registry.alive ? 'up' : 'DOWN'}` : 'none'}; controller ${st.controller ? `${st.controller.grpc} ${st.controller.alive ? 'up' : 'DOWN'}` : 'none'})\n`);
       for (const h of st.hosts) inv.out(`  ${h.name}\t${h.address}\t${h.subnet}\t${h.alive ? 'up' : 'DOWN'}\t${h.grpc}\n`);
     }
+    // A lab whose processes are gone (a reboot, a kill) is there but not usable: exit 3, as an unreachable server.
+    const down = [!st.namespace.alive && 'its switch', st.registry && !st.registry.alive && 'its registry', st.controller && !st.controller.alive && 'its controller', ...st.hosts.filter((h) => !h.alive).map((h) => `host ${h.name}`)].filter(Boolean);
+    if (down.length) {
+      inv.err(`lxrctl: lab ${name} is not all up: ${down.join(', ')} DOWN (LXR_UNAVAILABLE); lxrctl lab down --name ${name}, then lab up again\n`);
+      return Exit.UNAVAILABLE;
+    }
     return Exit.OK;
   },
 };

@@ -4,7 +4,7 @@ import type { Command } from '../command.js';
 import { Exit } from '../failure.js';
 import { escape } from '../output.js';
 
-export const VERSION = '0.1.0';
+import { LXR_VERSION as VERSION } from '../../proto/shared/version.js';
 
 export const versionCommand: Command = {
   path: ['version'],

@@ -6,7 +6,7 @@ import type { FlagSpec } from '../args.js';
 import type { Command, Invocation } from '../command.js';
 import { CliError, Exit, failureLine, invalid, toCliError } from '../failure.js';
 import { age, bytes, escape, parseSince, parseSize, table, toJson, toYaml } from '../output.js';
-import { checkName, outputFlag, outputMode, parseKeyValues } from './common.js';
+import { checkName, outputFlag, outputMode, parseEnv, parseKeyValues } from './common.js';
 
 const CREATE_FLAGS: FlagSpec[] = [
   { name: 'image', kind: 'string', value: 'REF', help: 'the image (required): a name (busybox, 198.18.0.254:5000/dev:1) or a digest' },
@@ -19,7 +19,40 @@ const CREATE_FLAGS: FlagSpec[] = [
   { name: 'selector', kind: 'list', value: 'K=V', help: 'only hosts with this label (repeatable)' },
   { name: 'arch', kind: 'string', value: 'ARCH', help: 'only hosts of this architecture (amd64, arm64)' },
   { name: 'detach', short: 'd', kind: 'bool', help: 'answer once it is placed; do not wait for it to run' },
+  { name: 'timeout', kind: 'int', value: 'SECONDS', help: 'how long to wait for it to run (default 300); it keeps trying after' },
 ];
+
+const SETTLED = new Set(['Running', 'Failed', 'Stopped']);
+const POLL_MS = 200;
+
+/**
+ * Waits until the workspace runs, failed or stopped, telling a person at a
+ * terminal what it is doing meanwhile (the host's image pull, a retry and why).
+ */
+async function waitSettled(inv: Invocation, first: Workspace, timeoutS: number): Promise<Workspace> {
+  const c = inv.connection();
+  const name = first.spec?.name ?? '';
+  const deadline = inv.io.now() + timeoutS * 1000;
+  const tty = !!inv.io.stderr.isTTY;
+  let w = first;
+  let shown = '';
+  for (;;) {
+    if (SETTLED.has(w.state)) return w;
+    const line = `${name}: ${w.state} on host ${w.host}${w.reason ? ` (${w.reason})` : ''}`;
+    if (tty && line !== shown) inv.err(`${escape(line)}\n`);
+    shown = line;
+    if (inv.io.now() >= deadline) {
+      throw new CliError(
+        `workspace ${name} is still ${w.state} on host ${w.host} after ${timeoutS} s${w.reason ? `: ${w.reason}` : ''}`,
+        Exit.UNAVAILABLE,
+        'LXR_UNAVAILABLE',
+        `the controller keeps trying; lxrctl ps -a shows it, lxrctl rm -f ${name} gives up`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, POLL_MS));
+    w = (await c.call(c.workspaces, c.workspaces.Get, { name })).workspace!;
+  }
+}
 
 export function parsePort(s: string): PortMapping {
   const m = /^(\d{1,5}):(\d{1,5})(?:\/(tcp|udp))?$/.exec(s);
@@ -28,17 +61,8 @@ export function parsePort(s: string): PortMapping {
   return { hostPort: Number(m[1]), containerPort: Number(m[2]), protocol: m[3] ?? 'tcp' };
 }
 
-export function parseEnv(list: readonly string[], local: NodeJS.ProcessEnv): string[] {
-  return list.map((e) => {
-    if (e === '' || e.startsWith('=')) throw invalid(`-e ${JSON.stringify(e)}: a variable needs a name (K=V)`);
-    if (e.includes('=')) return e;
-    const v = local[e];
-    if (v === undefined) throw invalid(`-e ${e}: there is no ${e} here to pass on (write -e ${e}=VALUE)`);
-    return `${e}=${v}`;
-  });
-}
 
-export function buildSpec(inv: Invocation, name: string): Partial<WorkspaceSpec> {
+function buildSpec(inv: Invocation, name: string): Partial<WorkspaceSpec> {
   const image = inv.flag('image');
   if (!image) throw invalid('--image is required (e.g. --image busybox)', 'lxrctl images ls lists the images on each host');
   const host = inv.flag('host');
@@ -74,7 +98,7 @@ export function buildSpec(inv: Invocation, name: string): Partial<WorkspaceSpec>
 }
 
 /** A Failed workspace as the error it is, with its catalogue reason's exit code. */
-export function failedError(w: Workspace): CliError {
+function failedError(w: Workspace): CliError {
   const name = w.spec?.name ?? '';
   const why = w.reason || 'no reason recorded';
   const code = w.reasonCode || 'LXR_INTERNAL';
@@ -99,10 +123,11 @@ const create: Command = {
   async run(inv) {
     const name = checkName(inv.args.positionals[0]!, 'workspace');
     const spec = buildSpec(inv, name);
+    const timeout = inv.int('timeout') ?? 300;
+    if (timeout < 1) throw invalid(`--timeout ${timeout}: must be at least 1 second`);
     const c = inv.connection();
-    const wait = !inv.bool('detach');
-    const r = await c.call(c.workspaces, c.workspaces.Create, { spec, wait }, wait ? 15 * 60_000 : undefined);
-    const w = r.workspace!;
+    const r = await c.call(c.workspaces, c.workspaces.Create, { spec, wait: false });
+    const w = inv.bool('detach') ? r.workspace! : await waitSettled(inv, r.workspace!, timeout);
     if (w.state === 'Failed') throw failedError(w);
     const where = `host ${w.host}${w.address ? `, address ${w.address}` : ''}`;
     inv.out(`${escape(name)} ${r.created ? '' : '(already there) '}${w.state === 'Running' ? 'is running' : `is ${w.state}`} on ${escape(where)}\n`);
@@ -221,7 +246,8 @@ const stop: Command = {
   subject: (a) => a.positionals[0],
   run(inv) {
     const t = inv.int('time');
-    if (t !== undefined && (t < 0 || t > 3600)) throw invalid(`-t ${t}: the grace time must be 0-3600 seconds`);
+    // The API reads 0 as "the default" (10 s): an immediate kill is not offered, so 0 is refused rather than misread.
+    if (t !== undefined && (t < 1 || t > 3600)) throw invalid(`-t ${t}: the grace time must be 1-3600 seconds (default 10)`);
     const c = inv.connection();
     return each(inv, 'stop', async (name) => {
       await c.call(c.workspaces, c.workspaces.Stop, { name, graceSeconds: t ?? 0 }, 0);
@@ -277,6 +303,8 @@ const logs: Command = {
         throw invalid(`--since: ${(e as Error).message}`);
       }
     }
+    // docker's --tail 0 is "no old lines"; the API's tail 0 is "all": ask for lines from now on instead.
+    if (tail === 0) since = new Date(inv.io.now()).toISOString();
     const c = inv.connection();
     const stream = c.workspaces.Logs({ name, follow: inv.bool('follow'), tail: tail ?? 0, since }, c.metadata());
     const stamps = inv.bool('timestamps');
@@ -284,7 +312,7 @@ const logs: Command = {
       stream.on('data', (m) => {
         const out = m.stream === 'stderr' ? inv.io.stderr : inv.io.stdout;
         const body = m.partial ? m.line : Buffer.concat([m.line, Buffer.from('\n')]);
-        if (stamps) out.write(`${m.time} `);
+        if (stamps) out.write(`${escape(m.time)} `);
         if (!out.write(body)) {
           stream.pause();
           out.once('drain', () => stream.resume());
@@ -298,4 +326,3 @@ const logs: Command = {
 };
 
 export const workspaceCommands: Command[] = [create, ps, inspect, start, stop, rm, logs];
-export { CREATE_FLAGS };

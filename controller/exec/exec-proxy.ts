@@ -10,16 +10,13 @@ import type { ExecRequest, ExecResponse, ListSessionsRequest, ListSessionsRespon
 import { invalidArgument, LxrError } from '../../proto/shared/errors.js';
 import { fromStatus, toStatus } from '../../proto/shared/grpc-errors.js';
 import { logFailure, type AdapterContext } from '../../proto/shared/grpc-handlers.js';
+import { pump } from '../../proto/shared/pump.js';
+import { sessionIdOf, splitSessionId } from '../../proto/shared/session-id.js';
 
 /** Where a workspace's streams go: its host's clients; throws when it cannot take them. */
 export type Resolve = (workspace: string, op: string) => { host: string; exec: ExecClient; containers: ContainersClient };
 
-/** Splits a controller session id into workspace and agent session id. */
-export function splitSessionId(id: string | undefined): { workspace: string; session: string } {
-  const i = (id ?? '').indexOf('/');
-  if (i <= 0 || i === id!.length - 1) throw invalidArgument('attach.session_id', `${JSON.stringify(id ?? '')} is not a session id of this controller (WORKSPACE/ID)`);
-  return { workspace: id!.slice(0, i), session: id!.slice(i + 1) };
-}
+export { splitSessionId };
 
 /** An agent's failure as the controller's caller should see it (UNAVAILABLE names the host). */
 function agentError(host: string, e: unknown): LxrError {
@@ -28,15 +25,6 @@ function agentError(host: string, e: unknown): LxrError {
   return err;
 }
 
-/** Moves messages from `from` to `to`, pausing `from` while `to` is full. */
-function pump<T>(from: NodeJS.ReadableStream & { pause(): unknown; resume(): unknown }, to: { write(m: T): boolean; once(ev: 'drain', f: () => void): unknown }, map: (m: T) => T = (m) => m): void {
-  from.on('data', (m: T) => {
-    if (!to.write(map(m))) {
-      from.pause();
-      to.once('drain', () => from.resume());
-    }
-  });
-}
 
 function bidi(ctx: AdapterContext, resolve: Resolve, kind: 'Exec' | 'Attach') {
   const rpc = `Exec.${kind}`;
@@ -84,7 +72,7 @@ function bidi(ctx: AdapterContext, resolve: Resolve, kind: 'Exec' | 'Attach') {
       call.on('cancelled', () => agent.cancel());
       call.on('end', () => agent.end());
       pump<ExecRequest>(call, agent);
-      pump<ExecResponse>(agent, call, (m) => (m.sessionId ? { sessionId: `${workspace}/${m.sessionId}` } : m));
+      pump<ExecResponse>(agent, call, (m) => (m.sessionId ? { sessionId: sessionIdOf(workspace, m.sessionId) } : m));
       agent.on('end', () => {
         finish(0);
         call.end();
@@ -143,5 +131,5 @@ export async function listSessions(resolve: Resolve, req: ListSessionsRequest): 
   if (!ws) throw invalidArgument('container', 'name the workspace');
   const t = resolve(ws, 'list the sessions of');
   const res = await new Promise<ListSessionsResponse>((ok, ko) => t.exec.ListSessions({ container: ws }, new grpc.Metadata(), { deadline: Date.now() + 30_000 }, (err, r) => (err ? ko(agentError(t.host, err)) : ok(r!))));
-  return { sessions: res.sessions.map((s) => ({ ...s, id: `${ws}/${s.id}` })) };
+  return { sessions: res.sessions.map((s) => ({ ...s, id: sessionIdOf(ws, s.id) })) };
 }

@@ -266,7 +266,13 @@ export class WorkspaceService extends EventEmitter {
       ctr = await this.createOn(t, rec);
       if (ctr.state !== 'running') ctr = await this.o.gateway.start(t, name);
     } catch (e) {
-      if (isTransient(e)) throw e;
+      if (isTransient(e)) {
+        // Tried again at the next reconcile; meanwhile the record says why it is still Creating.
+        const why = `retrying: ${(e as Error).message}`;
+        const now = this.cache.get(name);
+        if (now?.rec.uid === uid && now.rec.state === 'Creating' && now.rec.reason !== why) await this.update(name, { reason: why }, 'Creating').catch(() => {});
+        throw e;
+      }
       if (this.cache.get(name)?.rec.uid !== uid) return; // deleted meanwhile: the orphan sweep removes the container
       await this.update(name, { state: 'Failed', reason: (e as Error).message, reasonCode: asLxrError(e).reason }, 'Creating');
       this.o.log?.warn({ container: name, host: t.name, err: e }, 'workspace failed');

@@ -10,7 +10,7 @@ import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import { CREATE_STEPS } from '../../agent/containers/container-service.js';
+import { CREATE_STEPS, RESTART_STEPS } from '../../agent/containers/container-service.js';
 import { unary, type PullResponse } from '../../proto/shared/api.js';
 import { AgentProcesses } from '../helpers/agent-process.js';
 import { agentTestSkip, busyboxRegistry, cleanupSteps, collect, grpcErr } from '../helpers/agent.js';
@@ -76,6 +76,45 @@ describe('agent crash during create: repaired at the next start', { skip: agentT
       made.delete(name);
       assert.deepEqual(await cgroupDirs(`${cgroupParent}/${name}`), []);
       await lab.kill(a);
+    });
+  }
+
+  // Starting a stopped container again (a new init on the same rootfs): a crash at any step is
+  // completed by the next start, with the files kept and the new run's exit recorded.
+  for (const crashAt of RESTART_STEPS) {
+    test(`killed after "${crashAt}" of a restart: the next start completes it`, async () => {
+      const name = uniqueId('r');
+      made.add(name);
+      // Run 1 leaves a marker and sleeps; run 2 finds it and exits 7.
+      const command = ['sh', '-c', 'if [ -e /root/again ]; then exit 7; fi; touch /root/again; exec sleep 3600'];
+      const a = await lab.spawn();
+      await unary(a.ctrs, a.ctrs.Create, { name, image, command });
+      await unary(a.ctrs, a.ctrs.Start, { name });
+      const stopped = (await unary(a.ctrs, a.ctrs.Stop, { name, graceSeconds: 1 })).container!;
+      assert.deepEqual([stopped.state, stopped.exitCode], ['stopped', 137]);
+      await lab.kill(a);
+
+      const doomed = await lab.spawn({ LXR_TEST_CRASH_AT: crashAt });
+      const before = (await unary(doomed.ctrs, doomed.ctrs.Get, { name })).container!;
+      assert.deepEqual([before.state, before.exitCode], ['stopped', 137], 'the new agent sees it stopped');
+      await assert.rejects(unary(doomed.ctrs, doomed.ctrs.Start, { name }), (e: unknown) => true, `the start did not crash the agent:\n${lab.logs().slice(-3000)}`);
+      await lab.exited(doomed);
+      assert.equal(doomed.proc.signalCode, 'SIGKILL', `the agent did not crash at ${crashAt}:\n${lab.logs()}`);
+      await lab.kill(doomed);
+
+      const b = await lab.spawn();
+      await unary(b.ctrs, b.ctrs.Start, { name });
+      let c = (await unary(b.ctrs, b.ctrs.Get, { name })).container!;
+      // Stopped, and its exit recorded (finishedAt is written with it).
+      for (let i = 0; i < 100 && !(c.state === 'stopped' && c.finishedAt); i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        c = (await unary(b.ctrs, b.ctrs.Get, { name })).container!;
+      }
+      assert.deepEqual([c.state, c.exitCode], ['stopped', 7], `run 2 found run 1's file and its own exit was recorded\n${lab.logs().slice(-3000)}`);
+      await unary(b.ctrs, b.ctrs.Remove, { name, force: true });
+      made.delete(name);
+      assert.deepEqual(await cgroupDirs(`${cgroupParent}/${name}`), []);
+      await lab.kill(b);
     });
   }
 });

@@ -7,6 +7,7 @@
 // and exits with the shell's status.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
@@ -137,6 +138,23 @@ describe('lxrctl exec -it under a real terminal', { skip: agentTestSkip, timeout
     at = a.type('exit 3\r');
     await a.wait(re(String.raw`EXIT=3\n`), at);
     assert.equal(await a.exited, 0);
+  });
+
+  test('lxrctl killed while attached leaves the session running and the terminal restored', async () => {
+    const t = term(`${LXRCTL} exec -it tty1 -- sh; echo "EXIT=$?"; stty -a`);
+    await t.wait(PROMPT);
+    // lxrctl is the pseudo-terminal's shell's child (by pid, from /proc).
+    const child = Number(readFileSync(`/proc/${t.p.pid}/task/${t.p.pid}/children`, 'utf8').trim().split(' ')[0]);
+    assert.ok(child > 0);
+    const at = t.out.length;
+    process.kill(child, 'SIGTERM');
+    const m = await t.wait(/SIGTERM: left session (tty1\/[A-Za-z0-9_-]+) of tty1 running; lxrctl attach \1 resumes it/, at);
+    await t.wait(re(String.raw`EXIT=143\n`), at);
+    await t.exited;
+    const settings = t.out.slice(t.out.indexOf('EXIT=143'));
+    assert.match(settings, /[^-]icanon/, 'the terminal is back in canonical mode');
+    const ls = JSON.parse((await run(LXRCTL, ['exec', 'ls', 'tty1', '-o', 'json'], { env })).stdout) as Array<{ id: string; state: string }>;
+    assert.equal(ls.find((s) => s.id === m[1])?.state, 'running');
   });
 
   test('-t without -i, and -i without a terminal on the remote side', async () => {

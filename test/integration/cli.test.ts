@@ -33,7 +33,7 @@ describe('lxrctl against a lab with a controller', { skip: agentTestSkip, timeou
   let lab: LabState;
 
   /** Runs lxrctl; its exit code and output (never throws). */
-  const lxrctl = (args: string[], o: { input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<Result> =>
+  const lxrctl = (args: string[], o: { input?: string | Buffer; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<Result> =>
     new Promise((resolve) => {
       const p = spawn(LXRCTL, args, { env: { ...env, ...o.env }, stdio: ['pipe', 'pipe', 'pipe'] });
       let out = '';
@@ -82,6 +82,16 @@ describe('lxrctl against a lab with a controller', { skip: agentTestSkip, timeou
     const ctxs = await ok(['config', 'get-contexts']);
     assert.match(ctxs, new RegExp(`^\\*\\s+lab-${name}\\s+unix://${dir}/controller/controller\\.sock`, 'm'));
     assert.equal(await ok(['config', 'current-context']), `lab-${name}\n`);
+    assert.equal(await ok(['version', '--client']), 'lxrctl 0.1.0\n');
+    assert.equal(await ok(['--version']), 'lxrctl 0.1.0\n');
+    const st = await ok(['lab', 'status', '--name', name, '--dir', dir]);
+    assert.match(st, new RegExp(`^lab ${name} \\(switch up; registry 198\\.18\\.0\\.254:5000 up; controller unix://.* up\\)$`, 'm'));
+    assert.match(st, /^  n1\t198\.18\.0\.1\t198\.19\.\d+\.0\/24\tup\t/m);
+    await fails(['lab', 'status', '--name', 'nolab', '--dir', path.join(work, 'nolab')], 4, /no lab named "nolab"/);
+    // The API example of the README, a plain grpc-js client, against this controller.
+    const ex = await run(process.execPath, [path.join(repoRoot(), 'examples', 'list-workspaces.mjs'), `unix://${dir}/controller/controller.sock`]);
+    assert.match(ex.stdout, /n1/);
+    assert.match(ex.stdout, /n2/);
     const v = await ok(['version']);
     assert.match(v, /^lxrctl \d+\.\d+\.\d+\ncontroller unix:\/\/.* \(from context lab-.*\): SERVING\n$/);
   });
@@ -99,6 +109,11 @@ describe('lxrctl against a lab with a controller', { skip: agentTestSkip, timeou
     assert.match(await ok(['hosts']), /^n2\s+Ready,Cordoned\s/m);
     assert.equal(await ok(['hosts', 'uncordon', 'n2']), 'n2 uncordoned\n');
     assert.match(await ok(['hosts']), /^n2\s+Ready\s/m);
+    assert.equal(await ok(['hosts', 'drain', 'n2']), 'n2 drained; no workspace was running\n');
+    assert.match(await ok(['hosts']), /^n2\s+Ready,Cordoned\s/m, 'drain cordons');
+    await ok(['hosts', 'uncordon', 'n2']);
+    await fails(['hosts', 'rm', 'n9'], 4, /host "n9" not found/);
+    await fails(['hosts', 'drain', 'n9'], 4, /host "n9" not found/);
     await fails(['hosts', 'cordon', 'n9'], 4, /host "n9" not found.*; lxrctl hosts ls lists the hosts/);
     await fails(['hosts', 'inspect', 'N9'], 2, /host name "N9" is not valid/);
   });
@@ -140,9 +155,9 @@ describe('lxrctl against a lab with a controller', { skip: agentTestSkip, timeou
     await fails(['images', 'import', path.join(work, 'empty.tar')], 2, /empty\.tar is empty/);
     await fails(['images', 'import', work], 2, /is not a file/);
     writeFileSync(path.join(work, 'garbage.tar'), 'this is not a tar archive at all'.repeat(100));
-    const g = await lxrctl(['images', 'import', path.join(work, 'garbage.tar')]);
-    assert.notEqual(g.code, 0);
-    assert.match(g.err, /^lxrctl: host n\d: .*\(LXR_/);
+    await fails(['images', 'import', path.join(work, 'garbage.tar')], 2, /^lxrctl: host n\d: .*\(LXR_INVALID_(ARGUMENT|SPEC)\)/);
+    // From stdin, to one host.
+    assert.match(await ok(['images', 'import', '-', '--host', 'n1', '--repository', 'fromstdin'], { input: readFileSync(archive) }), /^n1: imported /m);
   });
 
   test('create, ps, inspect with every flag; idempotent create; bad names never reach the server', async () => {
@@ -222,6 +237,8 @@ describe('lxrctl against a lab with a controller', { skip: agentTestSkip, timeou
     assert.deepEqual([t1.out, t1.err], ['', 'oops\n'], 'the last line only (it went to stderr)');
     const t2 = await lxrctl(['logs', '-n', '2', 'ws1']);
     assert.deepEqual([t2.out, t2.err], ['started\n', 'oops\n']);
+    const t0 = await lxrctl(['logs', '--tail', '0', 'ws1']);
+    assert.deepEqual([t0.code, t0.out, t0.err], [0, '', ''], 'docker\'s --tail 0: no old lines');
     assert.match(await ok(['logs', '-t', 'ws1']), /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z started\n$/);
     assert.equal((await lxrctl(['logs', '--since', '1h', 'ws1'])).out, 'started\n');
     assert.equal((await lxrctl(['logs', '--since', '2999-01-01T00:00:00Z', 'ws1'])).out, '');
@@ -269,6 +286,13 @@ describe('lxrctl against a lab with a controller', { skip: agentTestSkip, timeou
     assert.match(r.err, /lxrctl rm ghost/);
     assert.match(await ok(['ps', '-a']), /^ghost\s+n\d\s+Failed/m);
     await ok(['rm', 'ghost']);
+    // A registry that does not answer (a lab address, nothing listening): the controller keeps
+    // trying, and create gives up waiting after --timeout, saying why and what to do.
+    const slow = await fails(['create', 'slow', '--image', '198.18.0.254:5999/lxr/x:v1', '--timeout', '4'], 3, /workspace slow is still Creating on host n\d after 4 s: retrying: .*\(LXR_UNAVAILABLE\); the controller keeps trying; lxrctl ps -a shows it, lxrctl rm -f slow gives up/);
+    assert.equal(slow.err.trimEnd().split('\n').length, 1, 'not a terminal: no progress lines');
+    assert.match(await ok(['ps']), /^slow\s+n\d\s+Creating/m);
+    await ok(['rm', '-f', 'slow']);
+    await fails(['create', 'x1', '--image', 'busybox', '--timeout', '0'], 2, /--timeout 0: must be at least 1 second/);
   });
 
   test('the server down, a missing context, and where lxrctl looks', async () => {

@@ -11,7 +11,7 @@ import { existsSync, readFileSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { labDown } from '../../cli/lab/lab.js';
+import { alive, labDown, readLab } from '../../cli/lab/lab.js';
 import { repoRoot } from '../../proto/shared/api.js';
 import { ownedTempDir, uniqueId } from '../helpers/tmp.js';
 
@@ -109,5 +109,28 @@ describe('README command 1 in a fresh clone', { skip, timeout: 1_500_000 }, () =
     assert.match(r.out, new RegExp(`lab ${name} is already up; using it`));
     assert.match(r.out, /^demo \(already there\) is running/m);
     assert.match(r.out, /^hello from workspace demo/m);
+  });
+
+  test('after its lab died (as after a reboot), the demo makes the lab again', async () => {
+    const lab = readLab(path.join(work, 'lab'))!;
+    process.kill(lab.controller!.proc.pid, 'SIGKILL');
+    for (let i = 0; i < 100 && alive(lab.controller!.proc); i++) await new Promise((res) => setTimeout(res, 50));
+    const st = await run(path.join(work, 'bin', 'lxrctl'), ['lab', 'status', '--name', name, '--dir', path.join(work, 'lab')], { env }).then(
+      () => null,
+      (e: { code: number; stderr: string }) => e,
+    );
+    assert.equal(st?.code, 3, 'lab status says it is not all up');
+    assert.match(st!.stderr, /its controller DOWN/);
+    const out = await new Promise<{ code: number; out: string }>((resolve) => {
+      const p = spawn('bash', ['scripts/demo.sh'], { cwd: clone, env, stdio: ['ignore', 'pipe', 'pipe'] });
+      let o = '';
+      p.stdout.on('data', (d) => (o += d));
+      p.stderr.on('data', (d) => (o += d));
+      p.on('close', (code) => resolve({ code: code ?? 137, out: o }));
+    });
+    assert.equal(out.code, 0, out.out.slice(-4000));
+    assert.match(out.out, new RegExp(`lab ${name} is not all up; making it again`));
+    assert.match(out.out, new RegExp(`lab ${name} is up: 2 hosts`));
+    assert.match(out.out, /^hello from workspace demo/m);
   });
 });

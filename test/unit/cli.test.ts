@@ -4,7 +4,7 @@
 // completion script (run by a real bash), and main() on bad input.
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -21,6 +21,7 @@ import { age, bytes, escape, parseSince, parseSize, table, toJson, toYaml } from
 import { DetachScanner, parseDetachKeys } from '../../cli/terminal.js';
 import { LxrError } from '../../proto/shared/errors.js';
 import { toStatus } from '../../proto/shared/grpc-errors.js';
+import { repoRoot } from '../../proto/shared/api.js';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'lxr-cli-unit-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -126,7 +127,7 @@ describe('lxrctl output', () => {
       ['2026-11-23T11:59:55Z', '5s'],
       ['2026-11-23T11:58:01Z', '119s'],
       ['2026-11-23T11:50:00Z', '10m'],
-      ['2026-11-23T09:00:00Z', '180m'.replace('180m', '3h')],
+      ['2026-11-23T09:00:00Z', '3h'],
       ['2026-11-20T12:00:00Z', '3d'],
       ['', ''],
       ['garbage', ''],
@@ -185,6 +186,21 @@ describe('lxrctl detach keys', () => {
       [['', `${P}`, '', `${Q}`], '', true],
     ];
     for (const [chunks, out, detached] of cases) assert.deepEqual(run(chunks), { out, detached }, JSON.stringify(chunks));
+    // A sequence that repeats its own start: a,a,b.
+    const aab = (chunks: string[]): { out: string; detach: boolean } => {
+      const s = new DetachScanner(parseDetachKeys('a,a,b'));
+      let out = '';
+      for (const c of chunks) {
+        const r = s.feed(Buffer.from(c));
+        out += r.forward.toString();
+        if (r.detach) return { out, detach: true };
+      }
+      return { out, detach: false };
+    };
+    assert.deepEqual(aab(['aaab']), { out: 'a', detach: true });
+    assert.deepEqual(aab(['xaa', 'ab']), { out: 'xa', detach: true });
+    assert.deepEqual(aab(['aac']), { out: 'aac', detach: false });
+    assert.deepEqual(aab(['abaab']), { out: 'ab', detach: true });
   });
 });
 
@@ -209,6 +225,12 @@ describe('lxrctl contexts', () => {
     assert.equal(resolveTarget({}, { ...env, LXR_CONTEXT: 'b' }).address, '10.0.0.1:7000');
     assert.equal(resolveTarget({}, { ...env, LXR_SERVER: '/env.sock' }).address, 'unix:///env.sock');
     assert.equal(resolveTarget({ server: '/flag.sock' }, { ...env, LXR_SERVER: '/env.sock' }).address, 'unix:///flag.sock');
+    // Flags before the environment: --context beats LXR_SERVER, and keeps its credentials.
+    assert.deepEqual(resolveTarget({ context: 'a' }, { ...env, LXR_SERVER: '/env.sock' }), { address: 'unix:///a.sock', context: 'a', source: 'context', credentials: { token: 't' } });
+    // --server takes the current context's credentials along.
+    assert.deepEqual(resolveTarget({ server: '/flag.sock' }, env).credentials, { token: 't' });
+    assert.throws(() => resolveTarget({}, { ...env, LXR_CONTEXT: 'gone' }), /no context "gone"/);
+    assert.throws(() => resolveTarget({ server: '' }, env), /--server needs a value/);
     assert.throws(() => resolveTarget({ context: 'nope' }, env), (e: unknown) => e instanceof CliError && e.exit === Exit.NOT_FOUND && /no context "nope"/.test(e.message));
     assert.deepEqual(resolveTarget({}, { LXR_CONFIG: path.join(tmp, 'none.json') }), { address: DEFAULT_SERVER, context: '', source: 'default', credentials: {} });
   });
@@ -235,7 +257,8 @@ describe('lxrctl failures', () => {
       [status(new LxrError('LXR_ILLEGAL_STATE', 'cannot start workspace "ws1": it is Failed')), Exit.FAILED, /lxrctl inspect ws1/],
       [status(new LxrError('LXR_ALREADY_EXISTS', 'workspace "ws1" already exists')), Exit.FAILED, /lxrctl rm -f ws1/],
       [status(new LxrError('LXR_NO_HOST_FITS', 'no host fits')), Exit.FAILED, /hosts ls/],
-      [status(new LxrError('LXR_UNAVAILABLE', 'host n2 does not answer')), Exit.UNAVAILABLE, /lab up --controller/],
+      [status(new LxrError('LXR_UNAVAILABLE', 'host n2 does not answer')), Exit.UNAVAILABLE, /lxrctl hosts ls shows whether that host is Ready/],
+      [status(new LxrError('LXR_UNAVAILABLE', 'the controller is shutting down')), Exit.UNAVAILABLE, /lab up --controller/],
       [status(new LxrError('LXR_INTERNAL', 'boom')), Exit.FAILED, /^$/],
       [new UsageError('--tail needs a value'), Exit.INVALID, /--help/],
       [new Error('plain'), Exit.FAILED, /^$/],
@@ -276,6 +299,9 @@ describe('lxrctl commands', () => {
       [['exec', 'ls', '--', 'sh'], 'exec', ['ls', '--', 'sh']],
       [['exec', '-it', 'ws1', '--', 'ls'], 'exec', ['-it', 'ws1', '--', 'ls']],
       [['rm', 'ps'], 'rm', ['ps']],
+      [['images', '--server', '/x', 'pull', 'busybox'], 'images pull', ['--server', '/x', 'busybox']],
+      [['hosts', '--context=c', 'cordon', 'n1'], 'hosts cordon', ['--context=c', 'n1']],
+      [['logs', '-f', 'ps'], 'logs', ['-f', 'ps']],
     ];
     for (const [argv, path_, rest] of cases) {
       const f = findCommand(argv);
@@ -316,7 +342,10 @@ describe('lxrctl commands', () => {
       [['exec', 'ws1', '--detach-keys', 'ctrl-1', '--', 'sh'], /--detach-keys/],
       [['logs', 'ws1', '--since', 'yesterday'], /--since: "yesterday" is neither/],
       [['logs', 'ws1', '--tail', '-3'], /--tail -3: must be 0 or more/],
-      [['stop', 'ws1', '-t', '99999'], /grace time must be 0-3600/],
+      [['stop', 'ws1', '-t', '99999'], /grace time must be 1-3600/],
+      [['stop', 'ws1', '-t', '0'], /grace time must be 1-3600/],
+      [['ps', '--server='], /--server needs a value/],
+      [['ps', '-o', ''], /-o needs a value/],
       [['rm', 'ok', 'NOT-OK'], /workspace name "NOT-OK" is not valid/],
       [['ps', '-o', 'xml'], /-o "xml": choose json, yaml, wide/],
       [['attach', 'nonsense'], /session id "nonsense" is not WORKSPACE\/ID/],
@@ -405,5 +434,37 @@ describe('lxrctl completion (bash)', () => {
   it('is valid bash', () => {
     const r = spawnSync('bash', ['-n'], { input: script });
     assert.equal(r.status, 0, String(r.stderr));
+  });
+});
+
+describe('bin/lxrctl, the launcher', () => {
+  // A copy of the launcher beside a fake build: a "bundle" and "modules" that say which ran.
+  const dir = path.join(tmp, 'launcher');
+  const cli = path.join(dir, 'dist', 'cli');
+  const launcher = path.join(dir, 'bin', 'lxrctl');
+  const runIt = (env: NodeJS.ProcessEnv = {}): string => execFileSync(process.execPath, [launcher], { env: { PATH: process.env['PATH'], ...env } }).toString();
+  const setMtime = (f: string, s: number): void => utimesSync(f, s, s);
+
+  it('runs the bundle when it is newer than its inputs, with a code cache; the modules otherwise', () => {
+    mkdirSync(cli, { recursive: true });
+    mkdirSync(path.join(dir, 'bin'), { recursive: true });
+    writeFileSync(path.join(dir, 'package.json'), '{"type":"module"}\n');
+    writeFileSync(launcher, readFileSync(path.join(repoRoot(), 'bin', 'lxrctl')));
+    writeFileSync(path.join(cli, 'lxrctl.js'), "process.stdout.write('modules\\n');\n");
+    writeFileSync(path.join(cli, 'lxrctl.bundle.cjs'), "process.stdout.write('bundle ' + require('path').basename(__dirname) + '\\n');\n");
+    writeFileSync(path.join(cli, 'lxrctl.bundle.cjs.inputs.json'), '["lxrctl.js"]\n');
+    setMtime(path.join(cli, 'lxrctl.js'), 1000);
+    setMtime(path.join(cli, 'lxrctl.bundle.cjs'), 2000);
+    assert.equal(runIt(), 'bundle cli\n');
+    assert.ok(existsSync(path.join(cli, 'lxrctl.bundle.cjs.cache')), 'the code cache is written after the first run');
+    assert.equal(runIt(), 'bundle cli\n', 'and used by the next');
+    writeFileSync(path.join(cli, 'lxrctl.bundle.cjs.cache'), 'garbage');
+    assert.equal(runIt(), 'bundle cli\n', 'a cache V8 rejects is only slower');
+    assert.equal(runIt({ LXR_NO_BUNDLE: '1' }), 'modules\n');
+    setMtime(path.join(cli, 'lxrctl.js'), 3000);
+    assert.equal(runIt(), 'modules\n', 'a bundle older than an input is not used');
+    rmSync(path.join(cli, 'lxrctl.bundle.cjs.inputs.json'));
+    setMtime(path.join(cli, 'lxrctl.js'), 1000);
+    assert.equal(runIt(), 'modules\n', 'nor one whose inputs are unknown');
   });
 });

@@ -253,7 +253,7 @@ describe('workspace create', () => {
     w.gateway.down('n2');
     const ws = await made(w, spec('ws1', { host: 'n2' }));
     assert.equal(ws.state, 'Creating');
-    assert.equal(ws.reason, '');
+    assert.match(ws.reason, /^retrying: .*unreachable/, 'the record says why it is still Creating');
     assert.deepEqual(ops(w, 'create', 'n2'), ['n2 ws1']);
     // Reconciling while it is still down changes nothing.
     await assert.rejects(w.ws.reconcileHost('n2'), /unreachable/);
@@ -262,6 +262,7 @@ describe('workspace create', () => {
     await w.ws.reconcileHost('n2');
     await w.ws.idle();
     assert.equal(w.ws.get('ws1').state, 'Running');
+    assert.equal(w.ws.get('ws1').reason, '', 'and the retry note goes once it runs');
     assert.equal(w.gateway.containers('n2').length, 1);
   });
 });
