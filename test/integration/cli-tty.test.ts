@@ -14,7 +14,8 @@ import { promisify } from 'node:util';
 import * as pty from 'node-pty';
 import { labDown, labUp, type LabState } from '../../cli/lab/lab.js';
 import { repoRoot } from '../../proto/shared/api.js';
-import { agentTestSkip, importBusyboxOn } from '../helpers/agent.js';
+import { agentTestSkip, busyboxImage, importBusyboxOn } from '../helpers/agent.js';
+import { writeOciLayout } from '../helpers/oci-image.js';
 import { ownedTempDir, uniqueId } from '../helpers/tmp.js';
 
 const run = promisify(execFile);
@@ -155,6 +156,19 @@ describe('lxrctl exec -it under a real terminal', { skip: agentTestSkip, timeout
     assert.match(settings, /[^-]icanon/, 'the terminal is back in canonical mode');
     const ls = JSON.parse((await run(LXRCTL, ['exec', 'ls', 'tty1', '-o', 'json'], { env })).stdout) as Array<{ id: string; state: string }>;
     assert.equal(ls.find((s) => s.id === m[1])?.state, 'running');
+  });
+
+  test('images pull on a terminal draws one line per layer and host, redrawn in place', async () => {
+    const layout = path.join(work, 'layout');
+    await writeOciLayout(layout, await busyboxImage(work), 'v1');
+    await run('nsenter', ['-t', String(lab.switch.pid), '-n', 'skopeo', 'copy', '--quiet', '--dest-tls-verify=false', `oci:${layout}:v1`, 'docker://198.18.0.254:5000/lxr/tty:v1']);
+    const t = term(`${LXRCTL} images pull 198.18.0.254:5000/lxr/tty:v1; echo "EXIT=$?"`);
+    await t.wait(/EXIT=0/);
+    // Each redraw moves the cursor back up over the lines and clears each before writing it.
+    assert.match(t.out, /\x1b\[2Kn1 [0-9a-f]{12} done/);
+    assert.match(t.out, /pulled n1: 198\.18\.0\.254:5000\/lxr\/tty:v1 sha256:[0-9a-f]{64}/);
+    // The image has one layer and the lab one host: every redraw is of that one line.
+    assert.equal(new Set(t.out.match(/\x1b\[2Kn1 [0-9a-f]{12}/g)).size, 1);
   });
 
   test('-t without -i, and -i without a terminal on the remote side', async () => {
