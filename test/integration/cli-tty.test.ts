@@ -12,7 +12,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import * as pty from 'node-pty';
-import { labDown, labUp, type LabState } from '../../cli/lab/lab.js';
+import { labDown, labRestartController, labUp, type LabState } from '../../cli/lab/lab.js';
 import { repoRoot } from '../../proto/shared/api.js';
 import { agentTestSkip, busyboxImage, importBusyboxOn } from '../helpers/agent.js';
 import { writeOciLayout } from '../helpers/oci-image.js';
@@ -156,6 +156,25 @@ describe('lxrctl exec -it under a real terminal', { skip: agentTestSkip, timeout
     assert.match(settings, /[^-]icanon/, 'the terminal is back in canonical mode');
     const ls = JSON.parse((await run(LXRCTL, ['exec', 'ls', 'tty1', '-o', 'json'], { env })).stdout) as Array<{ id: string; state: string }>;
     assert.equal(ls.find((s) => s.id === m[1])?.state, 'running');
+  });
+
+  test('the controller killed under an interactive session: lxrctl says so, restores the terminal, and the session is attached again after', async () => {
+    const t = term(`${LXRCTL} exec -it tty1 -- sh; echo "EXIT=$?"; stty -a`);
+    await t.wait(PROMPT);
+    let at = t.type('echo kept-$((2+3)) > /tmp/during\r');
+    await t.wait(PROMPT, at);
+    at = t.out.length;
+    await labRestartController(dir, 'SIGKILL');
+    const m = await t.wait(/the session's stream broke .*\(LXR_UNAVAILABLE\); lxrctl attach (tty1\/[A-Za-z0-9_-]+) resumes it/, at);
+    await t.wait(re(String.raw`EXIT=3\n`), at);
+    await t.exited;
+    assert.match(t.out.slice(t.out.indexOf('EXIT=3')), /[^-]icanon/, 'the terminal is back in canonical mode');
+    // The session lived on its host: through the restarted controller it is attached again.
+    const a = term(`${LXRCTL} attach ${m[1]}; echo "EXIT=$?"`);
+    await new Promise((r) => setTimeout(r, 500));
+    at = a.type('cat /tmp/during; exit 4\r');
+    await a.wait(re(String.raw`kept-5\n`), at);
+    await a.wait(re(String.raw`EXIT=4\n`), at);
   });
 
   test('images pull on a terminal draws one line per layer and host, redrawn in place', async () => {
