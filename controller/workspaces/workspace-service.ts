@@ -397,13 +397,13 @@ export class WorkspaceService extends EventEmitter {
         if (r.state === 'Pending' || r.state === 'Creating') {
           if (r.desired === 'running') await this.kick(name);
         } else if (r.state === 'Running') {
-          if (!ours) await this.update(name, { state: 'Failed', reason: `its container is missing on host ${host}` }, 'Running');
+          if (!ours) await this.update(name, { state: 'Failed', reason: `its container is missing on host ${host}`, reasonCode: 'LXR_NOT_FOUND' }, 'Running');
           else if (c.state !== 'running') {
             await this.update(name, { state: 'Stopped', desired: 'stopped', exitCode: c.exitCode, reason: `its main process ended (exit code ${c.exitCode}${c.oomKilled ? ', killed for lack of memory' : ''})` }, 'Running');
           }
         } else if (r.state === 'Stopped' || r.state === 'Failed') {
           if (ours && c.state === 'running') await this.update(name, { state: 'Running', reason: '', address: c.address, startedAt: c.startedAt }, r.state);
-          else if (!ours && r.state === 'Stopped') await this.update(name, { state: 'Failed', reason: `its container is missing on host ${host}` }, 'Stopped');
+          else if (!ours && r.state === 'Stopped') await this.update(name, { state: 'Failed', reason: `its container is missing on host ${host}`, reasonCode: 'LXR_NOT_FOUND' }, 'Stopped');
         }
       } catch (err) {
         if (!(err instanceof LxrError && err.reason === 'LXR_CONFLICT')) throw err;

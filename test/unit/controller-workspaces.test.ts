@@ -351,6 +351,7 @@ describe('workspace reconcile', () => {
     const ws = w.ws.get('ws1');
     assert.equal(ws.state, 'Failed');
     assert.equal(ws.reason, 'its container is missing on host n1');
+    assert.equal(ws.reasonCode, 'LXR_NOT_FOUND', 'a missing container is a catalogue NOT_FOUND');
     assert.equal(w.ws.hostViews().find((h) => h.name === 'n1')?.reservedCpus, 0);
   });
 
