@@ -169,11 +169,22 @@ describe('lxrctl exec -it under a real terminal', { skip: agentTestSkip, timeout
     await t.wait(re(String.raw`EXIT=3\n`), at);
     await t.exited;
     assert.match(t.out.slice(t.out.indexOf('EXIT=3')), /[^-]icanon/, 'the terminal is back in canonical mode');
-    // The session lived on its host: through the restarted controller it is attached again.
+    // The session lived on its host: once the restarted controller has the host Ready again
+    // (its first heartbeat), the session is attached again through it.
+    for (let i = 0; i < 100; i++) {
+      const hosts = await run(LXRCTL, ['hosts', '-o', 'json'], { env }).then((r) => r.stdout, () => '[]');
+      if ((JSON.parse(hosts) as Array<{ state: string }>).every((h) => h.state === 'Ready') && hosts !== '[]\n') break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
     const a = term(`${LXRCTL} attach ${m[1]}; echo "EXIT=$?"`);
-    await new Promise((r) => setTimeout(r, 500));
-    at = a.type('cat /tmp/during; exit 4\r');
-    await a.wait(re(String.raw`kept-5\n`), at);
+    let seen = false;
+    for (let i = 0; i < 10 && !seen; i++) {
+      // Typed again until the shell answers: the first keys may beat the stream's set-up.
+      at = a.type('cat /tmp/during\r');
+      seen = await a.wait(re(String.raw`kept-5\n`), at, 3000).then(() => true, () => false);
+    }
+    assert.ok(seen, `the attached shell answers: ${JSON.stringify(a.out.slice(-500))}`);
+    at = a.type('exit 4\r');
     await a.wait(re(String.raw`EXIT=4\n`), at);
   });
 
