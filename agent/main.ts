@@ -133,7 +133,7 @@ async function main(args: string[]): Promise<void> {
   const crashAt = process.env.LXR_TEST_CRASH_AT;
   const log = rootLogger('lxr-agent');
   let member: ClusterMember | null = null;
-  let network = flags.subnet ? { subnet: flags.subnet, ...(flags.bridge ? { bridge: flags.bridge } : {}), ...(flags.pool ? { pool: flags.pool } : {}) } : undefined;
+  let network: { subnet: string; bridge?: string; pool?: string; protect?: string[] } | undefined = flags.subnet ? { subnet: flags.subnet, ...(flags.bridge ? { bridge: flags.bridge } : {}), ...(flags.pool ? { pool: flags.pool } : {}) } : undefined;
   if (flags.controller) {
     // The subnet comes from the controller: join before the network is made.
     const advertise = flags.advertise ?? flags.listen!;
@@ -156,7 +156,9 @@ async function main(args: string[]): Promise<void> {
     process.off('SIGINT', abort);
     if (joining.signal.aborted) return;
     log.info({ controller: flags.controller, name: m.name, subnet: m.subnet, pool: m.pool }, 'joined the cluster');
-    network = { subnet: m.subnet, pool: m.pool, ...(flags.bridge ? { bridge: flags.bridge } : {}) };
+    // The controller's endpoint is kept from containers from the start (SetPeers adds the rest).
+    const controllerEndpoint = /^\d{1,3}(\.\d{1,3}){3}:\d{1,5}$/.test(flags.controller!) ? [flags.controller!] : [];
+    network = { subnet: m.subnet, pool: m.pool, protect: controllerEndpoint, ...(flags.bridge ? { bridge: flags.bridge } : {}) };
   }
   const agent = await startAgent({
     log,

@@ -16,7 +16,7 @@ import { imagesHandlers } from './api/images-adapter.js';
 import { createCgroupManager } from './cgroups/index.js';
 import { ContainerService } from './containers/container-service.js';
 import { ExecService } from './exec/exec-service.js';
-import { BridgeNetwork } from './net/bridge-network.js';
+import { BridgeNetwork, parseEndpoint } from './net/bridge-network.js';
 import { LinuxNetRunner } from './net/net-runner.js';
 import { AGENT_VERSION, HostService } from './host/host-service.js';
 import { RegistryClient, type RegistryClientOptions } from './image/registry/client.js';
@@ -46,7 +46,7 @@ export interface AgentOptions {
    * bridge (default lxr0), made in the agent's network namespace. Without
    * it, containers get network mode "none".
    */
-  network?: { subnet: string; bridge?: string; pool?: string };
+  network?: { subnet: string; bridge?: string; pool?: string; protect?: string[] };
   /** Fault injection for crash tests: called after each create step (runtime and containers). */
   crashPoint?: (step: string) => void;
   /** Exec sessions: output kept per session, default idle timeout, how long ended ones stay attachable. */
@@ -76,7 +76,14 @@ export async function startAgent(o: AgentOptions): Promise<Agent> {
   const images = new ImageService({ root: path.join(root, 'images'), registry });
   let network: BridgeNetwork | null = null;
   if (o.network) {
-    network = new BridgeNetwork({ runner: new LinuxNetRunner(), subnet: o.network.subnet, ...(o.network.bridge ? { bridge: o.network.bridge } : {}), ...(o.network.pool ? { pool: o.network.pool } : {}), stateDir: path.join(root, 'net', 'addresses') });
+    network = new BridgeNetwork({
+      runner: new LinuxNetRunner(),
+      subnet: o.network.subnet,
+      ...(o.network.bridge ? { bridge: o.network.bridge } : {}),
+      ...(o.network.pool ? { pool: o.network.pool } : {}),
+      stateDir: path.join(root, 'net', 'addresses'),
+      protectEndpoints: (o.network.protect ?? []).map((e, i) => parseEndpoint(e, `network.protect[${i}]`)),
+    });
     await network.ensureBridge();
   }
   const containers = new ContainerService({ root, images, runtime, cgroups, cgroupParent, log, network, ...(o.crashPoint ? { crashPoint: o.crashPoint } : {}) });
@@ -106,6 +113,9 @@ export async function startAgent(o: AgentOptions): Promise<Agent> {
       tcpAddress = o.listen.replace(/:\d+$/, `:${port}`);
     }
     if (o.metricsListen) metrics = await serveMetrics(createAgentRegistry({ containers, version: AGENT_VERSION, log }), o.metricsListen, log);
+    // Now that the ports are known (0 picks one), containers are kept off them.
+    const own = [tcpAddress, metrics?.address].map((a) => Number(a?.match(/:(\d+)$/)?.[1] ?? 0)).filter((p) => p > 0);
+    await network?.protectOwnPorts(own);
   } catch (e) {
     server.forceShutdown();
     registry.close();

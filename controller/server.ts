@@ -134,6 +134,7 @@ export async function startController(o: ControllerOptions): Promise<Controller>
       tcpAddress = o.listen.replace(/:\d+$/, `:${port}`);
     }
     if (o.metricsListen) http = await serveMetrics(metrics.registry, o.metricsListen, log, { '/sd/agents': sd });
+    peers.setControllerEndpoints([tcpAddress, http?.address].filter((a): a is string => !!a));
   } catch (e) {
     server.forceShutdown();
     await store.close();

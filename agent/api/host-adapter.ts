@@ -14,7 +14,7 @@ export function hostHandlers(ctx: AdapterContext, host: HostService, network: Br
     }),
     SetPeers: unary<SetPeersRequest, SetPeersResponse>(ctx, 'Host.SetPeers', async (req) => {
       if (!network) throw new LxrError('LXR_UNSUPPORTED', 'this agent has no container network (start lxr-agent with --subnet)');
-      const routes = await network.setPeers((req.peers ?? []).map((p) => ({ name: p.name ?? '', address: p.address ?? '', subnet: p.subnet ?? '' })));
+      const routes = await network.setPeers((req.peers ?? []).map((p) => ({ name: p.name ?? '', address: p.address ?? '', subnet: p.subnet ?? '' })), req.protectedEndpoints ?? []);
       return { routes };
     }),
   };

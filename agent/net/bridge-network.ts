@@ -12,7 +12,7 @@
 import { failAfterCleanup, invalidArgument, LxrError } from '../../proto/shared/errors.js';
 import { PersistentAllocator } from '../../proto/shared/allocator.js';
 import { formatCidr, formatIpv4, HostAddresses, parseCidr, parseIpv4 } from '../../proto/shared/ipv4.js';
-import { DEFAULT_BRIDGE, hostIfName, listLinksStep, listPortsStep, listRoutesStep, LINK_GONE, ourLinks, parseRoutes, planRoutes, type PeerRoute, planAttach, planAttachNative, planBridge, planDetach, planNat, planPorts, planUnports, type NetStep, type PortMapping } from './net-plan.js';
+import { DEFAULT_BRIDGE, hostIfName, listLinksStep, listPortsStep, listRoutesStep, LINK_GONE, ourLinks, parseRoutes, planRoutes, type PeerRoute, planAttach, planAttachNative, planBridge, planDetach, planNat, planPorts, planProtect, planUnports, type Endpoint, type NetStep, type PortMapping } from './net-plan.js';
 import type { NetRunner } from './net-runner.js';
 
 export interface BridgeNetworkOptions {
@@ -24,14 +24,31 @@ export interface BridgeNetworkOptions {
   bridge?: string;
   /** Where the allocator keeps its journal. */
   stateDir: string;
+  /** This host's LXR ports (agent API, metrics): no container connects to them on any host address. */
+  protectPorts?: number[];
+  /** LXR servers elsewhere (the controller) that containers may not reach, before SetPeers says more. */
+  protectEndpoints?: Endpoint[];
+}
+
+/** "IPV4:PORT" -> an endpoint; INVALID_ARGUMENT naming `field` otherwise. */
+export function parseEndpoint(s: string, field: string): Endpoint {
+  const m = /^(.+):(\d{1,5})$/.exec(s);
+  const port = m ? Number(m[2]) : 0;
+  if (!m || port < 1 || port > 65535) throw invalidArgument(field, `${JSON.stringify(s)} is not IPV4:PORT`);
+  return { ip: formatIpv4(parseIpv4(m[1]!, field)), port };
 }
 
 export class BridgeNetwork {
   readonly addresses: HostAddresses;
   readonly bridge: string;
   private readonly alloc: PersistentAllocator;
+  /** Endpoints of LXR servers elsewhere that containers may not reach (--controller, then SetPeers). */
+  private protectedRemote: Endpoint[];
+  private ownPorts: number[];
 
   constructor(private readonly o: BridgeNetworkOptions) {
+    this.protectedRemote = [...(o.protectEndpoints ?? [])];
+    this.ownPorts = [...(o.protectPorts ?? [])];
     this.addresses = new HostAddresses(parseCidr(o.subnet, 'subnet'));
     this.bridge = o.bridge ?? DEFAULT_BRIDGE;
     this.alloc = PersistentAllocator.open(o.stateDir, this.addresses.size, { what: `address in ${formatCidr(this.addresses.cidr)}`, exhausted: 'LXR_IP_EXHAUSTED' });
@@ -50,18 +67,23 @@ export class BridgeNetwork {
     for (const s of steps) await this.o.runner.run(s);
   }
 
-  /** The bridge, forwarding, egress NAT and the ports chain (idempotent). */
+  /** The bridge, forwarding, egress NAT, the ports chain and the protected endpoints (idempotent). */
   async ensureBridge(): Promise<void> {
     await this.runAll(planBridge(this.bridge, this.addresses.gateway, this.prefix));
     const subnet = formatCidr(this.addresses.cidr);
     await this.runAll(planNat({ bridge: this.bridge, subnet, pool: this.o.pool ? formatCidr(parseCidr(this.o.pool, 'pool')) : subnet }));
+    await this.runAll(planProtect({ ownPorts: this.ownPorts, remote: this.protectedRemote }));
   }
+
+
 
   /**
    * Routes to the other hosts' subnets via their addresses (the whole list;
-   * routes to hosts not in it go). Peers are checked by field first.
+   * routes to hosts not in it go), and the cluster's LXR endpoints that
+   * containers may not reach (the whole list). Checked by field first.
    */
-  async setPeers(peers: ReadonlyArray<{ name: string; address: string; subnet: string }>): Promise<string[]> {
+  async setPeers(peers: ReadonlyArray<{ name: string; address: string; subnet: string }>, protectedEndpoints: readonly string[] = []): Promise<string[]> {
+    const remote = protectedEndpoints.map((e, i) => parseEndpoint(e, `protected_endpoints[${i}]`));
     const wanted: PeerRoute[] = [];
     peers.forEach((p, i) => {
       const field = `peers[${i}]`;
@@ -73,7 +95,15 @@ export class BridgeNetwork {
     });
     const current = parseRoutes(await this.o.runner.run(listRoutesStep));
     await this.runAll(planRoutes(current, wanted));
+    this.protectedRemote = [...(this.o.protectEndpoints ?? []), ...remote];
+    await this.runAll(planProtect({ ownPorts: this.ownPorts, remote: this.protectedRemote }));
     return parseRoutes(await this.o.runner.run(listRoutesStep)).map((r) => `${r.subnet} via ${r.via}`);
+  }
+
+  /** This host's own LXR ports (its API, its metrics), known once the servers are bound. */
+  async protectOwnPorts(ports: readonly number[]): Promise<void> {
+    this.ownPorts = [...ports];
+    await this.runAll(planProtect({ ownPorts: this.ownPorts, remote: this.protectedRemote }));
   }
 
   /** Publishes the container's ports on the host's addresses. */

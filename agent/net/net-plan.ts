@@ -131,6 +131,7 @@ export function planRoutes(current: readonly PeerRoute[], wanted: readonly PeerR
 const CHAIN_NAT = 'LXR-POSTROUTING';
 const CHAIN_PORTS = 'LXR-PORTS';
 const CHAIN_FORWARD = 'LXR-FORWARD';
+const CHAIN_PROTECT = 'LXR-PROTECT';
 
 const ipt = (args: string[], tolerate?: RegExp): NetStep => ({ ns: 'host', cmd: 'iptables', args: ['-w', ...args], ...(tolerate ? { tolerate } : {}) });
 /** Makes `from` jump to `chain` exactly once (removing an earlier jump first). */
@@ -156,11 +157,40 @@ export function planNat(i: { bridge: string; subnet: string; pool: string }): Ne
     ipt(['-t', 'nat', '-N', CHAIN_PORTS], /exists/),
     ...jump('nat', 'PREROUTING', CHAIN_PORTS, ['-m', 'addrtype', '--dst-type', 'LOCAL']),
     ...jump('nat', 'OUTPUT', CHAIN_PORTS, ['-m', 'addrtype', '--dst-type', 'LOCAL']),
+    // Containers' traffic to LXR's own servers is refused first (planProtect fills the chain),
+    // whether it is routed (FORWARD) or for this host (INPUT, inserted ahead of any host rule).
+    ipt(['-t', 'filter', '-N', CHAIN_PROTECT], /exists/),
+    ipt(['-t', 'filter', '-D', 'INPUT', '-i', i.bridge, '-j', CHAIN_PROTECT], /does a matching rule exist|Bad rule|No chain/),
+    ipt(['-t', 'filter', '-I', 'INPUT', '1', '-i', i.bridge, '-j', CHAIN_PROTECT]),
     ipt(['-t', 'filter', '-N', CHAIN_FORWARD], /exists/),
     ipt(['-t', 'filter', '-F', CHAIN_FORWARD]),
+    ipt(['-t', 'filter', '-A', CHAIN_FORWARD, '-i', i.bridge, '-j', CHAIN_PROTECT]),
     ipt(['-t', 'filter', '-A', CHAIN_FORWARD, '-o', i.bridge, '-j', 'ACCEPT']),
     ipt(['-t', 'filter', '-A', CHAIN_FORWARD, '-i', i.bridge, '-j', 'ACCEPT']),
     ...jump('filter', 'FORWARD', CHAIN_FORWARD),
+  ];
+}
+
+export interface Endpoint {
+  ip: string;
+  port: number;
+}
+
+/**
+ * What containers may not connect to: this host's own LXR ports on any of
+ * its addresses (the gateway included), and the endpoints of LXR's servers
+ * elsewhere in the cluster. Refused with a TCP reset, so a client fails at
+ * once. The chain is rebuilt whole (flush, then fill): idempotent.
+ */
+export function planProtect(i: { ownPorts: readonly number[]; remote: readonly Endpoint[] }): NetStep[] {
+  const reject = ['-j', 'REJECT', '--reject-with', 'tcp-reset'];
+  const own = [...new Set(i.ownPorts)].sort((a, b) => a - b);
+  const remote = [...new Map(i.remote.map((e) => [`${e.ip}:${e.port}`, e])).values()];
+  return [
+    ipt(['-t', 'filter', '-N', CHAIN_PROTECT], /exists/),
+    ipt(['-t', 'filter', '-F', CHAIN_PROTECT]),
+    ...(own.length ? [ipt(['-t', 'filter', '-A', CHAIN_PROTECT, '-p', 'tcp', '-m', 'addrtype', '--dst-type', 'LOCAL', '-m', 'multiport', '--dports', own.join(','), ...reject])] : []),
+    ...remote.map((e) => ipt(['-t', 'filter', '-A', CHAIN_PROTECT, '-d', `${e.ip}/32`, '-p', 'tcp', '--dport', String(e.port), ...reject])),
   ];
 }
 

@@ -16,7 +16,8 @@ export interface AgentTarget {
 }
 
 export interface AgentGateway {
-  setPeers(t: AgentTarget, peers: Peer[]): Promise<void>;
+  /** Routes to the peers, and the cluster's LXR endpoints the host's containers may not reach. */
+  setPeers(t: AgentTarget, peers: Peer[], protectedEndpoints?: string[]): Promise<void>;
   create(t: AgentTarget, req: CreateContainerRequest): Promise<Container>;
   start(t: AgentTarget, name: string): Promise<Container>;
   stop(t: AgentTarget, name: string, graceSeconds: number): Promise<Container>;
@@ -89,9 +90,9 @@ export class GrpcAgentGateway implements AgentGateway {
     return { deadline: Date.now() + ms };
   }
 
-  async setPeers(t: AgentTarget, peers: Peer[]): Promise<void> {
+  async setPeers(t: AgentTarget, peers: Peer[], protectedEndpoints: string[] = []): Promise<void> {
     const c = this.of(t).host;
-    await this.call(unary(c, c.SetPeers, { peers }, this.deadline()));
+    await this.call(unary(c, c.SetPeers, { peers, protectedEndpoints }, this.deadline()));
   }
 
   async create(t: AgentTarget, req: CreateContainerRequest): Promise<Container> {

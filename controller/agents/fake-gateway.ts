@@ -19,6 +19,7 @@ export interface FakeCall {
   labels?: Record<string, string>;
   graceSeconds?: number;
   peers?: Peer[];
+  protectedEndpoints?: string[];
   image?: string;
   /** loadImage: the file sent and its size, read when the call came (so the file was there then). */
   file?: string;
@@ -153,8 +154,8 @@ export class FakeAgentGateway implements AgentGateway {
 
   // ----------------------------------------------------------- gateway
 
-  async setPeers(t: AgentTarget, peers: Peer[]): Promise<void> {
-    await this.enter({ op: 'setPeers', host: t.name, peers: structuredClone(peers) });
+  async setPeers(t: AgentTarget, peers: Peer[], protectedEndpoints: string[] = []): Promise<void> {
+    await this.enter({ op: 'setPeers', host: t.name, peers: structuredClone(peers), protectedEndpoints: [...protectedEndpoints] });
     this.peers.set(t.name, structuredClone(peers));
   }
 

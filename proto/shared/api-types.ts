@@ -31,6 +31,7 @@ export interface Peer {
 }
 export interface SetPeersRequest {
   peers?: Peer[];
+  protectedEndpoints?: string[];
 }
 export interface SetPeersResponse {
   routes: string[];

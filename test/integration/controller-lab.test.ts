@@ -232,6 +232,43 @@ describe('the controller in a three-host lab', { skip: agentTestSkip, timeout: 9
     }
   });
 
+  test('containers reach no LXR server: not their agent (by host address or gateway), no other agent, not the controller', async () => {
+    const w = await create('guard', { host: 'n1' });
+    try {
+      const gateway = w.address.replace(/\.\d+$/, '.1');
+      const n1 = lab.hosts[0]!;
+      const targets = [
+        ['198.18.0.1', '7070'], // its own agent's API
+        [gateway, '9100'], // its own agent's metrics, through the gateway
+        ['198.18.0.1', '9100'],
+        ['198.18.0.2', '7070'], // another host's agent
+        ['198.18.0.2', '9100'],
+        ['198.18.0.254', '7000'], // the controller's API and metrics
+        ['198.18.0.254', '7001'],
+      ] as const;
+      // The protected endpoints reach every agent with the peer list (pushed after registration).
+      await until('the protection in place on n1', async () => {
+        const rules = (await run('nsenter', ['-t', String(n1.holder.pid), '-n', 'iptables', '-w', '-S', 'LXR-PROTECT'])).stdout;
+        return /198\.18\.0\.254\/32 .*--dport 7001/.test(rules) && /198\.18\.0\.2\/32 .*--dport 7070/.test(rules);
+      });
+      for (const [ip, port] of targets) {
+        // The server is there: from the host itself the connection is made...
+        if (ip !== gateway) await run('nsenter', ['-t', String(n1.holder.pid), '-n', '/bin/busybox', 'sh', '-c', `/bin/busybox nc -w 2 ${ip} ${port} </dev/null`]);
+        // ...and refused from inside the container.
+        const r = await ExecStream.start(exec, { container: 'guard', args: ['sh', '-c', `nc -w 2 ${ip} ${port} </dev/null; echo "rc=$?"`] }).done;
+        assert.match(r.stdout.toString(), /rc=1\n$/, `${ip}:${port} from a container: ${r.stdout}${r.stderr}`);
+      }
+      // Other containers stay reachable (another host's, through the pool).
+      const peer = await create('guard2', { host: 'n2', command: ['sh', '-c', 'while :; do echo hi | nc -l -p 7070; done'] });
+      let got = '';
+      for (let i = 0; i < 30 && !got.includes('hi'); i++) got = (await ExecStream.start(exec, { container: 'guard', args: ['nc', '-w', '2', peer.address, '7070'] }).done).stdout.toString();
+      assert.match(got, /hi/, 'a container on another host, even on port 7070');
+    } finally {
+      await remove('guard');
+      await remove('guard2');
+    }
+  });
+
   test("a host whose agent is killed goes NotReady, its workspaces Unknown; back Ready with them running", async () => {
     const w = await create('nr1', { host: 'n1' });
     try {

@@ -456,6 +456,24 @@ describe('peer sync', () => {
     assert.equal(gateway.calls.length, calls);
   });
 
+  it('every host is told the LXR endpoints its containers may not reach: agents\' API and metrics, the controller\'s', async () => {
+    const w = world();
+    const gateway = new FakeAgentGateway();
+    const peers = new PeerSync(w.hosts, gateway);
+    await w.hosts.register(reg('n1', { metricsAddress: '198.18.0.1:9100' }));
+    await w.hosts.register(reg('n2', { address: '[fd00::2]:7070', metricsAddress: '0.0.0.0:9100' }));
+    for (const n of ['n1', 'n2']) w.hosts.heartbeat(n, null);
+    await settle(peers);
+    const last = (h: string) => gateway.callsOf('setPeers', h).at(-1)?.protectedEndpoints;
+    // IPv6 and unspecified addresses name no endpoint an IPv4 rule can hold.
+    assert.deepEqual(last('n1'), ['198.18.0.1:7070', '198.18.0.1:9100']);
+    assert.deepEqual(last('n2'), ['198.18.0.1:7070', '198.18.0.1:9100']);
+    peers.setControllerEndpoints(['198.18.0.254:7000', '198.18.0.254:7001', '0.0.0.0:7002']);
+    await settle(peers);
+    assert.deepEqual(last('n1'), ['198.18.0.1:7070', '198.18.0.1:9100', '198.18.0.254:7000', '198.18.0.254:7001']);
+    assert.deepEqual(last('n2'), last('n1'));
+  });
+
   it('a host that was down gets the list once it is Ready again', async () => {
     const w = world();
     const gateway = new FakeAgentGateway();

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { BridgeNetwork } from '../../agent/net/bridge-network.js';
-import { containerFiles, hostIfName, parseResolvConf, planAttach, planAttachNative } from '../../agent/net/net-plan.js';
+import { containerFiles, hostIfName, parseResolvConf, planAttach, planAttachNative, planProtect } from '../../agent/net/net-plan.js';
 import { FakeNetRunner } from '../../agent/net/net-runner.js';
 import type { LxrError } from '../../proto/shared/errors.js';
 import { parseIpv4 } from '../../proto/shared/ipv4.js';
@@ -183,5 +183,34 @@ describe('leftovers', () => {
     assert.deepEqual(await n.removeLeftovers(['keep']), [hostIfName('gone'), hostIfName('gone2')]);
     assert.deepEqual(runner.text().slice(1), [`host: ip link del ${hostIfName('gone')}`, `host: ip link del ${hostIfName('gone2')}`]);
     n.close();
+  });
+});
+
+describe('protected endpoints (containers kept off LXR\'s own servers)', () => {
+  it('plans the chain whole: own ports on any local address, remote endpoints exactly', () => {
+    const text = (steps: ReturnType<typeof planProtect>) => steps.map((s) => s.args.join(' '));
+    assert.deepEqual(text(planProtect({ ownPorts: [], remote: [] })), ['-w -t filter -N LXR-PROTECT', '-w -t filter -F LXR-PROTECT']);
+    assert.deepEqual(text(planProtect({ ownPorts: [9100, 7070, 7070], remote: [{ ip: '198.18.0.2', port: 7070 }, { ip: '198.18.0.2', port: 7070 }, { ip: '198.18.0.254', port: 7000 }] })), [
+      '-w -t filter -N LXR-PROTECT',
+      '-w -t filter -F LXR-PROTECT',
+      '-w -t filter -A LXR-PROTECT -p tcp -m addrtype --dst-type LOCAL -m multiport --dports 7070,9100 -j REJECT --reject-with tcp-reset',
+      '-w -t filter -A LXR-PROTECT -d 198.18.0.2/32 -p tcp --dport 7070 -j REJECT --reject-with tcp-reset',
+      '-w -t filter -A LXR-PROTECT -d 198.18.0.254/32 -p tcp --dport 7000 -j REJECT --reject-with tcp-reset',
+    ]);
+  });
+
+  it('SetPeers checks the endpoints by field before changing anything, then rebuilds the chain with them', async () => {
+    const runner = new FakeNetRunner();
+    const n = new BridgeNetwork({ runner, subnet: '10.200.3.0/24', stateDir: path.join(await tempDir('net'), 'alloc'), protectPorts: [7070], protectEndpoints: [{ ip: '198.18.0.254', port: 7000 }] });
+    for (const [bad, field] of [[['198.18.0.2'], 'protected_endpoints[0]'], [['x:1'], 'protected_endpoints[0]'], [['198.18.0.2:70', '198.18.0.2:0'], 'protected_endpoints[1]'], [['1.2.3.4:99999'], 'protected_endpoints[0]']] as const) {
+      await assert.rejects(n.setPeers([], [...bad]), (e: LxrError) => e.reason === 'LXR_INVALID_ARGUMENT' && e.field === field, bad.join(','));
+    }
+    assert.deepEqual(runner.steps, [], 'nothing ran for a bad list');
+    await n.setPeers([{ name: 'n2', address: '198.18.0.2', subnet: '10.200.4.0/24' }], ['198.18.0.2:7070']);
+    const rules = runner.text().filter((t) => t.includes('-A LXR-PROTECT'));
+    assert.equal(rules.length, 3);
+    assert.match(rules[0]!, /--dst-type LOCAL -m multiport --dports 7070 /);
+    assert.match(rules[1]!, /-d 198\.18\.0\.254\/32 -p tcp --dport 7000 /, 'the controller (from --controller) stays');
+    assert.match(rules[2]!, /-d 198\.18\.0\.2\/32 -p tcp --dport 7070 /);
   });
 });
