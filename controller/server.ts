@@ -29,6 +29,7 @@ import { SubnetPool } from './subnets/subnet-pool.js';
 import { illegalState } from '../proto/shared/errors.js';
 import { WorkspaceService } from './workspaces/workspace-service.js';
 import { LXR_VERSION } from '../proto/shared/version.js';
+import { probeHosts } from './hosts/host-probe.js';
 
 export const CONTROLLER_VERSION = LXR_VERSION;
 
@@ -161,7 +162,8 @@ export async function startController(o: ControllerOptions): Promise<Controller>
     return p;
   };
   const timer = setInterval(() => void reconcile(), o.reconcileMs ?? 5000);
-  void reconcile();
+  // Hosts the store knows are asked at once instead of waiting for their heartbeats.
+  void probeHosts(hosts, gateway, log).then(() => reconcile());
   log.info({ socket: o.socket, listen: tcpAddress, metrics: http?.address, root, pool: pool.pool, cluster: clusterId }, 'lxr-controller serving');
 
   let closed: Promise<void> | undefined;

@@ -10,6 +10,7 @@ import { FakeAgentGateway } from '../../controller/agents/fake-gateway.js';
 import { HostAdmin } from '../../controller/hosts/host-admin.js';
 import { HostRegistry, hostKey, type HostRecord } from '../../controller/hosts/host-registry.js';
 import { hostOf, PeerSync } from '../../controller/hosts/peer-sync.js';
+import { probeHosts } from '../../controller/hosts/host-probe.js';
 import { LogStore, MemoryStore, type Store, type StoreOp } from '../../controller/store/index.js';
 import { SubnetPool } from '../../controller/subnets/subnet-pool.js';
 import { WorkspaceService, workspaceKey } from '../../controller/workspaces/workspace-service.js';
@@ -531,5 +532,27 @@ describe('peer sync', () => {
     await settle(peers);
     assert.equal(gateway.callsOf('setPeers', 'n1').length, before + 1);
     assert.equal(gateway.callsOf('setPeers', 'n2').length, 1);
+  });
+});
+
+describe('host probe after a controller restart', () => {
+  it('hosts whose agent answers are Ready at once; the others wait for their heartbeat', async () => {
+    const store = new MemoryStore();
+    const first = world({ store });
+    for (const n of ['n1', 'n2', 'n3']) await first.hosts.register(reg(n));
+    // The controller starts again over the same store: it knows the hosts, none is Ready.
+    const w = world({ store, pool: new SubnetPool('10.200.0.0/16', 24) });
+    await w.hosts.load();
+    assert.deepEqual(w.hosts.names().map((n) => w.hosts.isReady(n)), [false, false, false]);
+    const gateway = new FakeAgentGateway();
+    gateway.down('n2');
+    assert.deepEqual(await probeHosts(w.hosts, gateway), ['n1', 'n3']);
+    assert.deepEqual(w.hosts.names().map((n) => [n, w.hosts.isReady(n)]), [['n1', true], ['n2', false], ['n3', true]]);
+    assert.deepEqual(w.events.filter((e) => e.startsWith('ready')), ['ready n1', 'ready n3']);
+    assert.deepEqual(gateway.callsOf('list').map((c) => c.host).sort(), ['n1', 'n2', 'n3']);
+    // Ready hosts are not asked again.
+    gateway.up('n2');
+    assert.deepEqual(await probeHosts(w.hosts, gateway), ['n2']);
+    assert.equal(gateway.callsOf('list').length, 4);
   });
 });
