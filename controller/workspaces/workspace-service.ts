@@ -310,7 +310,10 @@ export class WorkspaceService extends EventEmitter {
     try {
       const ctr = await this.o.gateway.start(t, name);
       if (ctr.labels[LABEL_UID] !== cur.rec.uid) throw notFound('container', name);
-      await this.update(name, { state: 'Running', desired: 'running', reason: '', address: ctr.address, startedAt: ctr.startedAt, exitCode: 0 }, from);
+      // As in stop: the reconcile loop may have recorded it Running first.
+      const now = this.cache.get(name);
+      if (!now || now.rec.uid !== cur.rec.uid) return this.get(name);
+      await this.update(name, { state: 'Running', desired: 'running', reason: '', address: ctr.address, startedAt: ctr.startedAt, exitCode: 0 }, now.rec.state === 'Running' ? 'Running' : from);
     } catch (e) {
       if (!(e instanceof LxrError && e.reason === 'LXR_NOT_FOUND')) throw e;
       // Its container is gone (a Failed create, a host that lost it): make it anew.
@@ -329,9 +332,20 @@ export class WorkspaceService extends EventEmitter {
       return this.get(name);
     }
     const t = this.target(cur.rec.host)!;
+    const uid = cur.rec.uid;
     const ctr = await this.o.gateway.stop(t, name, graceSeconds);
-    await this.update(name, { state: 'Stopped', desired: 'stopped', reason: 'stopped by request', exitCode: ctr.exitCode }, 'Running');
-    return this.get(name);
+    // The reconcile loop may have seen the container end first and recorded it Stopped
+    // (or committed something else meanwhile): the stop was asked for all the same.
+    for (let attempt = 0; ; attempt++) {
+      const now = this.cache.get(name);
+      if (!now || now.rec.uid !== uid) return this.get(name);
+      try {
+        await this.update(name, { state: 'Stopped', desired: 'stopped', reason: 'stopped by request', exitCode: ctr.exitCode }, now.rec.state === 'Stopped' ? 'Stopped' : 'Running');
+        return this.get(name);
+      } catch (e) {
+        if (!(e instanceof LxrError && e.reason === 'LXR_CONFLICT') || attempt >= 3) throw e;
+      }
+    }
   }
 
   /**

@@ -564,3 +564,20 @@ describe('workspaces on NotReady hosts', () => {
     }
   });
 });
+
+describe('workspace stop racing the reconcile loop', () => {
+  it('a stop whose container the reconcile loop saw end first still answers Stopped, by request', async () => {
+    const w = await world();
+    await made(w, spec('ws1', { host: 'n1' }));
+    const release = w.gateway.hold('stop', 'n1');
+    const stopping = w.ws.stop('ws1', 1);
+    // Meanwhile the container ends and the reconcile loop records it.
+    await new Promise((r) => setTimeout(r, 10));
+    w.gateway.exit('n1', 'ws1', 143);
+    await w.ws.reconcileHost('n1');
+    assert.equal(w.ws.get('ws1').state, 'Stopped');
+    release();
+    const ws = await stopping;
+    assert.deepEqual([ws.state, ws.desired, ws.reason], ['Stopped', 'stopped', 'stopped by request']);
+  });
+});
