@@ -35,6 +35,10 @@ export function checkContextName(name: string): string {
   return name;
 }
 
+/** The failure of naming a context the config does not have. */
+export const noContext = (name: string, file: string): CliError =>
+  new CliError(`no context ${JSON.stringify(name)} in ${file}`, Exit.NOT_FOUND, 'LXR_NOT_FOUND', 'lxrctl config get-contexts lists them');
+
 /** unix:///p, unix:/p, /p, HOST:PORT -> the grpc-js target, or a usage error naming the input. */
 export function normalizeServer(s: string): string {
   if (s.startsWith('unix:')) {
@@ -117,7 +121,7 @@ export function resolveTarget(o: { server?: string; context?: string }, env: Nod
     const cfg = readConfig(file);
     const n = name || cfg.currentContext;
     const ctx = n ? cfg.contexts[n] : undefined;
-    if (!ctx && required) throw new CliError(`no context ${JSON.stringify(n)} in ${file}`, Exit.NOT_FOUND, 'LXR_NOT_FOUND', 'lxrctl config get-contexts lists them');
+    if (!ctx && required) throw noContext(n, file);
     return ctx ? { name: n, ctx } : null;
   };
   const target = (address: string, source: Target['source'], c: { name: string; ctx: Context } | null): Target => {

@@ -1,7 +1,7 @@
 // lxrctl config: the contexts in lxrctl's config file, as kubectl config
 // manages kubeconfig. Tokens are never printed back.
 import type { Command } from '../command.js';
-import { checkContextName, normalizeServer, readConfig, updateConfig, type Context } from '../config.js';
+import { checkContextName, noContext, normalizeServer, readConfig, updateConfig, type Context } from '../config.js';
 import { CliError, Exit, invalid } from '../failure.js';
 import { table, toJson } from '../output.js';
 
@@ -55,7 +55,7 @@ const useContext: Command = {
   async run(inv) {
     const name = checkContextName(inv.args.positionals[0]!);
     updateConfig(inv.configFile, (c) => {
-      if (!c.contexts[name]) throw new CliError(`no context ${JSON.stringify(name)} in ${inv.configFile}`, Exit.NOT_FOUND, 'LXR_NOT_FOUND', 'lxrctl config get-contexts lists them');
+      if (!c.contexts[name]) throw noContext(name, inv.configFile);
       c.currentContext = name;
     });
     inv.out(`now using context ${name}\n`);
@@ -106,7 +106,7 @@ const deleteContext: Command = {
   async run(inv) {
     const name = checkContextName(inv.args.positionals[0]!);
     updateConfig(inv.configFile, (c) => {
-      if (!c.contexts[name]) throw new CliError(`no context ${JSON.stringify(name)} in ${inv.configFile}`, Exit.NOT_FOUND, 'LXR_NOT_FOUND', 'lxrctl config get-contexts lists them');
+      if (!c.contexts[name]) throw noContext(name, inv.configFile);
       delete c.contexts[name];
       if (c.currentContext === name) c.currentContext = '';
     });

@@ -11,9 +11,10 @@
 // and each is answered, and applied in memory, only once that is durable.
 import { LxrError, invalidArgument } from '../../proto/shared/errors.js';
 import { Journal } from '../../proto/shared/journal.js';
-import { checkKey, checkOps, checkPrefix, type CheckedOp } from './ops.js';
-import type { Store, StoredRecord, StoreOp } from './store.js';
+import { checkOps, type CheckedOp } from './ops.js';
+import type { StoreOp } from './store.js';
 import { Table } from './table.js';
+import { TableStore } from './table-store.js';
 
 export interface LogStoreOptions {
   /** Journal lines (commits) before a compaction into the snapshot (default 10000). */
@@ -32,16 +33,17 @@ interface Pending {
   reject(e: unknown): void;
 }
 
-export class LogStore implements Store {
+export class LogStore extends TableStore {
   private pending: Pending[] = [];
   private flushing: NodeJS.Immediate | undefined;
-  private closed = false;
 
   private constructor(
     readonly dir: string,
-    private readonly table: Table,
+    table: Table,
     private readonly journal: Journal<Snapshot>,
-  ) {}
+  ) {
+    super(table, `the store in ${dir}`);
+  }
 
   /** Opens (or creates) the store kept in `dir`: every commit acknowledged before is there. */
   static async open(dir: string, o: LogStoreOptions = {}): Promise<LogStore> {
@@ -57,27 +59,9 @@ export class LogStore implements Store {
     return new LogStore(dir, state, journal);
   }
 
-  get revision(): number {
-    return this.table.revision;
-  }
-
   /** fdatasyncs of commits so far (group commit makes it fewer than the commits). */
   get syncs(): number {
     return this.journal.syncs;
-  }
-
-  private usable(): void {
-    if (this.closed) throw new LxrError('LXR_UNAVAILABLE', `the store in ${this.dir} is closed`);
-  }
-
-  async get<T>(key: string): Promise<StoredRecord<T> | undefined> {
-    this.usable();
-    return this.table.get<T>(checkKey(key));
-  }
-
-  async list<T>(prefix: string): Promise<StoredRecord<T>[]> {
-    this.usable();
-    return this.table.list<T>(checkPrefix(prefix));
   }
 
   commit(ops: StoreOp[]): Promise<number> {

@@ -1,29 +1,12 @@
 // The store's semantics without a disk, for unit tests of the code above it.
-import { LxrError } from '../../proto/shared/errors.js';
-import { checkKey, checkOps, checkPrefix } from './ops.js';
-import type { Store, StoredRecord, StoreOp } from './store.js';
+import { checkOps } from './ops.js';
+import type { StoreOp } from './store.js';
 import { Table } from './table.js';
+import { TableStore } from './table-store.js';
 
-export class MemoryStore implements Store {
-  private readonly table = new Table();
-  private closed = false;
-
-  get revision(): number {
-    return this.table.revision;
-  }
-
-  private usable(): void {
-    if (this.closed) throw new LxrError('LXR_UNAVAILABLE', 'the memory store is closed');
-  }
-
-  async get<T>(key: string): Promise<StoredRecord<T> | undefined> {
-    this.usable();
-    return this.table.get<T>(checkKey(key));
-  }
-
-  async list<T>(prefix: string): Promise<StoredRecord<T>[]> {
-    this.usable();
-    return this.table.list<T>(checkPrefix(prefix));
+export class MemoryStore extends TableStore {
+  constructor() {
+    super(new Table(), 'the memory store');
   }
 
   async commit(ops: StoreOp[]): Promise<number> {

@@ -2,6 +2,7 @@
 // bidirectional stream (Exec or Attach), collects stdout, stderr, gaps and
 // the exit, checks that output offsets are contiguous, and lets the test
 // wait for output it expects.
+import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import type { ExecClient } from '../../proto/shared/api.js';
 import type { ExecExit, ExecRequest, ExecResponse, ExecStart } from '../../proto/shared/api-types.js';
@@ -108,4 +109,19 @@ export class ExecStream {
   detach(): void {
     this.call.cancel();
   }
+}
+
+/** A process's resident memory, from /proc. */
+export const rssBytes = (pid: number): number => Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
+
+/**
+ * Stops reading the stream and measures how much the process `pid` (the
+ * server relaying it) grows while nobody reads: 1 s to settle, then 2 s.
+ */
+export async function growthWhilePaused(s: ExecStream, pid: number): Promise<number> {
+  s.call.pause();
+  await new Promise((r) => setTimeout(r, 1000));
+  const before = rssBytes(pid);
+  await new Promise((r) => setTimeout(r, 2000));
+  return rssBytes(pid) - before;
 }

@@ -7,7 +7,6 @@
 // gaps, the idle timeout, and bad requests.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
@@ -15,13 +14,12 @@ import { unary, type ExecStart, type PullResponse } from '../../proto/shared/api
 import { AgentProcesses, type AgentProc } from '../helpers/agent-process.js';
 import { agentTestSkip, busyboxRegistry, cleanupSteps, collect, grpcErr } from '../helpers/agent.js';
 import { removeCgroupTree } from '../helpers/cgroups.js';
-import { ExecStream } from '../helpers/exec-stream.js';
+import { ExecStream, growthWhilePaused } from '../helpers/exec-stream.js';
 import type { TestRegistry } from '../helpers/registry.js';
 import { ownedTempDir, uniqueId } from '../helpers/tmp.js';
 
 const skip = agentTestSkip;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const rssBytes = (pid: number): number => Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
 
 describe('agent exec sessions', { skip, timeout: 300_000 }, () => {
   let work: string;
@@ -209,15 +207,11 @@ describe('agent exec sessions', { skip, timeout: 300_000 }, () => {
       got += data.length;
     };
     const id = await s.session;
-    s.call.pause();
-    await sleep(1000);
-    const before = rssBytes(agent.pid);
-    await sleep(2000);
-    const during = rssBytes(agent.pid);
+    const grown = await growthWhilePaused(s, agent.pid);
     const sessions = (await unary(agent.exec, agent.exec.ListSessions, { container: ctr })).sessions;
     const mine = sessions.find((x) => x.id === id);
     assert.equal(mine?.state, 'running', 'the process finished: its output went somewhere while nobody read');
-    assert.ok(during - before < 64 << 20, `agent RSS grew by ${((during - before) / 1048576).toFixed(1)} MiB while the reader was paused`);
+    assert.ok(grown < 64 << 20, `agent RSS grew by ${(grown / 1048576).toFixed(1)} MiB while the reader was paused`);
     s.call.resume();
     const r = await s.done;
     assert.equal(got, size);

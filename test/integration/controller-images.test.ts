@@ -10,7 +10,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -20,6 +19,7 @@ import { hostPlatform } from '../../agent/image/registry/platform.js';
 import { labDown, labUp, REGISTRY_PORT, SWITCH_ADDRESS, type LabState } from '../../cli/lab/lab.js';
 import { CLIENT_OPTIONS, ClusterImagesClient, ImagesClient, unary, WorkspacesClient, type ClusterImportImageResponse, type ClusterPullImageResponse, type ImportImageHeader, type Workspace } from '../../proto/shared/api.js';
 import { agentTestSkip, busyboxImage, collect, grpcErr, tarDir } from '../helpers/agent.js';
+import { rssBytes } from '../helpers/exec-stream.js';
 import { ociImageOf, tarOf, writeOciLayout } from '../helpers/oci-image.js';
 import { ownedTempDir, uniqueId } from '../helpers/tmp.js';
 
@@ -252,7 +252,7 @@ describe('images through the controller in a three-host lab', { skip: agentTestS
 
   test('a 512 MiB upload passes the controller and an agent with bounded memory (backpressure both hops)', async () => {
     const pids = { controller: lab.controller!.proc.pid, n1: lab.hosts[0]!.agent.pid };
-    const rss = (pid: number): number => Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
+    const rss = rssBytes;
     const base = { controller: rss(pids.controller), n1: rss(pids.n1) };
     const peak = { ...base };
     const sampler = setInterval(() => {

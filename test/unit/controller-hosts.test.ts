@@ -422,6 +422,19 @@ describe('peer sync', () => {
     for (let i = 0; i < 5 && !p.current; i++) await p.sync();
   }
 
+  /** n1 and n2 registered and Ready, their lists pushed. */
+  async function readyPair(): Promise<{ w: World; gateway: FakeAgentGateway; peers: PeerSync }> {
+    const w = world();
+    const gateway = new FakeAgentGateway();
+    const peers = new PeerSync(w.hosts, gateway);
+    for (const n of ['n1', 'n2']) {
+      await w.hosts.register(reg(n));
+      w.hosts.heartbeat(n, null);
+    }
+    await settle(peers);
+    return { w, gateway, peers };
+  }
+
   it('every Ready host gets the list of the others (address without port, subnet)', async () => {
     const w = world();
     const gateway = new FakeAgentGateway();
@@ -476,14 +489,7 @@ describe('peer sync', () => {
   });
 
   it('a host that was down gets the list once it is Ready again', async () => {
-    const w = world();
-    const gateway = new FakeAgentGateway();
-    const peers = new PeerSync(w.hosts, gateway);
-    for (const n of ['n1', 'n2']) {
-      await w.hosts.register(reg(n));
-      w.hosts.heartbeat(n, null);
-    }
-    await settle(peers);
+    const { w, gateway, peers } = await readyPair();
     gateway.down('n2');
     await w.hosts.register(reg('n3'));
     w.hosts.heartbeat('n3', null);
@@ -516,14 +522,7 @@ describe('peer sync', () => {
   });
 
   it('a host that restarts (NotReady, then Ready) is given the list again even though it did not change', async () => {
-    const w = world();
-    const gateway = new FakeAgentGateway();
-    const peers = new PeerSync(w.hosts, gateway);
-    for (const n of ['n1', 'n2']) {
-      await w.hosts.register(reg(n));
-      w.hosts.heartbeat(n, null);
-    }
-    await settle(peers);
+    const { w, gateway, peers } = await readyPair();
     const before = gateway.callsOf('setPeers', 'n1').length;
     w.clock.advance(GRACE_MS + 1);
     w.hosts.heartbeat('n2', null);
