@@ -49,7 +49,7 @@ export class Invocation {
   }
 
   connection(): Connection {
-    this.conn ??= new Connection(this.target());
+    this.conn ??= new Connection(this.target(), this.configFile);
     return this.conn;
   }
 

@@ -15,24 +15,25 @@ import {
   type UnaryMethod,
 } from '../proto/shared/api.js';
 import { CliError, Exit } from './failure.js';
-import { configPath, type Target } from './config.js';
+import type { Target } from './config.js';
 
 /** Unary calls give up after this (a host that blackholes packets). */
 export const UNARY_DEADLINE_MS = 60_000;
 
 type Ctor<C> = new (address: string, credentials: grpc.ChannelCredentials, options?: grpc.ClientOptions) => C;
 
-function channelCredentials(t: Target): grpc.ChannelCredentials {
+function channelCredentials(t: Target, configFile: string): grpc.ChannelCredentials {
   const { ca, cert, key } = t.credentials;
   if (t.address.startsWith('unix://') || (!ca && !cert && !key)) return grpc.credentials.createInsecure();
   if (!!cert !== !!key) throw new CliError(`context ${t.context}: a client certificate needs both "cert" and "key"`, Exit.INVALID, 'LXR_INVALID_SPEC');
   const read = (f: string | undefined, what: string): Buffer | null => {
     if (!f) return null;
+    // Relative paths in a context are relative to the config file, as kubeconfig's are.
+    const full = path.resolve(path.dirname(configFile), f);
     try {
-      // Relative paths in a context are relative to the config file, as kubeconfig's are.
-      return readFileSync(path.resolve(path.dirname(configPath()), f));
+      return readFileSync(full);
     } catch (e) {
-      throw new CliError(`context ${t.context}: cannot read its ${what} ${f}: ${(e as Error).message}`, Exit.INVALID, 'LXR_INVALID_SPEC');
+      throw new CliError(`context ${t.context}: cannot read its ${what} ${full}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, Exit.INVALID, 'LXR_INVALID_SPEC');
     }
   };
   return grpc.credentials.createSsl(read(ca, 'CA'), read(key, 'key'), read(cert, 'certificate'));
@@ -42,12 +43,15 @@ export class Connection {
   private clients = new Map<unknown, grpc.Client>();
   private creds: grpc.ChannelCredentials | null = null;
 
-  constructor(readonly target: Target) {}
+  constructor(
+    readonly target: Target,
+    private readonly configFile: string,
+  ) {}
 
   private client<C extends grpc.Client>(ctor: Ctor<C>): C {
     let c = this.clients.get(ctor) as C | undefined;
     if (!c) {
-      this.creds ??= channelCredentials(this.target);
+      this.creds ??= channelCredentials(this.target, this.configFile);
       // Every client shares one channel (grpc-js pools by target and options).
       c = new ctor(this.target.address, this.creds, CLIENT_OPTIONS);
       this.clients.set(ctor, c);

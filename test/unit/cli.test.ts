@@ -377,6 +377,21 @@ describe('lxrctl commands', () => {
     assert.equal(t.err().trimEnd().split('\n').length, 1);
   });
 
+  it('a context\'s TLS files are checked before any connection: a certificate without its key, a file that is not there', async () => {
+    const file = path.join(tmp, 'tls.json');
+    writeFileSync(file, JSON.stringify({ currentContext: 'half', contexts: { half: { server: '198.18.0.9:7000', cert: 'me.pem' }, gone: { server: '198.18.0.9:7000', ca: 'missing-ca.pem' } } }));
+    const half = io({ LXR_CONFIG: file });
+    assert.equal(await main(['ps'], half.io), Exit.INVALID);
+    assert.match(half.err(), /context half: a client certificate needs both "cert" and "key"/);
+    const gone = io({ LXR_CONFIG: file });
+    assert.equal(await main(['ps', '--context', 'gone'], gone.io), Exit.INVALID);
+    // Relative to the config file's directory, as kubeconfig's paths are.
+    assert.match(gone.err(), new RegExp(`context gone: cannot read its CA ${path.join(tmp, 'missing-ca.pem').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+    const setBad = io({ LXR_CONFIG: file });
+    assert.equal(await main(['config', 'set-context', 'x', '--server', '/x.sock', '--cert', 'c.pem'], setBad.io), Exit.INVALID);
+    assert.match(setBad.err(), /--cert and --key go together/);
+  });
+
   it('manages contexts in a 0600 file', async () => {
     const t = io();
     const file = t.io.env['LXR_CONFIG']!;
