@@ -30,9 +30,19 @@ const hash = (s: string): string => createHash('sha256').update(s).digest('hex')
 export const hostIfName = (container: string): string => `${HOST_IF_PREFIX}${hash(container).slice(0, 10)}`;
 
 /** The host's bridge, holding the gateway address, up. */
+/** The bridge's fixed MAC: locally administered, 0a:58 then the gateway's four bytes (unique per host subnet). */
+export function bridgeMac(gateway: number): string {
+  return ['0a', '58', ...[24, 16, 8, 0].map((s) => ((gateway >>> s) & 0xff).toString(16).padStart(2, '0'))].join(':');
+}
+
 export function planBridge(bridge: string, gateway: number, prefix: number): NetStep[] {
   return [
     { ns: 'host', args: ['link', 'add', bridge, 'type', 'bridge'], tolerate: /File exists/ },
+    // A bridge without an address of its own takes the lowest of its ports'
+    // and changes it as containers come and go: containers that cached the
+    // gateway's old address then send into the void until their ARP entry
+    // goes stale (tens of seconds). A set address never changes.
+    { ns: 'host', args: ['link', 'set', bridge, 'address', bridgeMac(gateway)] },
     { ns: 'host', args: ['addr', 'replace', `${formatIpv4(gateway)}/${prefix}`, 'dev', bridge] },
     { ns: 'host', args: ['link', 'set', bridge, 'up'] },
   ];

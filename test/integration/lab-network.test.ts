@@ -120,8 +120,11 @@ describe('networking in the lab', { skip: agentTestSkip, timeout: 600_000 }, () 
       links: (await inHost(n1.host, 'ip', '-o', 'link')).split('\n').filter((l) => /lx[vp]/.test(l)).length,
       rules: (await inHost(n1.host, 'iptables', '-w', '-t', 'nat', '-S', 'LXR-PORTS')).split('\n').filter((l) => l.startsWith('-A')).length,
       mounts: (await run('cat', [`/proc/${n1.host.agent.pid}/mountinfo`])).stdout.split('\n').length,
+      // The gateway's MAC stays what the agent set: containers cache it.
+      mac: /link\/ether (\S+)/.exec(await inHost(n1.host, 'ip', '-o', 'link', 'show', 'lxr0'))?.[1],
     });
     const before = await snapshot();
+    assert.equal(before.mac, '0a:58:c6:13:01:01');
     const addresses = new Set<string>();
     for (let i = 0; i < 200; i++) {
       const name = `cyc${i}`;

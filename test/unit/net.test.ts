@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { BridgeNetwork } from '../../agent/net/bridge-network.js';
-import { containerFiles, hostIfName, parseResolvConf, planAttach, planAttachNative, planProtect } from '../../agent/net/net-plan.js';
+import { bridgeMac, containerFiles, hostIfName, parseResolvConf, planAttach, planAttachNative, planProtect } from '../../agent/net/net-plan.js';
 import { FakeNetRunner } from '../../agent/net/net-runner.js';
 import type { LxrError } from '../../proto/shared/errors.js';
 import { parseIpv4 } from '../../proto/shared/ipv4.js';
@@ -60,11 +60,12 @@ describe('network plans', () => {
 });
 
 describe('BridgeNetwork over a fake runner', () => {
-  it('the bridge holds the gateway', async () => {
+  it('the bridge holds the gateway, with a MAC of its own that ports joining and leaving never change', async () => {
     const { runner, n } = await net();
     await n.ensureBridge();
     const text = runner.text();
-    assert.deepEqual(text.slice(0, 3), ['host: ip link add lxr0 type bridge', 'host: ip addr replace 10.200.3.1/24 dev lxr0', 'host: ip link set lxr0 up']);
+    assert.deepEqual(text.slice(0, 4), ['host: ip link add lxr0 type bridge', 'host: ip link set lxr0 address 0a:58:0a:c8:03:01', 'host: ip addr replace 10.200.3.1/24 dev lxr0', 'host: ip link set lxr0 up']);
+    assert.equal(bridgeMac(parseIpv4('198.19.255.1')), '0a:58:c6:13:ff:01');
     assert.ok(text.includes('host: sysctl -q -w net.ipv4.ip_forward=1'));
     assert.ok(text.includes('host: iptables -w -t nat -A LXR-POSTROUTING -s 10.200.3.0/24 ! -d 10.200.3.0/24 ! -o lxr0 -j MASQUERADE'), text.join('\n'));
     // every jump is removed before it is added: running it twice adds it once
