@@ -5,12 +5,15 @@ import os from 'node:os';
 import { mkdirSync } from 'node:fs';
 import { walkFlags } from '../proto/shared/flags.js';
 import { rootLogger } from '../proto/shared/log.js';
+import * as grpc from '@grpc/grpc-js';
+import { expectIdentity, type TlsIdentity } from '../proto/shared/tls.js';
+import { hostCredentials, hostRenewal } from './cluster/credentials.js';
 import { ClusterMember, machineFacts } from './cluster/join.js';
 import { startAgent } from './server.js';
 import { AGENT_VERSION } from './host/host-service.js';
 
 const USAGE = `usage: lxr-agent [--root DIR] [--socket PATH] [--listen HOST:PORT] [--metrics-listen HOST:PORT] [--cgroup-parent NAME] [--run-root DIR] [--label K=V]...
-                 [--subnet CIDR [--bridge NAME] [--pool CIDR]] [--controller HOST:PORT --name NAME [--advertise HOST:PORT]] [--insecure-registry HOST:PORT]... [--exec-ring-bytes N] [--exec-idle-timeout SECONDS] [--exec-retention SECONDS]
+                 [--subnet CIDR [--bridge NAME] [--pool CIDR]] [--join HOST:PORT [--token TOKEN] --name NAME [--advertise HOST:PORT]] [--insecure-registry HOST:PORT]... [--exec-ring-bytes N] [--exec-idle-timeout SECONDS] [--exec-retention SECONDS]
        lxr-agent version
 `;
 
@@ -28,6 +31,7 @@ interface Flags {
   pool?: string;
   insecure: string[];
   controller?: string;
+  token?: string;
   name?: string;
   advertise?: string;
 }
@@ -69,8 +73,12 @@ function parse(args: string[]): Flags {
       case '--pool':
         f.pool = value();
         break;
-      case '--controller':
+      case '--join':
+      case '--controller': // the name before --join
         f.controller = value();
+        break;
+      case '--token':
+        f.token = value();
         break;
       case '--name':
         f.name = value();
@@ -101,13 +109,15 @@ function parse(args: string[]): Flags {
         throw new Error(`unknown argument ${a}`);
     }
   });
-  if (f.pool && !f.subnet) throw new Error('--pool needs --subnet (with --controller, the controller gives both)');
-  if (f.bridge && !f.subnet && !f.controller) throw new Error('--bridge needs --subnet or --controller');
+  if (f.pool && !f.subnet) throw new Error('--pool needs --subnet (with --join, the controller gives both)');
+  if (f.bridge && !f.subnet && !f.controller) throw new Error('--bridge needs --subnet or --join');
+  if (f.token && !f.controller) throw new Error('--token needs --join');
+  if (f.listen && !f.controller) throw new Error('--listen needs --join: TCP is mutual TLS with the certificate the controller issues this host');
   if (f.controller) {
-    if (f.subnet) throw new Error('--subnet and --controller exclude each other: the controller gives this host its subnet');
-    if (!f.listen && !f.advertise) throw new Error('--controller needs --listen (or --advertise): the controller reaches the agent over TCP');
+    if (f.subnet) throw new Error('--subnet and --join exclude each other: the controller gives this host its subnet');
+    if (!f.listen && !f.advertise) throw new Error('--join needs --listen (or --advertise): the controller reaches the agent over TCP');
     f.name ??= os.hostname().split('.')[0]!.toLowerCase();
-  } else if (f.name || f.advertise) throw new Error('--name and --advertise need --controller');
+  } else if (f.name || f.advertise) throw new Error('--name and --advertise need --join');
   return f;
 }
 
@@ -133,6 +143,7 @@ async function main(args: string[]): Promise<void> {
   const crashAt = process.env.LXR_TEST_CRASH_AT;
   const log = rootLogger('lxr-agent');
   let member: ClusterMember | null = null;
+  let identity: TlsIdentity | undefined;
   let network: { subnet: string; bridge?: string; pool?: string; protect?: string[] } | undefined = flags.subnet ? { subnet: flags.subnet, ...(flags.bridge ? { bridge: flags.bridge } : {}), ...(flags.pool ? { pool: flags.pool } : {}) } : undefined;
   if (flags.controller) {
     // The subnet comes from the controller: join before the network is made.
@@ -143,8 +154,12 @@ async function main(args: string[]): Promise<void> {
     const abort = (): void => joining.abort();
     process.once('SIGTERM', abort);
     process.once('SIGINT', abort);
+    mkdirSync(flags.root, { recursive: true, mode: 0o700 });
+    const creds = await hostCredentials({ root: flags.root, controller: flags.controller, ...(flags.token ? { token: flags.token } : {}), name: flags.name!, addresses: [host], log });
+    identity = creds;
     member = new ClusterMember({
       controller: flags.controller,
+      credentials: flags.controller.startsWith('unix:') ? grpc.credentials.createInsecure() : creds.channelCredentials(expectIdentity({ role: 'controller', name: '' })),
       root: flags.root,
       log,
       signal: joining.signal,
@@ -178,11 +193,15 @@ async function main(args: string[]): Promise<void> {
     ...(flags.insecure.length ? { registry: { insecure: flags.insecure } } : {}),
     ...(network ? { network } : {}),
     ...(flags.listen ? { listen: flags.listen } : {}),
+    ...(identity ? { tls: identity } : {}),
     ...(flags.metricsListen ? { metricsListen: flags.metricsListen } : {}),
   });
   member?.startHeartbeats(async () => (await agent.host.info()).usage);
+  const renewal = identity ? hostRenewal(identity, flags.controller!, flags.root, log, () => member?.reconnect()) : null;
+  renewal?.start();
   const stop = (): void => {
     // Containers are not stopped: only the API goes away.
+    renewal?.stop();
     member?.stop();
     agent.close().then(
       () => process.exit(0),

@@ -25,14 +25,32 @@ import { createAgentRegistry } from './metrics/metrics.js';
 import { serveMetrics, type MetricsServer } from '../proto/shared/metrics-http.js';
 import { bind, bindUnix, shutdownServer } from '../proto/shared/grpc-server.js';
 import { Runtime } from './runtime/runtime.js';
+import { authInterceptor, onlyFor, type AuthPolicy } from '../proto/shared/auth-interceptor.js';
+import { LxrError } from '../proto/shared/errors.js';
+import { verifyIssued } from '../proto/shared/pki.js';
+import type { TlsIdentity } from '../proto/shared/tls.js';
+
+/**
+ * An agent's TCP port answers the controller alone. TLS has already refused
+ * clients without a certificate of the cluster CA; this names the caller
+ * and keeps hosts and people out (people go through the controller).
+ */
+export function agentPolicy(tls: TlsIdentity): AuthPolicy {
+  return {
+    authenticate: (a) => (a.cert ? verifyIssued(a.cert, tls.ca) : null),
+    allowed: (_method, who) => (who?.role === 'controller' ? true : onlyFor('the controller', who)),
+  };
+}
 
 export interface AgentOptions {
   /** State root (images, containers), e.g. /var/lib/lxr. */
   root: string;
   /** The unix socket to serve on, e.g. /run/lxr/agent.sock. */
   socket: string;
-  /** HOST:PORT to serve on over TCP as well (no TLS yet: trusted networks only). */
+  /** HOST:PORT to serve on over TCP as well: mutual TLS with `tls`, for the controller only. */
   listen?: string;
+  /** This host's certificate from the cluster (agent/cluster/credentials.ts). */
+  tls?: TlsIdentity;
   /** HOST:PORT to serve Prometheus metrics on over HTTP at /metrics (port 0: any free one). */
   metricsListen?: string;
   /** Parent cgroup of every container (default "lxr"). */
@@ -109,7 +127,8 @@ export async function startAgent(o: AgentOptions): Promise<Agent> {
   try {
     await bindUnix(server, o.socket);
     if (o.listen) {
-      const port = await bind(server, o.listen, grpc.ServerCredentials.createInsecure());
+      if (!o.tls) throw new LxrError('LXR_INVALID_ARGUMENT', 'serving on TCP needs the host\'s certificate from the cluster (join a controller)', { field: 'listen' });
+      const port = await bind(server, o.listen, o.tls.serverCredentials(true, [authInterceptor(agentPolicy(o.tls), log)]));
       tcpAddress = o.listen.replace(/:\d+$/, `:${port}`);
     }
     if (o.metricsListen) metrics = await serveMetrics(createAgentRegistry({ containers, version: AGENT_VERSION, log }), o.metricsListen, log);

@@ -10,12 +10,14 @@ import {
   ClusterHostsClient,
   ClusterImagesClient,
   HealthClient,
+  TrustClient,
   WorkspacesClient,
   type ExecClient,
   type UnaryMethod,
 } from '../proto/shared/api.js';
 import { CliError, Exit } from './failure.js';
 import type { Target } from './config.js';
+import { expectIdentity, identityCheck, tlsNameOptions } from '../proto/shared/tls.js';
 
 /** Unary calls give up after this (a host that blackholes packets). */
 export const UNARY_DEADLINE_MS = 60_000;
@@ -24,7 +26,8 @@ type Ctor<C> = new (address: string, credentials: grpc.ChannelCredentials, optio
 
 function channelCredentials(t: Target, configFile: string): grpc.ChannelCredentials {
   const { ca, cert, key } = t.credentials;
-  if (t.address.startsWith('unix://') || (!ca && !cert && !key)) return grpc.credentials.createInsecure();
+  // The unix socket is root-only and plain; TCP is always TLS (the controller serves nothing else).
+  if (t.address.startsWith('unix://')) return grpc.credentials.createInsecure();
   if (!!cert !== !!key) throw new CliError(`context ${t.context}: a client certificate needs both "cert" and "key"`, Exit.INVALID, 'LXR_INVALID_SPEC');
   const read = (f: string | undefined, what: string): Buffer | null => {
     if (!f) return null;
@@ -36,7 +39,8 @@ function channelCredentials(t: Target, configFile: string): grpc.ChannelCredenti
       throw new CliError(`context ${t.context}: cannot read its ${what} ${full}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, Exit.INVALID, 'LXR_INVALID_SPEC');
     }
   };
-  return grpc.credentials.createSsl(read(ca, 'CA'), read(key, 'key'), read(cert, 'certificate'));
+  // With the cluster's CA, the server must be the controller its certificate names (any address it is reached by).
+  return grpc.credentials.createSsl(read(ca, 'CA'), read(key, 'key'), read(cert, 'certificate'), ca ? { checkServerIdentity: identityCheck(expectIdentity({ role: 'controller', name: '' })) } : {});
 }
 
 export class Connection {
@@ -53,7 +57,7 @@ export class Connection {
     if (!c) {
       this.creds ??= channelCredentials(this.target, this.configFile);
       // Every client shares one channel (grpc-js pools by target and options).
-      c = new ctor(this.target.address, this.creds, CLIENT_OPTIONS);
+      c = new ctor(this.target.address, this.creds, this.target.address.startsWith('unix://') ? CLIENT_OPTIONS : { ...CLIENT_OPTIONS, ...tlsNameOptions('lxr-controller') });
       this.clients.set(ctor, c);
     }
     return c;
@@ -70,6 +74,9 @@ export class Connection {
   }
   get images(): ClusterImagesClient {
     return this.client<ClusterImagesClient>(ClusterImagesClient);
+  }
+  get trust(): TrustClient {
+    return this.client<TrustClient>(TrustClient);
   }
   get health(): HealthClient {
     return this.client<HealthClient>(HealthClient);

@@ -76,7 +76,10 @@ export function hintFor(reason: string, message: string, ctx: FailureContext): s
       if (/\bhost [a-z0-9-]+\b/.test(message)) return 'lxrctl hosts ls shows whether that host is Ready; the controller tries again when it is back';
       return 'is lxr-controller running there? (lxrctl lab up --controller starts a cluster on this machine; --server, --context or LXR_SERVER choose another; lxrctl config get-contexts lists contexts)';
     case 'LXR_PERMISSION_DENIED':
+      if (has('unix socket')) return 'run it as root on the controller\'s machine (lxrctl --server unix:///run/lxr/controller.sock ...)';
       return 'the controller\'s unix socket is root-only: run as root, or use a context with credentials';
+    case 'LXR_UNAUTHENTICATED':
+      return 'the context needs a valid credential: lxrctl credentials create NAME (as root on the controller\'s machine) makes one; lxrctl config set-context NAME --token or --cert/--key stores it';
     case 'LXR_EXEC_NOT_FOUND':
       return 'the command does not exist in the workspace (check its PATH and the image)';
     default:

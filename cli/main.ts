@@ -5,6 +5,7 @@ import { flagHelp, GLOBAL_FLAGS, parseArgs, UsageError } from './args.js';
 import { Invocation, type Command, type Io } from './command.js';
 import { completionCommand } from './commands/completion.js';
 import { configCommands } from './commands/config.js';
+import { credentialCommands } from './commands/credentials.js';
 import { execCommands } from './commands/exec.js';
 import { hostCommands } from './commands/hosts.js';
 import { imageCommands } from './commands/images.js';
@@ -13,7 +14,7 @@ import { versionCommand } from './commands/version.js';
 import { workspaceCommands } from './commands/workspaces.js';
 import { Exit, failureLine, toCliError } from './failure.js';
 
-export const COMMANDS: Command[] = [...workspaceCommands, ...execCommands, ...hostCommands, ...imageCommands, ...labCommands, ...configCommands, versionCommand];
+export const COMMANDS: Command[] = [...workspaceCommands, ...execCommands, ...hostCommands, ...imageCommands, ...labCommands, ...configCommands, ...credentialCommands, versionCommand];
 COMMANDS.push(completionCommand(() => COMMANDS));
 
 const GROUPS: Record<string, string> = {

@@ -120,6 +120,13 @@ export function parseSize(s: string): number {
 const DURATION = /^(\d+)(s|m|h|d)$/;
 const SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
 
+/** A duration (30s, 10m, 2h, 30d) in seconds. */
+export function parseDuration(s: string): number {
+  const d = DURATION.exec(s);
+  if (!d || Number(d[1]) === 0) throw new Error(`${JSON.stringify(s)} is not a duration (30s, 10m, 2h, 30d)`);
+  return Number(d[1]) * SECONDS[d[2]!]!;
+}
+
 /** docker's --since: an RFC 3339 time, or a duration back from now (10m, 2h); as RFC 3339. */
 export function parseSince(s: string, now = Date.now()): string {
   const d = DURATION.exec(s);

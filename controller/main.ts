@@ -1,7 +1,10 @@
 // lxr-controller: cluster state, scheduling and the public API
 // (proto/lxr/controller/v1). SIGTERM/SIGINT stop it; workspaces keep
 // running on their hosts, and the next controller picks up from its store.
+import * as grpc from '@grpc/grpc-js';
+import { TrustClient, unary } from '../proto/shared/api.js';
 import { walkFlags } from '../proto/shared/flags.js';
+import { fromStatus } from '../proto/shared/grpc-errors.js';
 import { CONTROLLER_VERSION, startController, type ControllerOptions } from './server.js';
 import { DEFAULT_CONTROLLER_SOCKET } from '../proto/shared/version.js';
 
@@ -9,6 +12,8 @@ const USAGE = `usage: lxr-controller [--root DIR] [--socket PATH] [--listen HOST
                       [--pool CIDR] [--subnet-prefix N] [--heartbeat-interval SECONDS] [--host-grace SECONDS]
                       [--reconcile-interval SECONDS] [--policy spread|binpack]
                       [--unready-policy keep|reschedule] [--reschedule-after SECONDS]
+                      [--cert-ttl SECONDS] [--tls-san NAME|IP]...
+       lxr-controller token create [--ttl SECONDS] [--socket PATH]
        lxr-controller version
 `;
 
@@ -66,6 +71,13 @@ function parseControllerFlags(args: string[]): ControllerOptions {
       case '--reschedule-after':
         after = positive(flag, value(), true);
         break;
+      case '--cert-ttl':
+        o.certTtlSeconds = positive(flag, value());
+        if (o.certTtlSeconds < 10) throw new Error(`--cert-ttl must be at least 10 seconds, got ${o.certTtlSeconds}`);
+        break;
+      case '--tls-san':
+        (o.tlsSans ??= []).push(value());
+        break;
       default:
         throw new Error(`unknown argument ${a}`);
     }
@@ -75,7 +87,46 @@ function parseControllerFlags(args: string[]): ControllerOptions {
   return o;
 }
 
+/** `token create`: a join token from the running controller, asked on its unix socket (root only). */
+async function tokenCommand(args: string[]): Promise<void> {
+  if (args[0] !== 'create') throw new UsageFailure(`token wants create, got ${args[0] ?? 'nothing'}`);
+  let socket = DEFAULT_CONTROLLER_SOCKET;
+  let ttl = 0;
+  walkFlags(args.slice(1), (flag, value, a) => {
+    if (flag === '--socket') socket = value();
+    else if (flag === '--ttl') {
+      try {
+        ttl = positive(flag, value());
+      } catch (e) {
+        throw new UsageFailure((e as Error).message);
+      }
+    } else throw new UsageFailure(`unknown argument ${a}`);
+  }, (m) => new UsageFailure(m));
+  const client = new TrustClient(`unix://${socket}`, grpc.credentials.createInsecure());
+  try {
+    const res = await unary(client, client.CreateJoinToken, { ttlSeconds: ttl }, { deadline: Date.now() + 10_000 });
+    process.stdout.write(`${res.token}\n`);
+    process.stderr.write(`join token ${res.id}, valid until ${res.expiresAt}: lxr-agent --join CONTROLLER:PORT --token TOKEN --name NAME --listen ADDRESS:PORT\n`);
+  } catch (e) {
+    const err = fromStatus(e);
+    throw new Error(err.reason === 'LXR_UNAVAILABLE' ? `cannot reach the controller on ${socket}: is it running? (${err.message})` : err.message);
+  } finally {
+    client.close();
+  }
+}
+
+class UsageFailure extends Error {}
+
 async function main(args: string[]): Promise<void> {
+  if (args[0] === 'token') {
+    try {
+      await tokenCommand(args.slice(1));
+    } catch (e) {
+      process.stderr.write(`lxr-controller: ${(e as Error).message}\n${e instanceof UsageFailure ? USAGE : ''}`);
+      process.exitCode = e instanceof UsageFailure ? 2 : 1;
+    }
+    return;
+  }
   if (args[0] === 'version' || args[0] === '--version') {
     process.stdout.write(`lxr-controller ${CONTROLLER_VERSION}\n`);
     return;

@@ -30,6 +30,21 @@ import { illegalState } from '../proto/shared/errors.js';
 import { WorkspaceService } from './workspaces/workspace-service.js';
 import { LXR_VERSION } from '../proto/shared/version.js';
 import { probeHosts } from './hosts/host-probe.js';
+import { authInterceptor } from '../proto/shared/auth-interceptor.js';
+import { Renewal } from '../proto/shared/renewal.js';
+import { expectIdentity, TlsIdentity } from '../proto/shared/tls.js';
+import { trustHandlers } from './api/trust-adapter.js';
+import { controllerPolicy } from './trust/controller-policy.js';
+import { localAddresses, TrustService } from './trust/trust-service.js';
+
+/** IP and DNS names for the controller's certificate: the listen address (every local one for 0.0.0.0), and --tls-san. */
+function certificateNames(listen: string | undefined, sans: string[]): [string[], string[]] {
+  const host = listen?.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
+  const ips = new Set<string>(['127.0.0.1']);
+  const dns = new Set<string>(['localhost']);
+  for (const h of [...(host && host !== '0.0.0.0' ? [host] : localAddresses()), ...sans]) (/^\d+\.\d+\.\d+\.\d+$/.test(h) ? ips : dns).add(h);
+  return [[...ips], [...dns]];
+}
 
 export const CONTROLLER_VERSION = LXR_VERSION;
 
@@ -38,8 +53,12 @@ export interface ControllerOptions {
   root: string;
   /** Unix socket, e.g. /run/lxr/controller.sock. */
   socket: string;
-  /** HOST:PORT for agents and remote clients (no TLS yet: trusted networks only). */
+  /** HOST:PORT for agents and remote clients: mutual TLS, every call authenticated (controller/trust). */
   listen?: string;
+  /** Lifetime of host and controller certificates in seconds (default 30 days); renewed at two thirds. */
+  certTtlSeconds?: number;
+  /** More names and addresses for the controller's certificate (it always has its listen address). */
+  tlsSans?: string[];
   /** HOST:PORT of /metrics and /sd/agents. */
   metricsListen?: string;
   /** The cluster's pool (default 10.200.0.0/16) and the prefix of each host's subnet (default 24). */
@@ -59,6 +78,8 @@ export interface ControllerOptions {
 
 export interface Controller {
   address: string;
+  /** sha256:HEX of the cluster CA's key, as join tokens pin it. */
+  caHash: string;
   tcpAddress?: string;
   metricsAddress?: string;
   workspaces: WorkspaceService;
@@ -86,9 +107,20 @@ export async function startController(o: ControllerOptions): Promise<Controller>
     clusterId = randomUUID();
     await store.commit([{ type: 'put', key: 'meta/cluster', value: { id: clusterId, pool: pool.pool, prefix: pool.prefix }, expect: 0 }]);
   }
-  const gateway = o.gateway ?? new GrpcAgentGateway();
+  const trust = await TrustService.open({ store, dir: path.join(root, 'pki'), log, ...(o.certTtlSeconds ? { certTtlSeconds: o.certTtlSeconds } : {}) });
+  const policy = controllerPolicy(trust);
+  const own = await trust.controllerCertificate(...certificateNames(o.listen, o.tlsSans ?? []));
+  const identity = new TlsIdentity(trust.ca.certPem, own.certPem, own.keyPem);
+  const gateway =
+    o.gateway ?? new GrpcAgentGateway((t) => (t.address.startsWith('unix:') ? grpc.credentials.createInsecure() : identity.channelCredentials(expectIdentity({ role: 'host', name: t.name }))));
   const heartbeatSeconds = o.heartbeatSeconds ?? 5;
-  const hosts = new HostRegistry({ store, subnets: pool, graceMs: (o.hostGraceSeconds ?? 40) * 1000, log });
+  const hosts = new HostRegistry({ store, subnets: pool, graceMs: (o.hostGraceSeconds ?? 40) * 1000, log, beforeRemove: (name) => trust.revokeHost(name) });
+  // Agents check the controller's certificate on every call: after a renewal,
+  // calls go over new connections (made with the new one); streams already
+  // open keep theirs until they end.
+  const renewal = new Renewal(identity, async () => trust.controllerCertificate(...certificateNames(o.listen, o.tlsSans ?? [])), log, () => {
+    for (const h of hosts.names()) gateway.reset(h);
+  });
   await hosts.load();
   const api = { hosts: () => admin.list(), workspaces: () => workspaces.list(), pool: () => ({ size: pool.size, used: pool.used, prefix: pool.prefix }) };
   const metrics = createControllerMetrics(api, CONTROLLER_VERSION);
@@ -115,10 +147,11 @@ export async function startController(o: ControllerOptions): Promise<Controller>
   const server = new grpc.Server({ 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_timeout_ms': 10_000 });
   server.addService(controllerServices.Health, health.handlers());
   server.addService(controllerServices.Hosts, hostsHandlers(ctx, hosts, admin, { pool: pool.pool, heartbeatSeconds }));
+  server.addService(controllerServices.Trust, trustHandlers(ctx, trust, (name) => hosts.record(name) !== undefined));
   server.addService(controllerServices.Workspaces, workspacesHandlers(ctx, workspaces, resolve));
   server.addService(controllerServices.Exec, execProxyHandlers(ctx, resolve));
   server.addService(controllerServices.Images, imagesHandlers(ctx, images));
-  for (const s of ['', ServiceNames.ClusterHosts, ServiceNames.ClusterWorkspaces, ServiceNames.ClusterExec, ServiceNames.ClusterImages, ServiceNames.Health]) health.setStatus(s, 'SERVING');
+  for (const s of ['', ServiceNames.ClusterHosts, ServiceNames.ClusterWorkspaces, ServiceNames.ClusterExec, ServiceNames.ClusterImages, ServiceNames.Trust, ServiceNames.Health]) health.setStatus(s, 'SERVING');
 
   let tcpAddress: string | undefined;
   let http: MetricsServer | undefined;
@@ -131,13 +164,14 @@ export async function startController(o: ControllerOptions): Promise<Controller>
   try {
     await bindUnix(server, o.socket);
     if (o.listen) {
-      const port = await bind(server, o.listen, grpc.ServerCredentials.createInsecure());
+      const port = await bind(server, o.listen, identity.serverCredentials(false, [authInterceptor(policy, log)]));
       tcpAddress = o.listen.replace(/:\d+$/, `:${port}`);
     }
     if (o.metricsListen) http = await serveMetrics(metrics.registry, o.metricsListen, log, { '/sd/agents': sd });
     peers.setControllerEndpoints([tcpAddress, http?.address].filter((a): a is string => !!a));
   } catch (e) {
     server.forceShutdown();
+    renewal.stop();
     await store.close();
     throw e;
   }
@@ -164,11 +198,13 @@ export async function startController(o: ControllerOptions): Promise<Controller>
   const timer = setInterval(() => void reconcile(), o.reconcileMs ?? 5000);
   // Hosts the store knows are asked at once instead of waiting for their heartbeats.
   void probeHosts(hosts, gateway, log).then(() => reconcile());
-  log.info({ socket: o.socket, listen: tcpAddress, metrics: http?.address, root, pool: pool.pool, cluster: clusterId }, 'lxr-controller serving');
+  renewal.start();
+  log.info({ socket: o.socket, listen: tcpAddress, metrics: http?.address, root, pool: pool.pool, cluster: clusterId, ca: trust.ca.hash }, 'lxr-controller serving');
 
   let closed: Promise<void> | undefined;
   return {
     address: `unix://${o.socket}`,
+    caHash: trust.ca.hash,
     ...(tcpAddress ? { tcpAddress } : {}),
     ...(http ? { metricsAddress: http.address } : {}),
     workspaces,
@@ -177,6 +213,7 @@ export async function startController(o: ControllerOptions): Promise<Controller>
     close() {
       closed ??= (async () => {
         clearInterval(timer);
+        renewal.stop();
         health.shutdown();
         health.endWatches();
         shutdown.abort();

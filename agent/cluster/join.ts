@@ -13,6 +13,7 @@ import { CLIENT_OPTIONS, ClusterHostsClient, unary, type HostUsage, type Registe
 import { LxrError } from '../../proto/shared/errors.js';
 import { fromStatus } from '../../proto/shared/grpc-errors.js';
 import type { Logger } from '../../proto/shared/log.js';
+import { tlsNameOptions } from '../../proto/shared/tls.js';
 
 export interface JoinOptions {
   /** The controller's HOST:PORT (or unix:///path). */
@@ -20,6 +21,8 @@ export interface JoinOptions {
   /** The agent's state root: cluster.json lives there. */
   root: string;
   registration: RegisterHostRequest;
+  /** How to reach the controller: mutual TLS with this host's certificate over TCP. */
+  credentials?: grpc.ChannelCredentials;
   log: Logger;
   /** Stop retrying (shutdown). */
   signal?: AbortSignal;
@@ -65,13 +68,25 @@ export function machineFacts(): Pick<RegisterHostRequest, 'cpus' | 'memoryBytes'
 }
 
 export class ClusterMember {
-  private readonly client: ClusterHostsClient;
+  private client: ClusterHostsClient;
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
   private membership: Membership | null = null;
 
   constructor(private readonly o: JoinOptions) {
-    this.client = new ClusterHostsClient(target(o.controller), grpc.credentials.createInsecure(), CLIENT_OPTIONS);
+    this.client = new ClusterHostsClient(target(o.controller), o.credentials ?? grpc.credentials.createInsecure(), { ...CLIENT_OPTIONS, ...tlsNameOptions('lxr-controller') });
+  }
+
+  /**
+   * A new connection for the next calls (this host's certificate was
+   * renewed: the controller checks it on every call). The old one is closed;
+   * a call on it finishes first.
+   */
+  reconnect(): void {
+    if (this.stopped) return;
+    const old = this.client;
+    this.client = new ClusterHostsClient(target(this.o.controller), this.o.credentials ?? grpc.credentials.createInsecure(), { ...CLIENT_OPTIONS, ...tlsNameOptions('lxr-controller') });
+    old.close();
   }
 
   /** Registers once; the subnet must agree with the one this host's containers use. */

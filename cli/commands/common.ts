@@ -6,7 +6,7 @@ import type { Invocation } from '../command.js';
 import { invalid } from '../failure.js';
 
 /** A workspace or host name, checked here so a bad one never reaches a server. */
-export function checkName(v: string, what: 'workspace' | 'host'): string {
+export function checkName(v: string, what: 'workspace' | 'host' | 'credential'): string {
   if (!isDnsLabel(v)) {
     throw invalid(`${what} name ${JSON.stringify(v)} is not valid: use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit (e.g. ws1, my-env)`);
   }

@@ -22,7 +22,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
-import { ClusterHostsClient, ContainersClient, HealthClient, HostClient, unary } from '../../proto/shared/api.js';
+import { ClusterHostsClient, ContainersClient, HealthClient, HostClient, TrustClient, unary } from '../../proto/shared/api.js';
 import { alreadyExists, invalidArgument, LxrError } from '../../proto/shared/errors.js';
 import { startTimeSync } from '../../proto/shared/proc.js';
 
@@ -190,6 +190,16 @@ async function startControllerIn(s: LabState): Promise<Proc> {
   return p;
 }
 
+/** A join token from the controller, asked on its unix socket (as `lxr-controller token create` does). */
+export async function labJoinToken(socket: string, ttlSeconds = 0): Promise<string> {
+  const c = new TrustClient(`unix://${socket}`, grpc.credentials.createInsecure());
+  try {
+    return (await unary(c, c.CreateJoinToken, { ttlSeconds }, { deadline: Date.now() + 10_000 })).token;
+  } finally {
+    c.close();
+  }
+}
+
 /** Restarts the lab's controller (after killing it with `signal`, SIGKILL by default); resolves once it serves. */
 export async function labRestartController(dir: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<LabController> {
   const s = readLab(dir);
@@ -281,6 +291,8 @@ export async function labUp(o: LabUpOptions): Promise<LabState> {
       state.controller.proc = await startControllerIn(state);
       writeLab(state);
     }
+    // Hosts join as real ones do: with a join token pinning the controller's CA.
+    const token = state.controller ? await labJoinToken(state.controller.socket) : '';
     for (let i = 1; i <= o.hosts; i++) {
       const name = `n${i}`;
       const root = path.join(o.dir, name);
@@ -301,7 +313,7 @@ export async function labUp(o: LabUpOptions): Promise<LabState> {
         '--root', path.join(root, 'state'), '--socket', host.socket, '--run-root', path.join(root, 'run'),
         '--cgroup-parent', host.cgroupParent,
         ...(state.controller
-          ? ['--controller', state.controller.address, '--name', name, '--listen', `${host.address}:${AGENT_PORT}`]
+          ? ['--join', state.controller.address, '--token', token, '--name', name, '--listen', `${host.address}:${AGENT_PORT}`]
           : ['--subnet', host.subnet, '--pool', POOL]),
         '--insecure-registry', `${SWITCH_ADDRESS}:${REGISTRY_PORT}`, '--metrics-listen', '0.0.0.0:9100', '--label', `lab.host=${name}`,
       ];

@@ -61,19 +61,23 @@ interface Clients {
 export class GrpcAgentGateway implements AgentGateway {
   private readonly byHost = new Map<string, Clients>();
 
-  constructor(private readonly credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure()) {}
+  /** `credentials`: how to reach a host; over TCP, mutual TLS that checks the agent is that host. */
+  constructor(private readonly credentials: (t: AgentTarget) => grpc.ChannelCredentials = () => grpc.credentials.createInsecure()) {}
 
   private of(t: AgentTarget): Clients {
     const cur = this.byHost.get(t.name);
     if (cur && cur.address === t.address) return cur;
     if (cur) this.closeClients(cur);
     const target = t.address.startsWith('unix:') ? t.address : `dns:${t.address}`;
+    const creds = this.credentials(t);
+    // TLS names the host (its certificate has its name); an IP address is no server name.
+    const opts = { ...CHANNEL_OPTIONS, 'grpc.ssl_target_name_override': t.name };
     const c: Clients = {
       address: t.address,
-      host: new HostClient(target, this.credentials, CHANNEL_OPTIONS),
-      containers: new ContainersClient(target, this.credentials, CHANNEL_OPTIONS),
-      exec: new ExecClient(target, this.credentials, CHANNEL_OPTIONS),
-      images: new ImagesClient(target, this.credentials, CHANNEL_OPTIONS),
+      host: new HostClient(target, creds, opts),
+      containers: new ContainersClient(target, creds, opts),
+      exec: new ExecClient(target, creds, opts),
+      images: new ImagesClient(target, creds, opts),
     };
     this.byHost.set(t.name, c);
     return c;

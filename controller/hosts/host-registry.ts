@@ -33,6 +33,8 @@ export interface HostRegistryOptions {
   graceMs: number;
   now?: () => number;
   log?: Logger;
+  /** Runs before a host is forgotten (the controller revokes its certificates), so it cannot come back in between. */
+  beforeRemove?: (name: string) => Promise<unknown>;
 }
 
 /**
@@ -184,6 +186,8 @@ export class HostRegistry extends EventEmitter {
 
   /** Forgets the host and releases its subnet. */
   async remove(name: string): Promise<void> {
+    if (!this.records.has(name)) throw notFound('host', name);
+    await this.o.beforeRemove?.(name);
     const cur = this.records.get(name);
     if (!cur) throw notFound('host', name);
     await this.o.store.commit([{ type: 'delete', key: hostKey(name), expect: cur.revision }]);

@@ -49,6 +49,7 @@ export const ServiceNames = {
   ClusterWorkspaces: 'lxr.controller.v1.Workspaces',
   ClusterExec: 'lxr.controller.v1.Exec',
   ClusterImages: 'lxr.controller.v1.Images',
+  Trust: 'lxr.controller.v1.Trust',
 } as const;
 
 // ---------------------------------------------------------------- clients
@@ -140,6 +141,15 @@ export interface ClusterImagesClient extends grpc.Client {
   Import: ClientStreamMethod<C.ClusterImportImageRequest, C.ClusterImportImageResponse>;
 }
 
+export interface TrustClient extends grpc.Client {
+  Join: UnaryMethod<C.JoinRequest, C.CertificateResponse>;
+  Renew: UnaryMethod<C.RenewRequest, C.CertificateResponse>;
+  CreateJoinToken: UnaryMethod<C.CreateJoinTokenRequest, C.CreateJoinTokenResponse>;
+  CreateCredential: UnaryMethod<C.CreateCredentialRequest, C.CreateCredentialResponse>;
+  ListCredentials: UnaryMethod<Record<string, never>, C.ListCredentialsResponse>;
+  RevokeCredential: UnaryMethod<C.RevokeCredentialRequest, C.RevokeCredentialResponse>;
+}
+
 type ClientCtor<C> = new (address: string, credentials: grpc.ChannelCredentials, options?: grpc.ClientOptions) => C;
 
 export const HostClient = clientOf('lxr.agent.v1.Host') as unknown as ClientCtor<HostClient> & grpc.ServiceClientConstructor;
@@ -151,6 +161,7 @@ export const WorkspacesClient = clientOf('lxr.controller.v1.Workspaces') as unkn
 /** The controller's Exec service: the agent's messages, workspaces for containers. */
 export const ClusterExecClient = clientOf('lxr.controller.v1.Exec') as unknown as ClientCtor<ExecClient> & grpc.ServiceClientConstructor;
 export const ClusterImagesClient = clientOf('lxr.controller.v1.Images') as unknown as ClientCtor<ClusterImagesClient> & grpc.ServiceClientConstructor;
+export const TrustClient = clientOf('lxr.controller.v1.Trust') as unknown as ClientCtor<TrustClient> & grpc.ServiceClientConstructor;
 export const HealthClient = clientOf('grpc.health.v1.Health') as unknown as ClientCtor<HealthClient> & grpc.ServiceClientConstructor;
 
 /**
@@ -179,6 +190,7 @@ export const controllerServices = {
   Workspaces: WorkspacesClient.service,
   Exec: ClusterExecClient.service,
   Images: ClusterImagesClient.service,
+  Trust: TrustClient.service,
   Health: HealthClient.service,
 };
 

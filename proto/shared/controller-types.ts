@@ -175,3 +175,56 @@ export interface HostImages {
 export interface ClusterImportImageResponse {
   imported: HostImages[];
 }
+
+export interface JoinRequest {
+  token?: string;
+  name?: string;
+  csr?: string;
+  addresses?: string[];
+}
+export interface RenewRequest {
+  csr?: string;
+  name?: string;
+}
+export interface CertificateResponse {
+  certificate: string;
+  ca: string;
+  notAfter: string;
+}
+export interface CreateJoinTokenRequest {
+  ttlSeconds?: number;
+}
+export interface CreateJoinTokenResponse {
+  token: string;
+  id: string;
+  expiresAt: string;
+}
+export interface CreateCredentialRequest {
+  name?: string;
+  ttlSeconds?: number;
+  csr?: string;
+}
+export interface CreateCredentialResponse {
+  token: string;
+  certificate: string;
+  ca: string;
+  id: string;
+  expiresAt: string;
+}
+export interface Credential {
+  id: string;
+  name: string;
+  kind: 'token' | 'certificate';
+  createdAt: string;
+  expiresAt: string;
+  revoked: boolean;
+}
+export interface ListCredentialsResponse {
+  credentials: Credential[];
+}
+export interface RevokeCredentialRequest {
+  name?: string;
+}
+export interface RevokeCredentialResponse {
+  revoked: Credential[];
+}

@@ -19,6 +19,7 @@ export const Code = {
   UNIMPLEMENTED: 12,
   INTERNAL: 13,
   UNAVAILABLE: 14,
+  UNAUTHENTICATED: 16,
 } as const;
 export type CodeNumber = (typeof Code)[keyof typeof Code];
 
@@ -43,6 +44,8 @@ export const Reasons = {
   // The pinned host exists but cannot take the workspace (cordoned, NotReady, full).
   LXR_HOST_UNSCHEDULABLE: Code.FAILED_PRECONDITION,
   LXR_UNAVAILABLE: Code.UNAVAILABLE,
+  // No credential, or one this cluster does not accept (other CA, expired, revoked, wrong token).
+  LXR_UNAUTHENTICATED: Code.UNAUTHENTICATED,
   LXR_HOST_SETUP_FAILED: Code.INTERNAL,
   LXR_CLEANUP_FAILED: Code.INTERNAL,
   LXR_INTERNAL: Code.INTERNAL,

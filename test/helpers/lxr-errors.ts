@@ -12,3 +12,14 @@ export async function rejectsWith(p: Promise<unknown>, reason: Reason, pattern: 
     return true;
   });
 }
+
+/** The synchronous twin of rejectsWith. */
+export function throwsWith(fn: () => unknown, reason: Reason, pattern: RegExp, field?: string): void {
+  assert.throws(fn, (e: unknown) => {
+    assert.ok(e instanceof LxrError, `not an LxrError: ${String(e)}`);
+    assert.equal(e.reason, reason, e.message);
+    assert.match(e.message, pattern);
+    if (field !== undefined) assert.equal(e.field, field, e.message);
+    return true;
+  });
+}

@@ -359,6 +359,11 @@ describe('lxrctl commands', () => {
       [['--server', 'nonsense', 'ps'], /server "nonsense" is neither/],
       [['bogus'], /unknown command "bogus"/],
       [['images', 'bogus'], /unknown command "images bogus"/],
+      [['credentials', 'create', 'Bad_Name'], /credential name "Bad_Name" is not valid/],
+      [['credentials', 'create', 'alice', '--ttl', '0s'], /--ttl: "0s" is not a duration/],
+      [['credentials', 'create', 'alice', '--ttl', 'forever'], /--ttl: "forever" is not a duration/],
+      [['credentials', 'create', 'alice', '--csr', '/nonexistent/alice.csr'], /--csr: cannot read \/nonexistent\/alice\.csr: ENOENT/],
+      [['credentials', 'revoke'], /needs NAME/],
     ];
     for (const [argv, msg] of bad) {
       const t = io(env);

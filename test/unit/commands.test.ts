@@ -20,11 +20,13 @@ const netsetup = (...a: string[]) => run(path.join(root, 'native', 'build', 'lxr
 describe('command lines', () => {
   it('lxr-agent refuses bad flags before it starts', () => {
     for (const [args, msg] of [
-      [['--bridge', 'br9'], /--bridge needs --subnet or --controller/],
+      [['--bridge', 'br9'], /--bridge needs --subnet or --join/],
       [['--pool', '10.0.0.0/8'], /--pool needs --subnet/],
-      [['--controller', '198.18.0.254:7000', '--subnet', '10.0.0.0/24', '--listen', '198.18.0.1:7070'], /--subnet and --controller exclude each other/],
-      [['--controller', '198.18.0.254:7000'], /--controller needs --listen/],
-      [['--name', 'n1'], /--name and --advertise need --controller/],
+      [['--join', '198.18.0.254:7000', '--subnet', '10.0.0.0/24', '--listen', '198.18.0.1:7070'], /--subnet and --join exclude each other/],
+      [['--controller', '198.18.0.254:7000'], /--join needs --listen/],
+      [['--name', 'n1'], /--name and --advertise need --join/],
+      [['--listen', '198.18.0.1:7070'], /--listen needs --join: TCP is mutual TLS/],
+      [['--token', 'lxr1.x'], /--token needs --join/],
       [['--exec-ring-bytes', '0'], /--exec-ring-bytes wants a positive whole number, got 0/],
       [['--exec-idle-timeout', 'soon'], /--exec-idle-timeout wants a positive whole number, got soon/],
       [['--root'], /--root needs a value/],
@@ -44,13 +46,22 @@ describe('command lines', () => {
       [['--subnet-prefix', 'x'], /--subnet-prefix wants a positive whole number, got x/],
       [['--reconcile-interval', '-1'], /--reconcile-interval wants a positive number, got -1/],
       [['--listen'], /--listen needs a value/],
+      [['--cert-ttl', '5'], /--cert-ttl must be at least 10 seconds, got 5/],
+      [['--tls-san'], /--tls-san needs a value/],
       [['--nope'], /unknown argument --nope/],
+      [['token'], /token wants create, got nothing/],
+      [['token', 'create', '--ttl', '0'], /--ttl wants a positive whole number, got 0/],
+      [['token', 'create', '--bogus'], /unknown argument --bogus/],
     ] as const) {
       const r = controller(...args);
       assert.equal(r.code, 2, args.join(' '));
       assert.match(r.err, msg);
     }
     assert.equal(controller('version').out, 'lxr-controller 0.1.0\n');
+    // token create with no controller on the socket: a clear failure, exit 1
+    const none = controller('token', 'create', '--socket', path.join(root, 'dist', 'no-such-controller.sock'));
+    assert.equal(none.code, 1);
+    assert.match(none.err, /cannot reach the controller on .*no-such-controller\.sock/);
   });
 
   it('lxrctl refuses bad flags with exit code 2', () => {

@@ -17,20 +17,12 @@ import { WorkspaceService, workspaceKey } from '../../controller/workspaces/work
 import { LxrError, type Reason } from '../../proto/shared/errors.js';
 import type { RegisterHostRequest } from '../../proto/shared/controller-types.js';
 import { tempDir } from '../helpers/tmp.js';
-import { rejectsWith } from '../helpers/lxr-errors.js';
+import { rejectsWith, throwsWith } from '../helpers/lxr-errors.js';
 
 const GiB = 1024 ** 3;
 const GRACE_MS = 15_000;
 
 
-function throwsWith(fn: () => unknown, reason: Reason, pattern: RegExp): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof LxrError, `not an LxrError: ${String(e)}`);
-    assert.equal(e.reason, reason, e.message);
-    assert.match(e.message, pattern);
-    return true;
-  });
-}
 
 const reg = (name: string, over: Partial<RegisterHostRequest> = {}): RegisterHostRequest => ({
   name,

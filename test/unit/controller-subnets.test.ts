@@ -5,16 +5,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { SubnetPool } from '../../controller/subnets/subnet-pool.js';
 import { Code, LxrError, type Reason } from '../../proto/shared/errors.js';
+import { throwsWith } from '../helpers/lxr-errors.js';
 
-function throwsWith(fn: () => unknown, reason: Reason, pattern: RegExp, field?: string): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof LxrError, `not an LxrError: ${String(e)}`);
-    assert.equal(e.reason, reason, e.message);
-    assert.match(e.message, pattern);
-    if (field !== undefined) assert.equal(e.field, field, e.message);
-    return true;
-  });
-}
 
 describe('subnet pool: allocation order and size', () => {
   const cases: Array<[string, string, number, number, string[]]> = [

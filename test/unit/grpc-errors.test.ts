@@ -24,6 +24,7 @@ test('every reason maps to its catalogue code and travels as lxr-reason', () => 
     ['LXR_NO_HOST_FITS', grpc.status.RESOURCE_EXHAUSTED],
     ['LXR_HOST_UNSCHEDULABLE', grpc.status.FAILED_PRECONDITION],
     ['LXR_UNAVAILABLE', grpc.status.UNAVAILABLE],
+    ['LXR_UNAUTHENTICATED', grpc.status.UNAUTHENTICATED],
     ['LXR_HOST_SETUP_FAILED', grpc.status.INTERNAL],
     ['LXR_CLEANUP_FAILED', grpc.status.INTERNAL],
     ['LXR_INTERNAL', grpc.status.INTERNAL],

@@ -1,0 +1,165 @@
+// A host's credentials in the cluster: its own key (made here; it never
+// leaves the host), the certificate the controller issued for it, and the
+// cluster CA, all in <root>/pki. A new host gets them by joining with a
+// token. The token pins the controller's CA by hash (as kubeadm does): the
+// agent first reads the certificate chain the server presents, accepts the
+// server only if the chain holds a CA with that hash and the server's
+// certificate is the controller's from it, and only then sends its request.
+import { X509Certificate } from 'node:crypto';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import path from 'node:path';
+import tls from 'node:tls';
+import * as grpc from '@grpc/grpc-js';
+import { CLIENT_OPTIONS, TrustClient, unary } from '../../proto/shared/api.js';
+import { LxrError } from '../../proto/shared/errors.js';
+import { fromStatus } from '../../proto/shared/grpc-errors.js';
+import type { Logger } from '../../proto/shared/log.js';
+import { certInfo, makeCsr, newKeyPem, spkiHash } from '../../proto/shared/pki.js';
+import { Renewal } from '../../proto/shared/renewal.js';
+import { expectIdentity, identityCheck, tlsNameOptions, TlsIdentity } from '../../proto/shared/tls.js';
+
+const FILES = { key: 'host.key', cert: 'host.crt', ca: 'ca.crt' } as const;
+const pkiDir = (root: string): string => path.join(root, 'pki');
+const unauthenticated = (m: string): LxrError => new LxrError('LXR_UNAUTHENTICATED', m);
+
+/** The join token's CA pin (its last part); the controller checks the rest. */
+export function tokenCaHash(token: string): string {
+  const m = /^lxr1\.[0-9a-f]{8}\.[0-9a-f]{32}\.([0-9a-f]{64})$/.exec(token.trim());
+  if (!m) throw new LxrError('LXR_INVALID_ARGUMENT', 'the join token is malformed: it looks like lxr1.ID.SECRET.CAHASH (from lxr-controller token create)', { field: 'token' });
+  return `sha256:${m[1]!}`;
+}
+
+/** This host's saved identity, or null when it has not joined yet. */
+export function loadHostIdentity(root: string): TlsIdentity | null {
+  const dir = pkiDir(root);
+  let files: [string, string, string];
+  try {
+    files = [readFileSync(path.join(dir, FILES.ca), 'utf8'), readFileSync(path.join(dir, FILES.cert), 'utf8'), readFileSync(path.join(dir, FILES.key), 'utf8')];
+  } catch {
+    return null;
+  }
+  return new TlsIdentity(...files);
+}
+
+function save(root: string, name: string, content: string, mode: number): void {
+  const dir = pkiDir(root);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const file = path.join(dir, name);
+  writeFileSync(`${file}.tmp`, content, { mode });
+  renameSync(`${file}.tmp`, file);
+}
+
+function saveIdentity(root: string, caPem: string, certPem: string, keyPem: string): void {
+  // The key first: a certificate on disk always has its key beside it.
+  save(root, FILES.key, keyPem, 0o600);
+  save(root, FILES.ca, caPem, 0o644);
+  save(root, FILES.cert, certPem, 0o644);
+}
+
+/**
+ * The CA the controller at `address` (HOST:PORT) presents, if it is the one
+ * `caHash` pins and the server's own certificate is the controller's from it.
+ */
+export function pinControllerCa(address: string, caHash: string, timeoutMs = 10_000): Promise<string> {
+  const m = /^(.*):(\d+)$/.exec(address);
+  if (!m) return Promise.reject(new LxrError('LXR_INVALID_ARGUMENT', `the controller address ${JSON.stringify(address)} is not HOST:PORT`, { field: 'join' }));
+  const host = m[1]!.replace(/^\[|\]$/g, '');
+  return new Promise((resolve, reject) => {
+    const s = tls.connect({ host, port: Number(m[2]), rejectUnauthorized: false, ALPNProtocols: ['h2'], ...(isIP(host) ? {} : { servername: host }) });
+    const t = setTimeout(() => s.destroy(new Error('no TLS answer in time')), timeoutMs);
+    s.once('error', (e) => {
+      clearTimeout(t);
+      reject(new LxrError('LXR_UNAVAILABLE', `cannot reach the controller at ${address}: ${e.message}`));
+    });
+    s.once('secureConnect', () => {
+      clearTimeout(t);
+      const chain: X509Certificate[] = [];
+      let c = s.getPeerCertificate(true);
+      for (let i = 0; c?.raw && i < 8; i++) {
+        chain.push(new X509Certificate(c.raw));
+        if (!c.issuerCertificate || c.issuerCertificate === c) break;
+        c = c.issuerCertificate;
+      }
+      s.destroy();
+      const ca = chain.find((x) => spkiHash(x) === caHash);
+      const leaf = chain[0];
+      if (!ca || !leaf) return reject(unauthenticated(`the server at ${address} is not the controller this token is for: none of its certificates has the pinned CA ${caHash}${chain.length ? ` (it presents ${chain.map((x) => spkiHash(x)).join(', ')})` : ''}`));
+      if (!leaf.checkIssued(ca) || !leaf.verify(ca.publicKey) || certInfo(leaf)?.role !== 'controller') return reject(unauthenticated(`the server at ${address} presents the pinned CA but its own certificate is not the controller's from that CA`));
+      resolve(ca.toString());
+    });
+  });
+}
+
+export interface JoinCredentialsOptions {
+  root: string;
+  /** HOST:PORT, or unix:///path (the controller's root-only socket: no token needed). */
+  controller: string;
+  token?: string;
+  name: string;
+  /** IPv4 addresses for the certificate (the advertised one). */
+  addresses: string[];
+  log: Logger;
+}
+
+/**
+ * The host's identity: the saved one, or a new one from joining. A saved
+ * certificate of another name, or one that has expired, needs a new join.
+ */
+export async function hostCredentials(o: JoinCredentialsOptions): Promise<TlsIdentity> {
+  const saved = loadHostIdentity(o.root);
+  if (saved) {
+    const { name, notAfter } = saved.info;
+    if (name !== o.name) throw new LxrError('LXR_ILLEGAL_STATE', `this host's certificate (${path.join(pkiDir(o.root), FILES.cert)}) is for host ${JSON.stringify(name)}, not ${JSON.stringify(o.name)}: start with --name ${name}, or remove ${pkiDir(o.root)} and join again with a token`);
+    if (notAfter.getTime() > Date.now()) return saved;
+    if (!o.token) throw unauthenticated(`this host's certificate expired at ${notAfter.toISOString()}: join again with --token (lxr-controller token create makes one)`);
+  }
+  const local = o.controller.startsWith('unix:');
+  if (!local && !o.token) throw new LxrError('LXR_INVALID_ARGUMENT', `joining ${o.controller} needs a join token: --token (lxr-controller token create makes one)`, { field: 'token' });
+  let creds: grpc.ChannelCredentials;
+  if (local) creds = grpc.credentials.createInsecure();
+  else {
+    const caPem = await pinControllerCa(o.controller, tokenCaHash(o.token!));
+    creds = grpc.credentials.createSsl(Buffer.from(caPem), null, null, { checkServerIdentity: identityCheck(expectIdentity({ role: 'controller', name: '' })) });
+  }
+  const keyPem = newKeyPem();
+  const client = new TrustClient(local ? o.controller : `dns:${o.controller}`, creds, { ...CLIENT_OPTIONS, ...tlsNameOptions('lxr-controller') });
+  try {
+    const res = await unary(client, client.Join, { token: o.token ?? '', name: o.name, csr: await makeCsr(keyPem, { role: 'host', name: o.name }), addresses: o.addresses }, { deadline: Date.now() + 15_000 });
+    saveIdentity(o.root, res.ca, res.certificate, keyPem);
+    o.log.info({ controller: o.controller, name: o.name, notAfter: res.notAfter }, 'joined: the controller issued this host\'s certificate');
+    return new TlsIdentity(res.ca, res.certificate, keyPem);
+  } catch (e) {
+    throw e instanceof LxrError ? e : fromStatus(e);
+  } finally {
+    client.close();
+  }
+}
+
+/**
+ * Renews the host's certificate over mutual TLS with the current one, and
+ * saves each new one. Each renewal dials afresh: the connection of the last
+ * one was made with a certificate that has run out by the next.
+ */
+export function hostRenewal(identity: TlsIdentity, controller: string, root: string, log: Logger, onRenewed: () => void = () => {}): Renewal {
+  const local = controller.startsWith('unix:');
+  const fetch = async (): Promise<{ certPem: string; keyPem: string }> => {
+    const client = local
+      ? new TrustClient(controller, grpc.credentials.createInsecure(), CLIENT_OPTIONS)
+      : new TrustClient(`dns:${controller}`, identity.channelCredentials(expectIdentity({ role: 'controller', name: '' })), { ...CLIENT_OPTIONS, ...tlsNameOptions('lxr-controller') });
+    try {
+      const keyPem = newKeyPem();
+      const csr = await makeCsr(keyPem, { role: 'host', name: identity.info.name });
+      const res = await unary(client, client.Renew, { csr, ...(local ? { name: identity.info.name } : {}) }, { deadline: Date.now() + 15_000 }).catch((e: unknown) => {
+        throw fromStatus(e);
+      });
+      return { certPem: res.certificate, keyPem };
+    } finally {
+      client.close();
+    }
+  };
+  return new Renewal(identity, fetch, log, (certPem, keyPem) => {
+    saveIdentity(root, identity.caPem, certPem, keyPem);
+    onRenewed();
+  });
+}
