@@ -197,22 +197,28 @@ async function main(args: string[]): Promise<void> {
     ...(flags.metricsListen ? { metricsListen: flags.metricsListen } : {}),
   });
   member?.startHeartbeats(async () => (await agent.host.info()).usage);
-  const renewal = identity ? hostRenewal(identity, flags.controller!, flags.root, log, () => member?.reconnect()) : null;
-  renewal?.start();
-  const stop = (): void => {
+  const stop = (code = 0): void => {
     // Containers are not stopped: only the API goes away.
     renewal?.stop();
     member?.stop();
     agent.close().then(
-      () => process.exit(0),
+      () => process.exit(code),
       (e: unknown) => {
         process.stderr.write(`lxr-agent: ${(e as Error).message}\n`);
         process.exit(1);
       },
     );
   };
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
+  // A certificate that ran out is accepted nowhere: stop, saying how to come back.
+  const renewal = identity
+    ? hostRenewal(identity, flags.controller!, flags.root, log, () => member?.reconnect(), () => {
+        process.stderr.write(`lxr-agent: this host's certificate expired at ${identity!.info.notAfter.toISOString()} before it could be renewed: start again with --token (lxr-controller token create) after removing the host (lxrctl hosts rm ${identity!.info.name})\n`);
+        stop(1);
+      })
+    : null;
+  renewal?.start();
+  process.once('SIGTERM', () => stop());
+  process.once('SIGINT', () => stop());
 }
 
 main(process.argv.slice(2)).catch((e: unknown) => {

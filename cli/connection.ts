@@ -26,9 +26,11 @@ type Ctor<C> = new (address: string, credentials: grpc.ChannelCredentials, optio
 
 function channelCredentials(t: Target, configFile: string): grpc.ChannelCredentials {
   const { ca, cert, key } = t.credentials;
-  // The unix socket is root-only and plain; TCP is always TLS (the controller serves nothing else).
+  // The unix socket is root-only and plain; TCP is always TLS (the controller serves nothing else),
+  // checked against the cluster's CA: a token is never sent to a server that was not proven the controller.
   if (t.address.startsWith('unix://')) return grpc.credentials.createInsecure();
   if (!!cert !== !!key) throw new CliError(`context ${t.context}: a client certificate needs both "cert" and "key"`, Exit.INVALID, 'LXR_INVALID_SPEC');
+  if (!ca) throw new CliError(`${t.context ? `context ${t.context}` : `server ${t.address}`}: a controller over TCP is checked against the cluster's CA, and none is set`, Exit.INVALID, 'LXR_INVALID_SPEC', `lxrctl config set-context NAME --server ${t.address} --ca CA.crt (the CA comes with lxrctl credentials create, or is <controller root>/pki/ca.crt)`);
   const read = (f: string | undefined, what: string): Buffer | null => {
     if (!f) return null;
     // Relative paths in a context are relative to the config file, as kubeconfig's are.
@@ -40,7 +42,7 @@ function channelCredentials(t: Target, configFile: string): grpc.ChannelCredenti
     }
   };
   // With the cluster's CA, the server must be the controller its certificate names (any address it is reached by).
-  return grpc.credentials.createSsl(read(ca, 'CA'), read(key, 'key'), read(cert, 'certificate'), ca ? { checkServerIdentity: identityCheck(expectIdentity({ role: 'controller', name: '' })) } : {});
+  return grpc.credentials.createSsl(read(ca, 'CA'), read(key, 'key'), read(cert, 'certificate'), { checkServerIdentity: identityCheck(expectIdentity({ role: 'controller', name: '' })) });
 }
 
 export class Connection {

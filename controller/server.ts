@@ -29,6 +29,7 @@ import { SubnetPool } from './subnets/subnet-pool.js';
 import { illegalState } from '../proto/shared/errors.js';
 import { WorkspaceService } from './workspaces/workspace-service.js';
 import { LXR_VERSION } from '../proto/shared/version.js';
+import { isDnsLabel } from '../proto/shared/names.js';
 import { probeHosts } from './hosts/host-probe.js';
 import { authInterceptor } from '../proto/shared/auth-interceptor.js';
 import { Renewal } from '../proto/shared/renewal.js';
@@ -146,8 +147,11 @@ export async function startController(o: ControllerOptions): Promise<Controller>
   const health = new HealthService();
   const server = new grpc.Server({ 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_timeout_ms': 10_000 });
   server.addService(controllerServices.Health, health.handlers());
-  server.addService(controllerServices.Hosts, hostsHandlers(ctx, hosts, admin, { pool: pool.pool, heartbeatSeconds }));
-  server.addService(controllerServices.Trust, trustHandlers(ctx, trust, (name) => hosts.record(name) !== undefined));
+  server.addService(controllerServices.Hosts, hostsHandlers(ctx, hosts, admin, { pool: pool.pool, heartbeatSeconds }, (name) => (isDnsLabel(name) ? trust.revokeHost(name) : Promise.resolve(0))));
+  server.addService(controllerServices.Trust, trustHandlers(ctx, trust, (name) => {
+    const h = hosts.record(name);
+    return h ? { ips: [h.address.replace(/:\d+$/, '')].filter((ip) => /^\d+\.\d+\.\d+\.\d+$/.test(ip)) } : null;
+  }));
   server.addService(controllerServices.Workspaces, workspacesHandlers(ctx, workspaces, resolve));
   server.addService(controllerServices.Exec, execProxyHandlers(ctx, resolve));
   server.addService(controllerServices.Images, imagesHandlers(ctx, images));

@@ -5,56 +5,63 @@
 // agent first reads the certificate chain the server presents, accepts the
 // server only if the chain holds a CA with that hash and the server's
 // certificate is the controller's from it, and only then sends its request.
-import { X509Certificate } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { createPublicKey, X509Certificate } from 'node:crypto';
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { isIP } from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { CLIENT_OPTIONS, TrustClient, unary } from '../../proto/shared/api.js';
-import { LxrError } from '../../proto/shared/errors.js';
+import { LxrError, unauthenticated } from '../../proto/shared/errors.js';
+import { parseJoinToken } from '../../proto/shared/join-token.js';
 import { fromStatus } from '../../proto/shared/grpc-errors.js';
 import type { Logger } from '../../proto/shared/log.js';
 import { certInfo, makeCsr, newKeyPem, spkiHash } from '../../proto/shared/pki.js';
 import { Renewal } from '../../proto/shared/renewal.js';
 import { expectIdentity, identityCheck, tlsNameOptions, TlsIdentity } from '../../proto/shared/tls.js';
 
-const FILES = { key: 'host.key', cert: 'host.crt', ca: 'ca.crt' } as const;
+/** host.pem: the certificate and its key in one file, replaced in one rename, so they always match. */
+const FILES = { identity: 'host.pem', ca: 'ca.crt' } as const;
 const pkiDir = (root: string): string => path.join(root, 'pki');
-const unauthenticated = (m: string): LxrError => new LxrError('LXR_UNAUTHENTICATED', m);
-
-/** The join token's CA pin (its last part); the controller checks the rest. */
-export function tokenCaHash(token: string): string {
-  const m = /^lxr1\.[0-9a-f]{8}\.[0-9a-f]{32}\.([0-9a-f]{64})$/.exec(token.trim());
-  if (!m) throw new LxrError('LXR_INVALID_ARGUMENT', 'the join token is malformed: it looks like lxr1.ID.SECRET.CAHASH (from lxr-controller token create)', { field: 'token' });
-  return `sha256:${m[1]!}`;
-}
 
 /** This host's saved identity, or null when it has not joined yet. */
 export function loadHostIdentity(root: string): TlsIdentity | null {
   const dir = pkiDir(root);
-  let files: [string, string, string];
+  let ca: string;
+  let pem: string;
   try {
-    files = [readFileSync(path.join(dir, FILES.ca), 'utf8'), readFileSync(path.join(dir, FILES.cert), 'utf8'), readFileSync(path.join(dir, FILES.key), 'utf8')];
+    ca = readFileSync(path.join(dir, FILES.ca), 'utf8');
+    pem = readFileSync(path.join(dir, FILES.identity), 'utf8');
   } catch {
     return null;
   }
-  return new TlsIdentity(...files);
+  const cert = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/.exec(pem)?.[0];
+  const key = /-----BEGIN PRIVATE KEY-----[\s\S]+?-----END PRIVATE KEY-----\n?/.exec(pem)?.[0];
+  const file = path.join(dir, FILES.identity);
+  if (!cert || !key) throw new LxrError('LXR_ILLEGAL_STATE', `${file} does not hold a certificate and a private key: remove ${dir} and join again with a token`);
+  const certKey = new X509Certificate(cert).publicKey.export({ type: 'spki', format: 'der' });
+  if (!certKey.equals(createPublicKey(key).export({ type: 'spki', format: 'der' }))) throw new LxrError('LXR_ILLEGAL_STATE', `the certificate in ${file} is not for the key beside it: remove ${dir} and join again with a token`);
+  return new TlsIdentity(ca, cert, key);
 }
 
+/** Written beside, flushed, then renamed over: a crash leaves the old file or the new, whole. */
 function save(root: string, name: string, content: string, mode: number): void {
   const dir = pkiDir(root);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const file = path.join(dir, name);
-  writeFileSync(`${file}.tmp`, content, { mode });
+  const fd = openSync(`${file}.tmp`, 'w', mode);
+  try {
+    writeSync(fd, content);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
   renameSync(`${file}.tmp`, file);
 }
 
 function saveIdentity(root: string, caPem: string, certPem: string, keyPem: string): void {
-  // The key first: a certificate on disk always has its key beside it.
-  save(root, FILES.key, keyPem, 0o600);
   save(root, FILES.ca, caPem, 0o644);
-  save(root, FILES.cert, certPem, 0o644);
+  save(root, FILES.identity, certPem.trimEnd() + '\n' + keyPem, 0o600);
 }
 
 /**
@@ -110,25 +117,29 @@ export async function hostCredentials(o: JoinCredentialsOptions): Promise<TlsIde
   const saved = loadHostIdentity(o.root);
   if (saved) {
     const { name, notAfter } = saved.info;
-    if (name !== o.name) throw new LxrError('LXR_ILLEGAL_STATE', `this host's certificate (${path.join(pkiDir(o.root), FILES.cert)}) is for host ${JSON.stringify(name)}, not ${JSON.stringify(o.name)}: start with --name ${name}, or remove ${pkiDir(o.root)} and join again with a token`);
+    if (name !== o.name) throw new LxrError('LXR_ILLEGAL_STATE', `this host's certificate (${path.join(pkiDir(o.root), FILES.identity)}) is for host ${JSON.stringify(name)}, not ${JSON.stringify(o.name)}: start with --name ${name}, or remove ${pkiDir(o.root)} and join again with a token`);
     if (notAfter.getTime() > Date.now()) return saved;
     if (!o.token) throw unauthenticated(`this host's certificate expired at ${notAfter.toISOString()}: join again with --token (lxr-controller token create makes one)`);
   }
   const local = o.controller.startsWith('unix:');
   if (!local && !o.token) throw new LxrError('LXR_INVALID_ARGUMENT', `joining ${o.controller} needs a join token: --token (lxr-controller token create makes one)`, { field: 'token' });
   let creds: grpc.ChannelCredentials;
+  let pinned: string | null = null;
   if (local) creds = grpc.credentials.createInsecure();
   else {
-    const caPem = await pinControllerCa(o.controller, tokenCaHash(o.token!));
+    const caPem = await pinControllerCa(o.controller, parseJoinToken(o.token!).caHash);
+    pinned = caPem;
     creds = grpc.credentials.createSsl(Buffer.from(caPem), null, null, { checkServerIdentity: identityCheck(expectIdentity({ role: 'controller', name: '' })) });
   }
   const keyPem = newKeyPem();
   const client = new TrustClient(local ? o.controller : `dns:${o.controller}`, creds, { ...CLIENT_OPTIONS, ...tlsNameOptions('lxr-controller') });
   try {
     const res = await unary(client, client.Join, { token: o.token ?? '', name: o.name, csr: await makeCsr(keyPem, { role: 'host', name: o.name }), addresses: o.addresses }, { deadline: Date.now() + 15_000 });
-    saveIdentity(o.root, res.ca, res.certificate, keyPem);
+    // Over TCP the CA kept is the one the token pinned, whatever the answer says.
+    const ca = pinned ?? res.ca;
+    saveIdentity(o.root, ca, res.certificate, keyPem);
     o.log.info({ controller: o.controller, name: o.name, notAfter: res.notAfter }, 'joined: the controller issued this host\'s certificate');
-    return new TlsIdentity(res.ca, res.certificate, keyPem);
+    return new TlsIdentity(ca, res.certificate, keyPem);
   } catch (e) {
     throw e instanceof LxrError ? e : fromStatus(e);
   } finally {
@@ -141,7 +152,7 @@ export async function hostCredentials(o: JoinCredentialsOptions): Promise<TlsIde
  * saves each new one. Each renewal dials afresh: the connection of the last
  * one was made with a certificate that has run out by the next.
  */
-export function hostRenewal(identity: TlsIdentity, controller: string, root: string, log: Logger, onRenewed: () => void = () => {}): Renewal {
+export function hostRenewal(identity: TlsIdentity, controller: string, root: string, log: Logger, onRenewed: () => void = () => {}, onExpired: () => void = () => {}): Renewal {
   const local = controller.startsWith('unix:');
   const fetch = async (): Promise<{ certPem: string; keyPem: string }> => {
     const client = local
@@ -158,8 +169,14 @@ export function hostRenewal(identity: TlsIdentity, controller: string, root: str
       client.close();
     }
   };
-  return new Renewal(identity, fetch, log, (certPem, keyPem) => {
-    saveIdentity(root, identity.caPem, certPem, keyPem);
-    onRenewed();
-  });
+  return new Renewal(
+    identity,
+    fetch,
+    log,
+    (certPem, keyPem) => {
+      saveIdentity(root, identity.caPem, certPem, keyPem);
+      onRenewed();
+    },
+    onExpired,
+  );
 }

@@ -19,7 +19,8 @@ function mustBeHost(call: { metadata: grpc.Metadata }, name: string | undefined)
   if (!c.local && !(who?.role === 'host' && who.name === name)) throw new LxrError('LXR_PERMISSION_DENIED', `${who ? describeIdentity(who) : 'a caller without a certificate'} cannot speak for host ${JSON.stringify(name ?? '')}: a host's certificate is good for its own name only`);
 }
 
-export function hostsHandlers(ctx: AdapterContext, hosts: HostRegistry, admin: HostAdmin, cluster: { pool: string; heartbeatSeconds: number }): grpc.UntypedServiceImplementation {
+/** `forgetJoined`: revokes the certificates of a name that joined but never registered; how many. */
+export function hostsHandlers(ctx: AdapterContext, hosts: HostRegistry, admin: HostAdmin, cluster: { pool: string; heartbeatSeconds: number }, forgetJoined?: (name: string) => Promise<number>): grpc.UntypedServiceImplementation {
   return {
     Register: unary<C.RegisterHostRequest, C.RegisterHostResponse>(ctx, 'Hosts.Register', async (req, call) => {
       mustBeHost(call, req.name);
@@ -37,7 +38,12 @@ export function hostsHandlers(ctx: AdapterContext, hosts: HostRegistry, admin: H
     Uncordon: unary<C.HostNameRequest, C.HostResponse>(ctx, 'Hosts.Uncordon', async (req) => ({ host: await admin.cordon(req.name ?? '', false) })),
     Drain: unary<C.HostNameRequest, C.DrainHostResponse>(ctx, 'Hosts.Drain', async (req) => admin.drain(req.name ?? '')),
     Remove: unary<C.RemoveHostRequest, C.RemoveHostResponse>(ctx, 'Hosts.Remove', async (req) => {
-      await admin.remove(req.name ?? '', !!req.force);
+      try {
+        await admin.remove(req.name ?? '', !!req.force);
+      } catch (e) {
+        // A machine that joined under this name but never registered: its certificates are what there is to remove.
+        if (!(e instanceof LxrError && e.reason === 'LXR_NOT_FOUND' && forgetJoined && (await forgetJoined(req.name ?? '')) > 0)) throw e;
+      }
       return {};
     }),
   };

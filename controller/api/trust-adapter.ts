@@ -6,21 +6,22 @@ import { LxrError } from '../../proto/shared/errors.js';
 import { unary, type AdapterContext } from '../../proto/shared/grpc-handlers.js';
 import type { TrustService } from '../trust/trust-service.js';
 
-export function trustHandlers(ctx: AdapterContext, trust: TrustService, isMember: (name: string) => boolean): grpc.UntypedServiceImplementation {
+/** `member`: a registered host's addresses (for its certificate), or null. */
+export function trustHandlers(ctx: AdapterContext, trust: TrustService, member: (name: string) => { ips: string[] } | null): grpc.UntypedServiceImplementation {
+  const isMember = (name: string): boolean => member(name) !== null;
   return {
     // On the unix socket (root on the controller's machine) a join needs no token.
     Join: unary<C.JoinRequest, C.CertificateResponse>(ctx, 'Trust.Join', async (req, call) => trust.join(req, isMember, callerOf(call).local)),
     Renew: unary<C.RenewRequest, C.CertificateResponse>(ctx, 'Trust.Renew', async (req, call) => {
       const c = callerOf(call);
-      const who = c.local ? null : c.who;
       if (!c.local) {
-        if (!who) throw new LxrError('LXR_UNAUTHENTICATED', 'Renew renews the certificate the call is made with: none came');
-        if (req.name && req.name !== who.name) throw new LxrError('LXR_PERMISSION_DENIED', `the certificate of host ${JSON.stringify(who.name)} cannot renew host ${JSON.stringify(req.name)}'s`);
-        return trust.renew({ ...who, serial: '', notBefore: new Date(), notAfter: new Date() }, req.csr ?? '');
+        if (!c.who) throw new LxrError('LXR_UNAUTHENTICATED', 'Renew renews the certificate the call is made with: none came');
+        if (req.name && req.name !== c.who.name) throw new LxrError('LXR_PERMISSION_DENIED', `the certificate of host ${JSON.stringify(c.who.name)} cannot renew host ${JSON.stringify(req.name)}'s`);
+        return trust.renew(c.who, req.csr ?? '', member);
       }
       // The unix socket: root names the host.
-      if (!req.name || !isMember(req.name)) throw new LxrError('LXR_NOT_FOUND', `no host ${JSON.stringify(req.name ?? '')} to renew the certificate of`, { field: 'name' });
-      return trust.renew({ role: 'host', name: req.name, serial: '', notBefore: new Date(), notAfter: new Date() }, req.csr ?? '');
+      if (!req.name) throw new LxrError('LXR_INVALID_ARGUMENT', 'name: required on the unix socket (the host whose certificate to renew)', { field: 'name' });
+      return trust.renew({ role: 'host', name: req.name }, req.csr ?? '', member);
     }),
     CreateJoinToken: unary<C.CreateJoinTokenRequest, C.CreateJoinTokenResponse>(ctx, 'Trust.CreateJoinToken', async (req) => trust.createJoinToken(req.ttlSeconds)),
     CreateCredential: unary<C.CreateCredentialRequest, C.CreateCredentialResponse>(ctx, 'Trust.CreateCredential', async (req) => trust.createCredential(req)),

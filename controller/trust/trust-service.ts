@@ -9,7 +9,8 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { LxrError, invalidArgument } from '../../proto/shared/errors.js';
+import { LxrError, invalidArgument, unauthenticated } from '../../proto/shared/errors.js';
+import { formatJoinToken, parseJoinToken } from '../../proto/shared/join-token.js';
 import type { Logger } from '../../proto/shared/log.js';
 import { checkDnsLabel } from '../../proto/shared/names.js';
 import { CertAuthority, certInfo, csrPublicKey, describeIdentity, newKeyPem, type CertInfo, type Identity } from '../../proto/shared/pki.js';
@@ -21,19 +22,6 @@ export const DEFAULT_JOIN_TTL = DAY;
 export const DEFAULT_CREDENTIAL_TTL = 30 * DAY;
 export const DEFAULT_CERT_TTL = 30 * DAY;
 const MAX_TTL = 10 * 365 * DAY;
-
-/** A join token: lxr1.ID.SECRET.CAHASH (hex), the last part pinning the controller's CA. */
-export interface JoinToken {
-  id: string;
-  secret: string;
-  caHash: string;
-}
-
-export function parseJoinToken(token: string): JoinToken {
-  const m = /^lxr1\.([0-9a-f]{8})\.([0-9a-f]{32})\.([0-9a-f]{64})$/.exec(token.trim());
-  if (!m) throw new LxrError('LXR_INVALID_ARGUMENT', 'the join token is malformed: it looks like lxr1.ID.SECRET.CAHASH (from lxr-controller token create)', { field: 'token' });
-  return { id: m[1]!, secret: m[2]!, caHash: `sha256:${m[3]!}` };
-}
 
 /** People's bearer tokens: lxrop.ID.SECRET. */
 function parseOperatorToken(token: string): { id: string; secret: string } | null {
@@ -65,7 +53,6 @@ export type CredentialView = Credential;
 
 const sha256 = (s: string): string => createHash('sha256').update(s).digest('hex');
 const sameHash = (a: string, b: string): boolean => a.length === b.length && timingSafeEqual(Buffer.from(a), Buffer.from(b));
-const unauthenticated = (m: string): LxrError => new LxrError('LXR_UNAUTHENTICATED', m);
 const hex = (n: number): string => randomBytes(n).toString('hex');
 
 function ttl(v: number | undefined, dflt: number, field: string): number {
@@ -94,6 +81,7 @@ export interface TrustOptions {
 
 export class TrustService {
   private readonly revokedSerials = new Set<string>();
+  private readonly hostLocks = new Map<string, Promise<void>>();
   private readonly credentials = new Map<string, CredentialRecord>();
   private readonly now: () => Date;
   readonly certTtlSeconds: number;
@@ -146,7 +134,7 @@ export class TrustService {
     const now = this.now();
     const rec: JoinRecord = { id, secretHash: sha256(secret), createdAt: now.toISOString(), expiresAt: new Date(now.getTime() + life * 1000).toISOString() };
     await this.o.store.commit([{ type: 'put', key: `trust/join/${id}`, value: rec, expect: 0 }]);
-    return { token: `lxr1.${id}.${secret}.${this.ca.hash.slice('sha256:'.length)}`, id, expiresAt: rec.expiresAt };
+    return { token: formatJoinToken({ id, secret, caHash: this.ca.hash }), id, expiresAt: rec.expiresAt };
   }
 
   /**
@@ -163,15 +151,55 @@ export class TrustService {
       if (!rec || !sameHash(rec.secretHash, sha256(tok.secret))) throw unauthenticated(`the join token ${tok.id} is not valid here (unknown, deleted, or a wrong secret): make one with lxr-controller token create`);
       if (this.now() > new Date(rec.expiresAt)) throw unauthenticated(`the join token ${tok.id} expired at ${rec.expiresAt}: make a new one with lxr-controller token create`);
     }
-    if (isMember(name)) throw new LxrError('LXR_ALREADY_EXISTS', `host ${name} is already a member of the cluster: a new machine cannot join under its name until it is removed (lxrctl hosts rm ${name})`, { field: 'name' });
     const ips = (req.addresses ?? []).filter((a) => /^\d+\.\d+\.\d+\.\d+$/.test(a));
-    return this.issue({ role: 'host', name }, req.csr ?? '', ips);
+    return this.underHostLock(name, async () => {
+      if (isMember(name)) throw new LxrError('LXR_ALREADY_EXISTS', `host ${name} is already a member of the cluster: a new machine cannot join under its name until it is removed (lxrctl hosts rm ${name})`, { field: 'name' });
+      // Nor while a machine that joined under it holds a valid certificate and has not registered yet.
+      const live = (await this.hostCertificates(name)).find((r) => new Date(r.notAfter) > this.now() && !this.revokedSerials.has(r.serial));
+      if (live) throw new LxrError('LXR_ALREADY_EXISTS', `a machine joined as host ${name} (its certificate is valid until ${live.notAfter}) and has not registered yet: join under another name, or revoke that join (lxrctl hosts rm ${name})`, { field: 'name' });
+      return this.issue({ role: 'host', name }, req.csr ?? '', ips);
+    });
+  }
+
+  /**
+   * Joins, renewals and revocations of one host name run one at a time: a
+   * renewal that passed the gate just before the host was removed must not
+   * issue a certificate that the removal did not see.
+   */
+  private async underHostLock<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.hostLocks.get(name) ?? Promise.resolve();
+    const run = prev.then(fn, fn);
+    const tail = run.then(
+      () => {},
+      () => {},
+    );
+    this.hostLocks.set(name, tail);
+    try {
+      return await run;
+    } finally {
+      if (this.hostLocks.get(name) === tail) this.hostLocks.delete(name);
+    }
+  }
+
+  private async hostCertificates(name: string): Promise<Array<{ serial: string; notAfter: string }>> {
+    return (await this.o.store.list<{ serial: string; notAfter: string }>(`trust/hosts/${name}/`)).map((r) => r.value);
   }
 
   /** A new certificate with the caller's identity, for a key the caller proves it holds. */
-  async renew(caller: CertInfo, csr: string): Promise<{ certificate: string; ca: string; notAfter: string }> {
+  /**
+   * `caller` is the host's certificate the call came with (serial included),
+   * or for root on the unix socket the host it names. The host must be a
+   * member (its addresses, for the certificate, come from its registration),
+   * and, checked again under the lock, its certificate not revoked meanwhile.
+   */
+  async renew(caller: Identity & { serial?: string }, csr: string, member: (name: string) => { ips: string[] } | null): Promise<{ certificate: string; ca: string; notAfter: string }> {
     if (caller.role !== 'host') throw new LxrError('LXR_PERMISSION_DENIED', `${describeIdentity(caller)} cannot renew here: people ask for a new credential`);
-    return this.issue(caller, csr, []);
+    return this.underHostLock(caller.name, async () => {
+      if (caller.serial && this.revokedSerials.has(caller.serial)) throw unauthenticated(`the certificate of ${describeIdentity(caller)} (serial ${caller.serial}) is revoked`);
+      const m = member(caller.name);
+      if (!m) throw new LxrError('LXR_NOT_FOUND', `host ${caller.name} is not a member of the cluster (removed?): join again with a token`);
+      return this.issue(caller, csr, m.ips);
+    });
   }
 
   private async issue(id: Identity, csr: string, ips: string[]): Promise<{ certificate: string; ca: string; notAfter: string }> {
@@ -182,8 +210,8 @@ export class TrustService {
     const { serial, notAfter } = certInfo(certificate)!;
     const expired = (await this.o.store.list<{ notAfter: string }>(`trust/hosts/${id.name}/`)).filter((r) => new Date(r.value.notAfter) < this.now());
     await this.o.store.commit([{ type: 'put', key: `trust/hosts/${id.name}/${serial}`, value: { serial, notAfter: notAfter.toISOString() } }, ...expired.map((r) => ({ type: 'delete' as const, key: r.key }))]);
-    this.o.log.info({ role: id.role, name: id.name }, 'issued a certificate');
-    return { certificate, ca: this.ca.certPem, notAfter: new Date(Date.now() + this.certTtlSeconds * 1000).toISOString() };
+    this.o.log.info({ role: id.role, name: id.name, serial }, 'issued a certificate');
+    return { certificate, ca: this.ca.certPem, notAfter: notAfter.toISOString() };
   }
 
   // ------------------------------------------------------------ people
@@ -199,8 +227,7 @@ export class TrustService {
     if (req.csr) {
       const publicKey = await csrPublicKey(req.csr);
       const certificate = await this.ca.issue({ publicKey, id: { role: 'operator', name }, ttlSeconds: life });
-      const { X509Certificate } = await import('node:crypto');
-      const serial = new X509Certificate(certificate).serialNumber.toLowerCase().replace(/^0+(?=.)/, '');
+      const serial = certInfo(certificate)!.serial;
       rec = { id, name, kind: 'certificate', serial, createdAt: now.toISOString(), expiresAt, revoked: false };
       out = { ...out, certificate };
     } else {
@@ -241,11 +268,14 @@ export class TrustService {
    * under that name.
    */
   async revokeHost(name: string): Promise<number> {
-    const issued = await this.o.store.list<{ serial: string }>(`trust/hosts/${name}/`);
-    await this.revokeSerials(issued.map((r) => r.value.serial));
-    await this.o.store.commit(issued.map((r) => ({ type: 'delete' as const, key: r.key })));
-    if (issued.length) this.o.log.info({ host: name, certificates: issued.length }, 'revoked the certificates of a removed host');
-    return issued.length;
+    return this.underHostLock(name, async () => {
+      const issued = await this.o.store.list<{ serial: string }>(`trust/hosts/${name}/`);
+      if (!issued.length) return 0;
+      await this.revokeSerials(issued.map((r) => r.value.serial));
+      await this.o.store.commit(issued.map((r) => ({ type: 'delete' as const, key: r.key })));
+      if (issued.length) this.o.log.info({ host: name, certificates: issued.length }, 'revoked the certificates of a host');
+      return issued.length;
+    });
   }
 
   async revokeSerials(serials: string[]): Promise<void> {

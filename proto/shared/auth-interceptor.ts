@@ -53,13 +53,13 @@ export function callAuth(cert: Buffer | undefined, md: grpc.Metadata): CallAuth 
 }
 
 /** Who called, as the gate found: `local` for the unix socket (root; no gate there). */
-export type Caller = { local: true } | { local: false; who: Identity | null };
+export type Caller = { local: true } | { local: false; who: (Identity & { serial: string }) | null };
 
 export function callerOf(call: { metadata: grpc.Metadata }): Caller {
   const v = call.metadata.get(PEER_KEY)[0];
   if (typeof v !== 'string') return { local: true };
-  const m = /^(controller|host|operator)\/(.*)$/.exec(v);
-  return { local: false, who: m ? { role: m[1] as Role, name: m[2]! } : null };
+  const m = /^(controller|host|operator)\/([^/]*)\/([0-9a-f]*)$/.exec(v);
+  return { local: false, who: m ? { role: m[1] as Role, name: m[2]!, serial: m[3]! } : null };
 }
 
 export function authInterceptor(policy: AuthPolicy, log: Logger): grpc.ServerInterceptor {
@@ -79,7 +79,7 @@ export function authInterceptor(policy: AuthPolicy, log: Logger): grpc.ServerInt
             }
             if (verdict === true) {
               md.remove(PEER_KEY);
-              md.set(PEER_KEY, who ? `${who.role}/${who.name}` : '-');
+              md.set(PEER_KEY, who ? `${who.role}/${who.name}/${who.serial}` : '-');
               mdNext(md);
               return;
             }

@@ -5,7 +5,7 @@
 // lxrctl can check its controller without the library that makes them
 // (proto/shared/pki.ts).
 import { createHash, X509Certificate } from 'node:crypto';
-import { LxrError } from './errors.js';
+import { unauthenticated } from './errors.js';
 
 /** Who holds a certificate: the organisation names the role, the common name the holder. */
 export type Role = 'controller' | 'host' | 'operator';
@@ -25,8 +25,6 @@ export interface CertInfo extends Identity {
 }
 
 export const describeIdentity = (id: Identity): string => (id.role === 'controller' ? 'the controller' : `${id.role} ${JSON.stringify(id.name)}`);
-
-const unauthenticated = (message: string): LxrError => new LxrError('LXR_UNAUTHENTICATED', message);
 
 /** Role, name, serial and validity of a certificate (PEM or DER); null when it carries no LXR role. */
 export function certInfo(cert: string | Buffer | X509Certificate): CertInfo | null {

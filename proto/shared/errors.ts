@@ -86,6 +86,9 @@ export const invalidSpec = (field: string, problem: string): LxrError =>
 export const invalidArgument = (field: string, problem: string): LxrError =>
   new LxrError('LXR_INVALID_ARGUMENT', `invalid argument ${field}: ${problem}`, { field });
 
+/** A credential that is missing or not accepted; the message says which and why. */
+export const unauthenticated = (message: string): LxrError => new LxrError('LXR_UNAUTHENTICATED', message);
+
 export const notFound = (what: string, name: string): LxrError =>
   new LxrError('LXR_NOT_FOUND', `${what} ${JSON.stringify(name)} not found`);
 

@@ -79,7 +79,8 @@ export class CertAuthority {
   }
 
   /** A new CA, valid for ten years. Returns it with its key (PEM) for the caller to keep. */
-  static async create(commonName = 'lxr-cluster-ca'): Promise<{ ca: CertAuthority; keyPem: string }> {
+  /** (Each CA gets a name of its own: TLS libraries look issuers up by name, and two clusters' CAs must not be confused.) */
+  static async create(commonName = `lxr-cluster-ca-${randomBytes(4).toString('hex')}`): Promise<{ ca: CertAuthority; keyPem: string }> {
     const keyPem = newKeyPem();
     const keys = await keyPair(keyPem);
     const now = Date.now();

@@ -2,7 +2,8 @@
 // thirds of the lifetime a new key and certificate are fetched and the
 // TlsIdentity switches to them. Connections already open keep the old ones
 // (an attached exec session is not dropped); new ones use the new. A failed
-// renewal is tried again soon, until the certificate runs out.
+// renewal is tried again soon, until the certificate runs out; then the
+// holder is told (an agent then stops: it must join again).
 import type { Logger } from './log.js';
 import type { TlsIdentity } from './tls.js';
 
@@ -34,6 +35,8 @@ export class Renewal {
     private readonly fetch: Fetch,
     private readonly log: Logger,
     private readonly onRenewed: (certPem: string, keyPem: string) => void = () => {},
+    /** The certificate ran out before a renewal succeeded: nothing accepts it any more. */
+    private readonly onExpired: () => void = () => {},
   ) {}
 
   start(): void {
@@ -60,6 +63,12 @@ export class Renewal {
       this.start();
     } catch (e) {
       const left = this.identity.info.notAfter.getTime() - Date.now();
+      if (left <= 0) {
+        this.log.error({ err: e, expired: this.identity.info.notAfter.toISOString() }, 'the certificate expired before it could be renewed');
+        this.stop();
+        this.onExpired();
+        return;
+      }
       this.log.warn({ err: e, expiresInMs: left }, 'renewing the certificate failed; trying again');
       this.schedule(Math.min(RETRY_MS, Math.max(1000, left / 10)));
     }

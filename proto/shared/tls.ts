@@ -8,6 +8,7 @@ import { X509Certificate } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import type { PeerCertificate } from 'node:tls';
 import { certInfo, describeIdentity, type CertInfo, type Identity } from './cert-info.js';
+import { LxrError } from './errors.js';
 
 type CaListener = (u: { caCertificate: Buffer } | null) => void;
 type IdListener = (u: { certificate: Buffer; privateKey: Buffer } | null) => void;
@@ -23,7 +24,7 @@ export class TlsIdentity implements grpc.experimental.CertificateProvider {
 
   private static infoOf(certPem: string): CertInfo {
     const info = certInfo(certPem);
-    if (!info) throw new Error('the certificate names no LXR role');
+    if (!info) throw new LxrError('LXR_INVALID_ARGUMENT', 'the certificate names no LXR role (O=lxr:controller, lxr:host or lxr:operator)');
     return info;
   }
 
@@ -39,9 +40,11 @@ export class TlsIdentity implements grpc.experimental.CertificateProvider {
   get keyPem(): string {
     return this.cur.keyPem;
   }
+  /** Parsed once: agents check every call against it. */
   get ca(): X509Certificate {
-    return new X509Certificate(this.cur.caPem);
+    return (this.caCert ??= new X509Certificate(this.cur.caPem));
   }
+  private caCert: X509Certificate | undefined;
 
   /** A renewed certificate (and key): used from the next connection on. */
   update(certPem: string, keyPem: string): void {

@@ -297,8 +297,11 @@ describe('lxrctl against a lab with a controller', { skip: agentTestSkip, timeou
 
   test('the server down, a missing context, and where lxrctl looks', async () => {
     await fails(['ps'], 3, /cannot reach the controller at unix:\/\/\/nonexistent\/c\.sock \(connect ENOENT\) \(LXR_UNAVAILABLE\); is lxr-controller running/, { env: { LXR_SERVER: '/nonexistent/c.sock' } });
-    // A TCP address of the lab's with nothing listening, tried from inside the lab's namespace.
-    const tcp = await run('nsenter', ['-t', String(lab.switch.pid), '-n', LXRCTL, '--server', '198.18.0.254:7999', 'hosts'], { env }).then(
+    // A TCP address of the lab's with nothing listening, tried from inside the lab's namespace
+    // (with the cluster's CA: without one lxrctl refuses before connecting).
+    const closed = path.join(work, 'closed-config.json');
+    writeFileSync(closed, JSON.stringify({ currentContext: 'closed', contexts: { closed: { server: '198.18.0.254:7999', ca: path.join(dir, 'controller', 'state', 'pki', 'ca.crt') } } }));
+    const tcp = await run('nsenter', ['-t', String(lab.switch.pid), '-n', LXRCTL, 'hosts'], { env: { ...env, LXR_CONFIG: closed } }).then(
       () => assert.fail('lxrctl hosts against a closed port succeeded'),
       (e: { code: number; stderr: string }) => e,
     );

@@ -395,6 +395,10 @@ describe('lxrctl commands', () => {
     const setBad = io({ LXR_CONFIG: file });
     assert.equal(await main(['config', 'set-context', 'x', '--server', '/x.sock', '--cert', 'c.pem'], setBad.io), Exit.INVALID);
     assert.match(setBad.err(), /--cert and --key go together/);
+    // A TCP controller without the cluster's CA: refused before a token could be sent to an unproven server.
+    const noCa = io({ LXR_CONFIG: path.join(tmp, 'none.json'), LXR_SERVER: '198.18.0.9:7000' });
+    assert.equal(await main(['ps'], noCa.io), Exit.INVALID);
+    assert.match(noCa.err(), /server 198\.18\.0\.9:7000: a controller over TCP is checked against the cluster's CA, and none is set \(LXR_INVALID_SPEC\); lxrctl config set-context NAME --server 198\.18\.0\.9:7000 --ca CA\.crt/);
   });
 
   it('manages contexts in a 0600 file', async () => {

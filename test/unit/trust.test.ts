@@ -9,7 +9,10 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import type { PeerCertificate } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
-import { hostCredentials, loadHostIdentity, tokenCaHash } from '../../agent/cluster/credentials.js';
+import { hostCredentials, loadHostIdentity } from '../../agent/cluster/credentials.js';
+import { formatJoinToken, parseJoinToken } from '../../proto/shared/join-token.js';
+
+const tokenCaHash = (t: string): string => parseJoinToken(t).caHash;
 import { MemoryStore, type Store } from '../../controller/store/index.js';
 import { controllerPolicy } from '../../controller/trust/controller-policy.js';
 import { TrustService } from '../../controller/trust/trust-service.js';
@@ -178,6 +181,28 @@ describe('renewal', () => {
     assert.equal(at(-HOUR), 1000);
   });
 
+  it('a certificate that runs out before any renewal succeeds: the holder is told once, and the retries stop', async () => {
+    const { ca } = await CertAuthority.create();
+    const brief = await leaf(ca, { role: 'host', name: 'n1' }, { ttlSeconds: 2 });
+    const id = new TlsIdentity(ca.certPem, brief.certPem, brief.keyPem);
+    let calls = 0;
+    let expired = 0;
+    const r = new Renewal(id, async () => {
+      calls++;
+      throw new Error('injected: refused');
+    }, log, () => {}, () => expired++);
+    r.start();
+    try {
+      await until(() => expired === 1, 'the expiry to be reported');
+      const after = calls;
+      await new Promise((res) => setTimeout(res, 2500));
+      assert.deepEqual([expired, calls], [1, after], 'no more attempts after the expiry');
+      assert.ok(after >= 1);
+    } finally {
+      r.stop();
+    }
+  });
+
   it('renews a short-lived certificate, retries a failed fetch, and stop() drops a fetch in flight', async () => {
     const { ca } = await CertAuthority.create();
     const first = await leaf(ca, { role: 'host', name: 'n1' }, { ttlSeconds: 3 });
@@ -311,14 +336,47 @@ describe('trust service', () => {
     await rejectsWith(trust.createJoinToken(-5), 'LXR_INVALID_ARGUMENT', /ttl_seconds: must be 1 to/, 'ttl_seconds');
   });
 
-  it('a host renews its own identity for a new key; an operator is refused', async () => {
+  it('a member host renews its own identity for a new key, with its registered address; others are refused', async () => {
     const { trust } = await trustWorld();
     const { keyPem, csr } = await request({ role: 'host', name: 'whatever' });
-    const res = await trust.renew({ role: 'host', name: 'n1' } as CertInfo, csr);
+    const member = (name: string) => (name === 'n1' ? { ips: ['198.18.0.1'] } : null);
+    const res = await trust.renew({ role: 'host', name: 'n1' }, csr, member);
     assert.deepEqual([certInfo(res.certificate)?.role, certInfo(res.certificate)?.name], ['host', 'n1']);
+    assert.match(new X509Certificate(res.certificate).subjectAltName ?? '', /IP Address:198\.18\.0\.1/);
+    assert.equal(res.notAfter, certInfo(res.certificate)!.notAfter.toISOString());
     assert.deepEqual(Buffer.from(new X509Certificate(res.certificate).publicKey.export({ type: 'spki', format: 'der' })), spkiOf(keyPem));
-    await rejectsWith(trust.renew({ role: 'operator', name: 'ann' } as CertInfo, csr), 'LXR_PERMISSION_DENIED', /operator "ann" cannot renew here/);
-    await rejectsWith(trust.renew({ role: 'host', name: 'n1' } as CertInfo, 'junk'), 'LXR_INVALID_ARGUMENT', /csr/, 'csr');
+    await rejectsWith(trust.renew({ role: 'operator', name: 'ann' }, csr, member), 'LXR_PERMISSION_DENIED', /operator "ann" cannot renew here/);
+    await rejectsWith(trust.renew({ role: 'host', name: 'n1' }, 'junk', member), 'LXR_INVALID_ARGUMENT', /csr/, 'csr');
+    await rejectsWith(trust.renew({ role: 'host', name: 'gone' }, csr, member), 'LXR_NOT_FOUND', /host gone is not a member/);
+    // A renewal with a certificate revoked meanwhile (the host was removed) is refused.
+    const serial = certInfo(res.certificate)!.serial;
+    await trust.revokeHost('n1');
+    await rejectsWith(trust.renew({ role: 'host', name: 'n1', serial }, csr, member), 'LXR_UNAUTHENTICATED', /is revoked/);
+  });
+
+  it('removal and renewal of one host never interleave: a renewal racing a removal is revoked with it or refused', async () => {
+    const { trust } = await trustWorld();
+    const { csr } = await request({ role: 'host', name: 'n1' });
+    let member = true;
+    const renewals = Array.from({ length: 6 }, () => trust.renew({ role: 'host', name: 'n1' }, csr, () => (member ? { ips: [] } : null)).catch((e: unknown) => e as Error));
+    const removal = trust.revokeHost('n1').then((n) => ((member = false), n));
+    const results = await Promise.all(renewals);
+    await removal;
+    for (const r of results) {
+      if (r instanceof Error) continue;
+      throwsWith(() => trust.authenticate(der(r.certificate), undefined), 'LXR_UNAUTHENTICATED', /is revoked/);
+    }
+  });
+
+  it('a name with a live certificate from a join cannot be joined again until that join is revoked', async () => {
+    const { trust } = await trustWorld();
+    const token = (await trust.createJoinToken()).token;
+    const join = async () => trust.join({ token, name: 'n7', csr: (await request({ role: 'host', name: 'n7' })).csr }, () => false);
+    await join();
+    await rejectsWith(join(), 'LXR_ALREADY_EXISTS', /a machine joined as host n7 .* has not registered yet/);
+    assert.equal(await trust.revokeHost('n7'), 1);
+    assert.equal(await trust.revokeHost('never-joined'), 0);
+    await join();
   });
 
   it('people\'s credentials: tokens and certificates, checked arguments, listed without secrets', async () => {
@@ -411,14 +469,14 @@ describe('host credentials', () => {
     const dir = await tempDir('host');
     const { certPem, keyPem } = await leaf(ca, { role: 'host', name }, o);
     mkdirSync(path.join(dir, 'pki'));
-    writeFileSync(path.join(dir, 'pki', 'host.key'), keyPem);
-    writeFileSync(path.join(dir, 'pki', 'host.crt'), certPem);
+    writeFileSync(path.join(dir, 'pki', 'host.pem'), certPem + keyPem);
     writeFileSync(path.join(dir, 'pki', 'ca.crt'), ca.certPem);
-    return { dir, certPem };
+    return { dir, certPem, keyPem };
   }
   const opts = (dir: string, o: { name?: string; token?: string } = {}) => ({ root: dir, controller: '127.0.0.1:1', name: 'n1', addresses: [], log, ...o });
 
-  it('tokenCaHash reads the pin of a join token and refuses a malformed one', async () => {
+  it('a join token carries the pin of the CA (and reads back as written); a malformed one is refused', async () => {
+    assert.equal(formatJoinToken(parseJoinToken(`lxr1.0123abcd.${'1'.repeat(32)}.${'ab'.repeat(32)}`)), `lxr1.0123abcd.${'1'.repeat(32)}.${'ab'.repeat(32)}`);
     const h = 'ab'.repeat(32);
     assert.equal(tokenCaHash(` lxr1.0123abcd.${'0'.repeat(32)}.${h}\n`), `sha256:${h}`);
     throwsWith(() => tokenCaHash(`lxr1.0123abcd.${'0'.repeat(32)}.${h.slice(2)}`), 'LXR_INVALID_ARGUMENT', /join token is malformed/);
@@ -430,6 +488,12 @@ describe('host credentials', () => {
     assert.equal(loadHostIdentity(path.join(await tempDir('host'), 'absent')), null);
     const saved = await root(ca, 'n1');
     assert.equal(loadHostIdentity(saved.dir)?.info.name, 'n1');
+    // A certificate beside another key, or a file without both, is refused by name, not used.
+    const mixed = await root(ca, 'n1');
+    writeFileSync(path.join(mixed.dir, 'pki', 'host.pem'), saved.certPem + mixed.keyPem);
+    throwsWith(() => loadHostIdentity(mixed.dir), 'LXR_ILLEGAL_STATE', /host\.pem is not for the key beside it/);
+    writeFileSync(path.join(mixed.dir, 'pki', 'host.pem'), saved.certPem);
+    throwsWith(() => loadHostIdentity(mixed.dir), 'LXR_ILLEGAL_STATE', /does not hold a certificate and a private key/);
     assert.equal((await hostCredentials(opts(saved.dir))).certPem, saved.certPem);
     await rejectsWith(hostCredentials(opts(saved.dir, { name: 'n2' })), 'LXR_ILLEGAL_STATE', /is for host "n1", not "n2": start with --name n1/);
     await rejectsWith(hostCredentials(opts(await tempDir('host'))), 'LXR_INVALID_ARGUMENT', /joining 127\.0\.0\.1:1 needs a join token/, 'token');
