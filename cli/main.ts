@@ -6,6 +6,7 @@ import { Invocation, type Command, type Io } from './command.js';
 import { completionCommand } from './commands/completion.js';
 import { configCommands } from './commands/config.js';
 import { credentialCommands } from './commands/credentials.js';
+import { portForwardCommands } from './commands/port-forward.js';
 import { execCommands } from './commands/exec.js';
 import { hostCommands } from './commands/hosts.js';
 import { imageCommands } from './commands/images.js';
@@ -14,7 +15,7 @@ import { versionCommand } from './commands/version.js';
 import { workspaceCommands } from './commands/workspaces.js';
 import { Exit, failureLine, toCliError } from './failure.js';
 
-export const COMMANDS: Command[] = [...workspaceCommands, ...execCommands, ...hostCommands, ...imageCommands, ...labCommands, ...configCommands, ...credentialCommands, versionCommand];
+export const COMMANDS: Command[] = [...workspaceCommands, ...execCommands, ...hostCommands, ...imageCommands, ...labCommands, ...configCommands, ...credentialCommands, ...portForwardCommands, versionCommand];
 COMMANDS.push(completionCommand(() => COMMANDS));
 
 const GROUPS: Record<string, string> = {

@@ -35,6 +35,10 @@ import { authInterceptor } from '../proto/shared/auth-interceptor.js';
 import { Renewal } from '../proto/shared/renewal.js';
 import { expectIdentity, TlsIdentity } from '../proto/shared/tls.js';
 import { trustHandlers } from './api/trust-adapter.js';
+import { openHandler } from './api/open-adapter.js';
+import { portForwardProxy } from './exec/port-forward-proxy.js';
+import { startWebServer, type WebServer } from './web/web-server.js';
+import { WebLinks } from './web/web-links.js';
 import { controllerPolicy } from './trust/controller-policy.js';
 import { localAddresses, TrustService } from './trust/trust-service.js';
 
@@ -60,6 +64,8 @@ export interface ControllerOptions {
   certTtlSeconds?: number;
   /** More names and addresses for the controller's certificate (it always has its listen address). */
   tlsSans?: string[];
+  /** HOST:PORT of the HTTPS side for browsers (/w/NAME/...: the web terminal). */
+  webListen?: string;
   /** HOST:PORT of /metrics and /sd/agents. */
   metricsListen?: string;
   /** The cluster's pool (default 10.200.0.0/16) and the prefix of each host's subnet (default 24). */
@@ -83,6 +89,8 @@ export interface Controller {
   caHash: string;
   tcpAddress?: string;
   metricsAddress?: string;
+  /** HOST:PORT of the HTTPS side for browsers. */
+  webAddress?: string;
   workspaces: WorkspaceService;
   hosts: HostRegistry;
   /** One reconcile round now (tests). */
@@ -110,7 +118,7 @@ export async function startController(o: ControllerOptions): Promise<Controller>
   }
   const trust = await TrustService.open({ store, dir: path.join(root, 'pki'), log, ...(o.certTtlSeconds ? { certTtlSeconds: o.certTtlSeconds } : {}) });
   const policy = controllerPolicy(trust);
-  const own = await trust.controllerCertificate(...certificateNames(o.listen, o.tlsSans ?? []));
+  const own = await trust.controllerCertificate(...certificateNames(o.listen ?? o.webListen, [...(o.tlsSans ?? []), ...(o.listen && o.webListen ? [o.webListen.replace(/:\d+$/, '')] : [])]));
   const identity = new TlsIdentity(trust.ca.certPem, own.certPem, own.keyPem);
   const gateway =
     o.gateway ?? new GrpcAgentGateway((t) => (t.address.startsWith('unix:') ? grpc.credentials.createInsecure() : identity.channelCredentials(expectIdentity({ role: 'host', name: t.name }))));
@@ -119,8 +127,10 @@ export async function startController(o: ControllerOptions): Promise<Controller>
   // Agents check the controller's certificate on every call: after a renewal,
   // calls go over new connections (made with the new one); streams already
   // open keep theirs until they end.
-  const renewal = new Renewal(identity, async () => trust.controllerCertificate(...certificateNames(o.listen, o.tlsSans ?? [])), log, () => {
+  let web: WebServer | undefined;
+  const renewal = new Renewal(identity, async () => trust.controllerCertificate(...certificateNames(o.listen ?? o.webListen, o.tlsSans ?? [])), log, (certPem, keyPem) => {
     for (const h of hosts.names()) gateway.reset(h);
+    web?.setCertificate(certPem.trimEnd() + '\n' + identity.caPem, keyPem);
   });
   await hosts.load();
   const api = { hosts: () => admin.list(), workspaces: () => workspaces.list(), pool: () => ({ size: pool.size, used: pool.used, prefix: pool.prefix }) };
@@ -137,7 +147,7 @@ export async function startController(o: ControllerOptions): Promise<Controller>
   const resolve: Resolve = (name, op) => {
     const w = workspaces.get(name);
     if (w.state === 'Unknown') throw new LxrError('LXR_UNAVAILABLE', `cannot ${op} workspace ${JSON.stringify(name)}: its host ${w.host} is NotReady`);
-    if (op === 'exec in' && w.state !== 'Running') throw illegalState('workspace', name, w.state, op);
+    if ((op === 'exec in' || op === 'forward a port of') && w.state !== 'Running') throw illegalState('workspace', name, w.state, op);
     const h = hosts.must(w.host);
     return { host: h.name, ...gateway.clients({ name: h.name, address: h.address }) };
   };
@@ -152,7 +162,12 @@ export async function startController(o: ControllerOptions): Promise<Controller>
     const h = hosts.record(name);
     return h ? { ips: [h.address.replace(/:\d+$/, '')].filter((ip) => /^\d+\.\d+\.\d+\.\d+$/.test(ip)) } : null;
   }));
-  server.addService(controllerServices.Workspaces, workspacesHandlers(ctx, workspaces, resolve));
+  const links = WebLinks.open(path.join(root, 'pki'));
+  server.addService(controllerServices.Workspaces, {
+    ...workspacesHandlers(ctx, workspaces, resolve),
+    PortForward: portForwardProxy(ctx, resolve),
+    Open: openHandler(ctx, { web: () => (web ? { address: web.address, links } : null), mustExist: (name) => void workspaces.get(name) }),
+  });
   server.addService(controllerServices.Exec, execProxyHandlers(ctx, resolve));
   server.addService(controllerServices.Images, imagesHandlers(ctx, images));
   for (const s of ['', ServiceNames.ClusterHosts, ServiceNames.ClusterWorkspaces, ServiceNames.ClusterExec, ServiceNames.ClusterImages, ServiceNames.Trust, ServiceNames.Health]) health.setStatus(s, 'SERVING');
@@ -172,7 +187,18 @@ export async function startController(o: ControllerOptions): Promise<Controller>
       tcpAddress = o.listen.replace(/:\d+$/, `:${port}`);
     }
     if (o.metricsListen) http = await serveMetrics(metrics.registry, o.metricsListen, log, { '/sd/agents': sd });
-    peers.setControllerEndpoints([tcpAddress, http?.address].filter((a): a is string => !!a));
+    if (o.webListen) {
+      web = await startWebServer({
+        listen: o.webListen,
+        certPem: identity.certPem.trimEnd() + '\n' + identity.caPem,
+        keyPem: identity.keyPem,
+        links,
+        operatorToken: (authorization) => trust.authenticate(undefined, authorization)?.role === 'operator',
+        hostOf: (name, op) => resolve(name, op),
+        log,
+      });
+    }
+    peers.setControllerEndpoints([tcpAddress, http?.address, web?.address].filter((a): a is string => !!a));
   } catch (e) {
     server.forceShutdown();
     renewal.stop();
@@ -211,6 +237,7 @@ export async function startController(o: ControllerOptions): Promise<Controller>
     caHash: trust.ca.hash,
     ...(tcpAddress ? { tcpAddress } : {}),
     ...(http ? { metricsAddress: http.address } : {}),
+    ...(web ? { webAddress: web.address } : {}),
     workspaces,
     hosts,
     reconcile,
@@ -225,6 +252,7 @@ export async function startController(o: ControllerOptions): Promise<Controller>
         await round?.catch(() => {});
         await workspaces.idle();
         await http?.close();
+        await web?.close();
         gateway.close();
         await store.close();
         try {

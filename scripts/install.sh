@@ -25,9 +25,10 @@ fi
 # containernetworking-plugins as the peer of the network benchmark; prometheus
 # (and its promtool) for the metrics test of the shipped config and dashboard;
 # python3-yaml reads back lxrctl's YAML in its tests, zsh checks its zsh
-# completion; git for the test of this script in a fresh clone.
+# completion; git for the test of this script in a fresh clone; chromium (and
+# curl) for the web terminal's tests in a real browser.
 debs=(build-essential pkg-config libseccomp-dev busybox-static runc crun iproute2 python3 util-linux zstd
-  docker-registry apache2-utils openssl skopeo umoci podman iptables procps containernetworking-plugins prometheus
+  docker-registry apache2-utils openssl skopeo umoci podman iptables procps containernetworking-plugins prometheus chromium curl
   python3-yaml zsh git)
 missing=()
 for p in "${debs[@]}"; do

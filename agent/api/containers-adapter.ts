@@ -2,7 +2,11 @@
 import type * as grpc from '@grpc/grpc-js';
 import type * as T from '../../proto/shared/api-types.js';
 import type { ContainerEvent, ContainerInfo, ContainerService } from '../containers/container-service.js';
-import { serverStream, unary, type AdapterContext } from '../../proto/shared/grpc-handlers.js';
+import { logFailure, serverStream, unary, type AdapterContext } from '../../proto/shared/grpc-handlers.js';
+import { connect } from 'node:net';
+import { illegalState, invalidArgument, LxrError } from '../../proto/shared/errors.js';
+import { toStatus } from '../../proto/shared/grpc-errors.js';
+import { serveTunnel } from '../../proto/shared/tunnel.js';
 
 export const toContainer = (c: ContainerInfo): T.Container => ({ ...c, limits: { ...c.limits } });
 
@@ -51,6 +55,7 @@ export function containersHandlers(ctx: AdapterContext, svc: ContainerService): 
         send({ stream: l.stream, time: l.time, line: l.line, partial: l.partial });
       }
     }),
+    PortForward: portForwardHandler(ctx, svc),
     Events: serverStream<T.EventsRequest, T.Event>(ctx, 'Containers.Events', async (req, send, signal) => {
       const names = new Set((req.names ?? []).filter((n) => n !== ''));
       const onEvent = (ev: ContainerEvent): void => {
@@ -64,5 +69,37 @@ export function containersHandlers(ctx: AdapterContext, svc: ContainerService): 
         svc.events.off('event', onEvent);
       }
     }),
+  };
+}
+
+/**
+ * Containers.PortForward: a TCP connection from this host (which reaches the
+ * bridge) to the container's address and port, tunnelled over the stream.
+ */
+function portForwardHandler(ctx: AdapterContext, svc: ContainerService) {
+  return (call: grpc.ServerDuplexStream<T.PortForwardRequest, T.PortForwardResponse>): void => {
+    const fail = (e: unknown): void => {
+      logFailure(ctx.log, 'Containers.PortForward', e);
+      call.emit('error', toStatus(e));
+    };
+    call.once('data', (first: T.PortForwardRequest) => {
+      call.pause();
+      void (async () => {
+        const name = first.start?.container ?? '';
+        const port = first.start?.port ?? 0;
+        if (!first.start) throw invalidArgument('start', 'the first message of PortForward must be start');
+        if (!Number.isInteger(port) || port < 1 || port > 65535) throw invalidArgument('start.port', `must be 1-65535, got ${port}`);
+        const c = await svc.get(name);
+        if (c.state !== 'running') throw illegalState('container', name, c.state, 'forward a port of');
+        if (!c.address) throw new LxrError('LXR_ILLEGAL_STATE', `container ${JSON.stringify(name)} has no network address to forward to`);
+        const socket = connect({ host: c.address, port });
+        await new Promise<void>((resolve, reject) => {
+          socket.once('connect', resolve);
+          socket.once('error', (e: NodeJS.ErrnoException) => reject(new LxrError('LXR_UNAVAILABLE', `nothing answers on port ${port} of ${JSON.stringify(name)} (${e.code ?? e.message})`)));
+        });
+        serveTunnel(call, socket);
+        call.resume();
+      })().catch(fail);
+    });
   };
 }

@@ -325,4 +325,20 @@ const logs: Command = {
   },
 };
 
-export const workspaceCommands: Command[] = [create, ps, inspect, start, stop, rm, logs];
+const open: Command = {
+  path: ['open'],
+  usage: 'NAME',
+  summary: 'print a short-lived link to the workspace\'s web terminal',
+  args: { flags: [{ name: 'page', kind: 'string', value: 'PAGE', help: 'the page: terminal (the default)' }], positionals: ['NAME'], required: 1 },
+  subject: (a) => a.positionals[0],
+  async run(inv) {
+    const name = checkName(inv.args.positionals[0]!, 'workspace');
+    const c = inv.connection();
+    const res = await c.call(c.workspaces, c.workspaces.Open, { name, page: (inv.args.flags.page as string | undefined) ?? '' });
+    inv.out(`${res.url}\n`);
+    inv.err(`open it in a browser before ${res.expiresAt}; it then holds for 12 hours in that browser\n`);
+    return Exit.OK;
+  },
+};
+
+export const workspaceCommands: Command[] = [create, ps, inspect, start, stop, rm, logs, open];

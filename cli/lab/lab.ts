@@ -35,6 +35,8 @@ export const POOL = '198.19.0.0/16';
 export const CONTROLLER_PORT = 7000;
 export const CONTROLLER_METRICS_PORT = 7001;
 export const AGENT_PORT = 7070;
+/** The controller's HTTPS side for browsers (web terminal). */
+export const CONTROLLER_WEB_PORT = 7443;
 const REGISTRY_BIN = '/usr/bin/docker-registry';
 const MAX_HOSTS = 200;
 
@@ -284,7 +286,7 @@ export async function labUp(o: LabUpOptions): Promise<LabState> {
         metrics: `${SWITCH_ADDRESS}:${CONTROLLER_METRICS_PORT}`,
         args: [
           '--root', path.join(cdir, 'state'), '--socket', path.join(cdir, 'controller.sock'),
-          '--listen', `${SWITCH_ADDRESS}:${CONTROLLER_PORT}`, '--metrics-listen', `${SWITCH_ADDRESS}:${CONTROLLER_METRICS_PORT}`,
+          '--listen', `${SWITCH_ADDRESS}:${CONTROLLER_PORT}`, '--metrics-listen', `${SWITCH_ADDRESS}:${CONTROLLER_METRICS_PORT}`, '--web-listen', `${SWITCH_ADDRESS}:${CONTROLLER_WEB_PORT}`,
           '--pool', POOL, '--heartbeat-interval', '1', '--host-grace', '3', '--reconcile-interval', '1', ...(o.controllerArgs ?? []),
         ],
       };

@@ -311,3 +311,18 @@ export interface Session {
 export interface ListSessionsResponse {
   sessions: Session[];
 }
+
+export interface PortForwardStart {
+  container?: string;
+  port?: number;
+}
+export interface PortForwardRequest {
+  start?: PortForwardStart;
+  data?: Buffer;
+  closeWrite?: boolean;
+}
+export interface PortForwardResponse {
+  connected?: boolean;
+  data?: Buffer;
+  closeWrite?: boolean;
+}

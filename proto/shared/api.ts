@@ -97,6 +97,7 @@ export interface ContainersClient extends grpc.Client {
   Stats: UnaryMethod<T.StatsRequest, T.StatsResponse>;
   Logs: ServerStreamMethod<T.LogsRequest, T.LogsResponse>;
   Events: ServerStreamMethod<T.EventsRequest, T.Event>;
+  PortForward: BidiStreamMethod<T.PortForwardRequest, T.PortForwardResponse>;
 }
 
 export type BidiStreamMethod<Req, Res> = (md?: grpc.Metadata, opts?: grpc.CallOptions) => grpc.ClientDuplexStream<Req, Res>;
@@ -132,6 +133,8 @@ export interface WorkspacesClient extends grpc.Client {
   Delete: UnaryMethod<C.WorkspaceNameRequest, C.DeleteWorkspaceResponse>;
   Logs: ServerStreamMethod<T.LogsRequest, T.LogsResponse>;
   ListSessions: UnaryMethod<T.ListSessionsRequest, T.ListSessionsResponse>;
+  Open: UnaryMethod<C.OpenWorkspaceRequest, C.OpenWorkspaceResponse>;
+  PortForward: BidiStreamMethod<T.PortForwardRequest, T.PortForwardResponse>;
 }
 
 export interface ClusterImagesClient extends grpc.Client {

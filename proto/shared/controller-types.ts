@@ -228,3 +228,11 @@ export interface RevokeCredentialRequest {
 export interface RevokeCredentialResponse {
   revoked: Credential[];
 }
+export interface OpenWorkspaceRequest {
+  name?: string;
+  page?: string;
+}
+export interface OpenWorkspaceResponse {
+  url: string;
+  expiresAt: string;
+}

@@ -236,13 +236,14 @@ describe('the controller in a three-host lab', { skip: agentTestSkip, timeout: 9
         ['198.18.0.1', '9100'],
         ['198.18.0.2', '7070'], // another host's agent
         ['198.18.0.2', '9100'],
-        ['198.18.0.254', '7000'], // the controller's API and metrics
+        ['198.18.0.254', '7000'], // the controller's API, metrics and web (HTTPS) ports
         ['198.18.0.254', '7001'],
+        ['198.18.0.254', '7443'],
       ] as const;
       // The protected endpoints reach every agent with the peer list (pushed after registration).
       await until('the protection in place on n1', async () => {
         const rules = (await run('nsenter', ['-t', String(n1.holder.pid), '-n', 'iptables', '-w', '-S', 'LXR-PROTECT'])).stdout;
-        return /198\.18\.0\.254\/32 .*--dport 7001/.test(rules) && /198\.18\.0\.2\/32 .*--dport 7070/.test(rules);
+        return /198\.18\.0\.254\/32 .*--dport 7001/.test(rules) && /198\.18\.0\.254\/32 .*--dport 7443/.test(rules) && /198\.18\.0\.2\/32 .*--dport 7070/.test(rules);
       });
       for (const [ip, port] of targets) {
         // The server is there: from the host itself the connection is made...

@@ -364,6 +364,11 @@ describe('lxrctl commands', () => {
       [['credentials', 'create', 'alice', '--ttl', 'forever'], /--ttl: "forever" is not a duration/],
       [['credentials', 'create', 'alice', '--csr', '/nonexistent/alice.csr'], /--csr: cannot read \/nonexistent\/alice\.csr: ENOENT/],
       [['credentials', 'revoke'], /needs NAME/],
+      [['open', 'Bad_Name'], /workspace name "Bad_Name" is not valid/],
+      [['open'], /needs NAME/],
+      [['port-forward', 'ws1', '80:'], /"80:" is not \[LOCAL:\]REMOTE/],
+      [['port-forward', 'ws1', '70000'], /ports are 1-65535/],
+      [['port-forward', 'Bad', '80'], /workspace name "Bad" is not valid/],
     ];
     for (const [argv, msg] of bad) {
       const t = io(env);

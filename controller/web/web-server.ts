@@ -1,0 +1,233 @@
+// The controller's HTTPS side for browsers: each workspace under /w/NAME/:
+// the web terminal (/w/NAME/terminal) and the workspace's ports
+// (/w/NAME/ports/PORT/..., HTTP and WebSocket, through the host's agent);
+// the IDE will live beside them. Nothing is served without a credential for
+// that workspace: a signed link from `lxrctl open` (traded for a cookie
+// scoped to /w/NAME/), that cookie, or a person's bearer token. TLS uses the
+// controller's certificate (renewed in place: see setCertificate).
+import { readFileSync } from 'node:fs';
+import https from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createRequire } from 'node:module';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer } from 'ws';
+import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import type { ContainersClient, ExecClient } from '../../proto/shared/api.js';
+import { tunnelDuplex } from '../../proto/shared/tunnel.js';
+import type { Logger } from '../../proto/shared/log.js';
+import { isDnsLabel } from '../../proto/shared/names.js';
+import { bridgeTerminal } from './terminal-bridge.js';
+import { terminalPage } from './terminal-page.js';
+import type { WebLinks } from './web-links.js';
+
+/** How long a cookie from a link lasts. */
+const COOKIE_TTL = 12 * 3600;
+const COOKIE = 'lxr_w';
+
+const require = createRequire(import.meta.url);
+const ASSETS: Record<string, { file: string; type: string }> = {
+  'xterm.mjs': { file: require.resolve('@xterm/xterm/lib/xterm.mjs'), type: 'text/javascript' },
+  'xterm.css': { file: require.resolve('@xterm/xterm/css/xterm.css'), type: 'text/css' },
+  'addon-fit.mjs': { file: require.resolve('@xterm/addon-fit/lib/addon-fit.mjs'), type: 'text/javascript' },
+};
+
+export interface WebServerOptions {
+  /** HOST:PORT (port 0: any free one). */
+  listen: string;
+  certPem: string;
+  keyPem: string;
+  links: WebLinks;
+  /** A person's bearer token is good (throws or returns false otherwise). */
+  operatorToken: (authorization: string) => boolean;
+  /** The clients of the workspace's host; throws (with a message for the page) when it cannot do `op`. */
+  hostOf: (workspace: string, op: string) => { exec: ExecClient; containers: ContainersClient };
+  log: Logger;
+}
+
+export interface WebServer {
+  address: string;
+  setCertificate(certPem: string, keyPem: string): void;
+  close(): Promise<void>;
+}
+
+const cookieOf = (req: IncomingMessage): string | undefined =>
+  (req.headers.cookie ?? '')
+    .split(/;\s*/)
+    .map((c) => c.split('='))
+    .find(([k]) => k === COOKIE)?.[1];
+
+function deny(res: ServerResponse, status: number, message: string): void {
+  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' });
+  res.end(`${message}\n`);
+}
+
+export async function startWebServer(o: WebServerOptions): Promise<WebServer> {
+  const server = https.createServer({ cert: o.certPem, key: o.keyPem });
+  const wss = new WebSocketServer({ noServer: true, maxPayload: 1 << 20 });
+
+  /** The workspace a path is under, and the rest of the path. */
+  const route = (url: URL): { workspace: string; rest: string } | null => {
+    const m = /^\/w\/([^/]+)\/(.*)$/.exec(url.pathname);
+    return m && isDnsLabel(m[1]!) ? { workspace: m[1]!, rest: m[2]! } : null;
+  };
+  /** Null when the request may see the workspace; else why not. */
+  const refusal = (req: IncomingMessage, workspace: string): string | null => {
+    const auth = req.headers.authorization;
+    if (auth) {
+      try {
+        return o.operatorToken(auth) ? null : 'the credential is not accepted';
+      } catch (e) {
+        return (e as Error).message;
+      }
+    }
+    return o.links.check(cookieOf(req), 'cookie', workspace);
+  };
+
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const url = new URL(req.url ?? '/', 'https://lxr');
+    const r = route(url);
+    if (!r) return deny(res, 404, 'not found: workspaces are under /w/NAME/');
+    if (req.method !== 'GET' && req.method !== 'HEAD') return deny(res, 405, 'only GET here');
+    const link = url.searchParams.get('link');
+    if (link !== null) {
+      const bad = o.links.check(link, 'link', r.workspace);
+      if (bad) return deny(res, 401, bad);
+      // Trade the link for a cookie of this workspace's path, and drop it from the address bar.
+      res.writeHead(303, {
+        location: url.pathname,
+        'set-cookie': `${COOKIE}=${o.links.sign('cookie', r.workspace, COOKIE_TTL)}; Path=/w/${r.workspace}/; Max-Age=${COOKIE_TTL}; HttpOnly; Secure; SameSite=Strict`,
+        'cache-control': 'no-store',
+      });
+      return res.end();
+    }
+    const bad = refusal(req, r.workspace);
+    if (bad) return deny(res, 401, `${bad} (lxrctl open ${r.workspace} prints a link)`);
+    const port = /^ports\/(\d{1,5})(\/.*)?$/.exec(r.rest);
+    if (port) return proxyPort(req, res, r.workspace, Number(port[1]), port[2] ?? '', url.search);
+    if (r.rest === 'terminal') {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'content-security-policy': "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; connect-src 'self'" });
+      return res.end(terminalPage(r.workspace));
+    }
+    const asset = /^assets\/([a-z.-]+)$/.exec(r.rest)?.[1];
+    if (asset && ASSETS[asset]) {
+      res.writeHead(200, { 'content-type': ASSETS[asset].type, 'cache-control': 'private, max-age=3600' });
+      return res.end(readFileSync(ASSETS[asset].file));
+    }
+    deny(res, 404, `not found: /w/${r.workspace}/${r.rest}`);
+  });
+
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const url = new URL(req.url ?? '/', 'https://lxr');
+    const r = route(url);
+    const refuse = (status: number, message: string): void => {
+      socket.end(`HTTP/1.1 ${status} ${status === 401 ? 'Unauthorized' : 'Not Found'}\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n${message}\n`);
+    };
+    if (!r || !(r.rest === 'terminal/ws' || /^ports\/\d{1,5}(\/|$)/.test(r.rest))) return refuse(404, 'not found');
+    const bad = refusal(req, r.workspace);
+    if (bad) return refuse(401, bad);
+    const port = /^ports\/(\d{1,5})(\/.*)?$/.exec(r.rest);
+    if (port) return proxyPortUpgrade(req, socket, head, r.workspace, Number(port[1]), port[2] ?? '', url.search);
+    const num = (k: string, d: number): number => {
+      const v = Number(url.searchParams.get(k));
+      return Number.isInteger(v) && v > 0 && v < 1000 ? v : d;
+    };
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      let exec: ExecClient;
+      try {
+        exec = o.hostOf(r.workspace, 'exec in').exec;
+      } catch (e) {
+        ws.send(JSON.stringify({ type: 'error', message: (e as Error).message }));
+        ws.close(1011);
+        return;
+      }
+      const session = url.searchParams.get('session') ?? undefined;
+      bridgeTerminal(ws, { workspace: r.workspace, exec, ...(session ? { session } : {}), rows: num('rows', 24), cols: num('cols', 80), log: o.log });
+    });
+  });
+
+  /** A tunnel to the workspace's port through its host's agent; its failure is the Duplex's error. */
+  const tunnel = (workspace: string, port: number) => {
+    if (port < 1 || port > 65535) throw new Error(`port ${port} is not 1-65535`);
+    const stream = o.hostOf(workspace, 'forward a port of').containers.PortForward();
+    stream.write({ start: { container: workspace, port } });
+    return tunnelDuplex(stream);
+  };
+
+  /** What goes on to the workspace: not the controller's own credential. */
+  const forwardHeaders = (h: IncomingHttpHeaders): IncomingHttpHeaders => {
+    const out: IncomingHttpHeaders = { ...h };
+    delete out.authorization;
+    const cookies = (h.cookie ?? '').split(/;\s*/).filter((c) => c && !c.startsWith(`${COOKIE}=`));
+    if (cookies.length) out.cookie = cookies.join('; ');
+    else delete out.cookie;
+    return out;
+  };
+
+  function proxyPort(req: IncomingMessage, res: ServerResponse, workspace: string, port: number, rest: string, search: string): void {
+    // /w/NAME/ports/8080 -> /w/NAME/ports/8080/: the app's relative links need the slash.
+    if (rest === '') {
+      res.writeHead(301, { location: `/w/${workspace}/ports/${port}/${search}` });
+      res.end();
+      return;
+    }
+    let t: ReturnType<typeof tunnel>;
+    try {
+      t = tunnel(workspace, port);
+    } catch (e) {
+      return deny(res, 502, (e as Error).message);
+    }
+    const up = httpRequest({ createConnection: () => t as never, method: req.method, path: rest + search, headers: forwardHeaders(req.headers) });
+    up.on('response', (r) => {
+      res.writeHead(r.statusCode ?? 502, r.headers);
+      r.pipe(res);
+    });
+    const failed = (e: Error): void => {
+      if (!res.headersSent) deny(res, 502, `workspace ${workspace}, port ${port}: ${e.message}`);
+      else res.destroy();
+    };
+    up.on('error', failed);
+    t.on('error', failed);
+    req.pipe(up);
+  }
+
+  function proxyPortUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, workspace: string, port: number, rest: string, search: string): void {
+    let t: ReturnType<typeof tunnel>;
+    try {
+      t = tunnel(workspace, port);
+    } catch (e) {
+      socket.end(`HTTP/1.1 502 Bad Gateway\r\nconnection: close\r\n\r\n${(e as Error).message}\n`);
+      return;
+    }
+    const headers = forwardHeaders(req.headers);
+    const lines = [`${req.method ?? 'GET'} ${rest || '/'}${search} HTTP/1.1`];
+    for (const [k, v] of Object.entries(headers)) for (const x of Array.isArray(v) ? v : [v]) if (x !== undefined) lines.push(`${k}: ${x}`);
+    t.write(lines.join('\r\n') + '\r\n\r\n');
+    if (head.length) t.write(head);
+    socket.pipe(t).pipe(socket);
+    t.on('error', () => socket.destroy());
+    socket.on('error', () => t.destroy());
+  }
+
+  const m = /^(.*):(\d+)$/.exec(o.listen);
+  if (!m) throw new Error(`--web-listen wants HOST:PORT, got ${o.listen}`);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(Number(m[2]), m[1]!.replace(/^\[|\]$/g, ''), () => resolve());
+  });
+  const port = (server.address() as { port: number }).port;
+  const address = o.listen.replace(/:\d+$/, `:${port}`);
+  o.log.info({ address }, 'web: serving /w/NAME/ over HTTPS');
+  return {
+    address,
+    setCertificate(certPem, keyPem) {
+      server.setSecureContext({ cert: certPem, key: keyPem });
+    },
+    close() {
+      for (const c of wss.clients) c.terminate();
+      return new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+    },
+  };
+}
