@@ -12,7 +12,7 @@ const USAGE = `usage: lxr-controller [--root DIR] [--socket PATH] [--listen HOST
                       [--pool CIDR] [--subnet-prefix N] [--heartbeat-interval SECONDS] [--host-grace SECONDS]
                       [--reconcile-interval SECONDS] [--policy spread|binpack]
                       [--unready-policy keep|reschedule] [--reschedule-after SECONDS]
-                      [--cert-ttl SECONDS] [--tls-san NAME|IP]... [--web-listen HOST:PORT]
+                      [--cert-ttl SECONDS] [--tls-san NAME|IP]... [--web-listen HOST:PORT] [--idle-timeout SECONDS]
        lxr-controller token create [--ttl SECONDS] [--socket PATH]
        lxr-controller version
 `;
@@ -74,6 +74,9 @@ function parseControllerFlags(args: string[]): ControllerOptions {
       case '--cert-ttl':
         o.certTtlSeconds = positive(flag, value());
         if (o.certTtlSeconds < 10) throw new Error(`--cert-ttl must be at least 10 seconds, got ${o.certTtlSeconds}`);
+        break;
+      case '--idle-timeout':
+        o.idleTimeoutSeconds = positive(flag, value());
         break;
       case '--web-listen':
         o.webListen = value();

@@ -66,6 +66,8 @@ export interface ControllerOptions {
   tlsSans?: string[];
   /** HOST:PORT of the HTTPS side for browsers (/w/NAME/...: the web terminal). */
   webListen?: string;
+  /** Stop Running workspaces with no activity for this long (0/absent: never). */
+  idleTimeoutSeconds?: number;
   /** HOST:PORT of /metrics and /sd/agents. */
   metricsListen?: string;
   /** The cluster's pool (default 10.200.0.0/16) and the prefix of each host's subnet (default 24). */
@@ -165,10 +167,11 @@ export async function startController(o: ControllerOptions): Promise<Controller>
   const links = WebLinks.open(path.join(root, 'pki'));
   server.addService(controllerServices.Workspaces, {
     ...workspacesHandlers(ctx, workspaces, resolve),
-    PortForward: portForwardProxy(ctx, resolve),
+    PortForward: portForwardProxy(ctx, resolve, (name, kind) => workspaces.activity.touch(name, kind)),
     Open: openHandler(ctx, { web: () => (web ? { address: web.address, links } : null), mustExist: (name) => void workspaces.get(name) }),
   });
-  server.addService(controllerServices.Exec, execProxyHandlers(ctx, resolve));
+  const onActivity = (name: string, kind: string): void => workspaces.activity.touch(name, kind);
+  server.addService(controllerServices.Exec, execProxyHandlers(ctx, resolve, onActivity));
   server.addService(controllerServices.Images, imagesHandlers(ctx, images));
   for (const s of ['', ServiceNames.ClusterHosts, ServiceNames.ClusterWorkspaces, ServiceNames.ClusterExec, ServiceNames.ClusterImages, ServiceNames.Trust, ServiceNames.Health]) health.setStatus(s, 'SERVING');
 
@@ -195,6 +198,7 @@ export async function startController(o: ControllerOptions): Promise<Controller>
         links,
         operatorToken: (authorization) => trust.authenticate(undefined, authorization)?.role === 'operator',
         hostOf: (name, op) => resolve(name, op),
+        onActivity,
         log,
       });
     }
@@ -215,6 +219,7 @@ export async function startController(o: ControllerOptions): Promise<Controller>
       await workspaces.reconcileHost(h).catch((e: unknown) => log.warn({ host: h, err: e }, 'reconcile failed'));
     }
     await workspaces.rescheduleUnready().catch((e: unknown) => log.warn({ err: e }, 'reschedule failed'));
+    if (o.idleTimeoutSeconds) await workspaces.stopIdle(o.idleTimeoutSeconds * 1000);
   };
   // One round at a time; the callback of finally() always runs after the assignment below.
   const reconcile = (): Promise<void> => {

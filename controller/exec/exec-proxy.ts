@@ -26,7 +26,10 @@ function agentError(host: string, e: unknown): LxrError {
 }
 
 
-function bidi(ctx: AdapterContext, resolve: Resolve, kind: 'Exec' | 'Attach') {
+/** What a person did in a workspace, for idle detection. */
+export type OnActivity = (workspace: string, kind: string) => void;
+
+function bidi(ctx: AdapterContext, resolve: Resolve, kind: 'Exec' | 'Attach', onActivity?: OnActivity) {
   const rpc = `Exec.${kind}`;
   return (call: grpc.ServerDuplexStream<ExecRequest, ExecResponse>): void => {
     const t0 = process.hrtime.bigint();
@@ -71,7 +74,11 @@ function bidi(ctx: AdapterContext, resolve: Resolve, kind: 'Exec' | 'Attach') {
       }
       call.on('cancelled', () => agent.cancel());
       call.on('end', () => agent.end());
-      pump<ExecRequest>(call, agent);
+      pump<ExecRequest>(call, agent, (m) => {
+        if (m.stdin?.length) onActivity?.(workspace, 'exec input');
+        return m;
+      });
+      if (kind === 'Exec') onActivity?.(workspace, 'exec');
       pump<ExecResponse>(agent, call, (m) => (m.sessionId ? { sessionId: sessionIdOf(workspace, m.sessionId) } : m));
       agent.on('end', () => {
         finish(0);
@@ -87,8 +94,8 @@ function bidi(ctx: AdapterContext, resolve: Resolve, kind: 'Exec' | 'Attach') {
   };
 }
 
-export function execProxyHandlers(ctx: AdapterContext, resolve: Resolve): grpc.UntypedServiceImplementation {
-  return { Exec: bidi(ctx, resolve, 'Exec'), Attach: bidi(ctx, resolve, 'Attach') };
+export function execProxyHandlers(ctx: AdapterContext, resolve: Resolve, onActivity?: OnActivity): grpc.UntypedServiceImplementation {
+  return { Exec: bidi(ctx, resolve, 'Exec', onActivity), Attach: bidi(ctx, resolve, 'Attach', onActivity) };
 }
 
 /** Workspaces.Logs: the agent's log stream of the workspace's container. */

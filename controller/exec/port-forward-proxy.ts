@@ -7,9 +7,9 @@ import { invalidArgument, LxrError } from '../../proto/shared/errors.js';
 import { fromStatus, toStatus } from '../../proto/shared/grpc-errors.js';
 import { logFailure, type AdapterContext } from '../../proto/shared/grpc-handlers.js';
 import { pump } from '../../proto/shared/pump.js';
-import type { Resolve } from './exec-proxy.js';
+import type { OnActivity, Resolve } from './exec-proxy.js';
 
-export function portForwardProxy(ctx: AdapterContext, resolve: Resolve) {
+export function portForwardProxy(ctx: AdapterContext, resolve: Resolve, onActivity?: OnActivity) {
   return (call: grpc.ServerDuplexStream<PortForwardRequest, PortForwardResponse>): void => {
     const fail = (e: unknown, workspace?: string): void => {
       logFailure(ctx.log, 'Workspaces.PortForward', e, workspace);
@@ -34,8 +34,10 @@ export function portForwardProxy(ctx: AdapterContext, resolve: Resolve) {
         return;
       }
       agent.write(first);
-      pump(agent, call);
-      pump(call, agent);
+      const port = `port ${first.start!.port ?? 0}`;
+      const touch = <T>(m: T): T => (onActivity?.(workspace, port), m);
+      pump(agent, call, touch);
+      pump(call, agent, touch);
       agent.on('end', () => call.end());
       call.on('end', () => agent.end());
       call.on('cancelled', () => agent.cancel());

@@ -39,6 +39,8 @@ export interface WebServerOptions {
   links: WebLinks;
   /** A person's bearer token is good (throws or returns false otherwise). */
   operatorToken: (authorization: string) => boolean;
+  /** What a person did in a workspace (idle detection). */
+  onActivity?: (workspace: string, kind: string) => void;
   /** The clients of the workspace's host; throws (with a message for the page) when it cannot do `op`. */
   hostOf: (workspace: string, op: string) => { exec: ExecClient; containers: ContainersClient };
   log: Logger;
@@ -141,7 +143,7 @@ export async function startWebServer(o: WebServerOptions): Promise<WebServer> {
         return;
       }
       const session = url.searchParams.get('session') ?? undefined;
-      bridgeTerminal(ws, { workspace: r.workspace, exec, ...(session ? { session } : {}), rows: num('rows', 24), cols: num('cols', 80), log: o.log });
+      bridgeTerminal(ws, { workspace: r.workspace, exec, ...(session ? { session } : {}), rows: num('rows', 24), cols: num('cols', 80), onInput: () => o.onActivity?.(r.workspace, 'web terminal input'), log: o.log });
     });
   });
 
@@ -176,6 +178,7 @@ export async function startWebServer(o: WebServerOptions): Promise<WebServer> {
     } catch (e) {
       return deny(res, 502, (e as Error).message);
     }
+    o.onActivity?.(workspace, `port ${port}`);
     const up = httpRequest({ createConnection: () => t as never, method: req.method, path: rest + search, headers: forwardHeaders(req.headers) });
     up.on('response', (r) => {
       res.writeHead(r.statusCode ?? 502, r.headers);

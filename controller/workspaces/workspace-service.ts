@@ -27,6 +27,7 @@ import { decisionError, Reservations, type HostView, type Policy } from '../sche
 import type { Store } from '../store/index.js';
 import { checkOperation, checkTransition, type StoredState } from './lifecycle.js';
 import { normalizeSpec, sameSpec } from './validate.js';
+import { Activity } from './activity.js';
 
 /**
  * What is stored of a workspace: the API's view without what is derived
@@ -63,6 +64,8 @@ const isTransient = (e: unknown): boolean => e instanceof LxrError && (TRANSIENT
 /** Events: 'changed' (name) after every change of a workspace's record. */
 export class WorkspaceService extends EventEmitter {
   private readonly cache = new Map<string, { rec: WorkspaceRecord; revision: number }>();
+  /** What people last did in each workspace (idle detection). */
+  readonly activity: Activity;
   private readonly reservations = new Reservations();
   /** Creates in progress, so a concurrent identical create waits for the first. */
   private readonly creating = new Map<string, Promise<unknown>>();
@@ -74,6 +77,7 @@ export class WorkspaceService extends EventEmitter {
     super();
     this.setMaxListeners(0);
     this.now = o.now ?? Date.now;
+    this.activity = new Activity(this.now);
   }
 
   async load(): Promise<void> {
@@ -110,7 +114,12 @@ export class WorkspaceService extends EventEmitter {
 
   private view(e: { rec: WorkspaceRecord; revision: number }): Workspace {
     const r = e.rec;
-    return { spec: structuredClone(r.spec), uid: r.uid, host: r.host, state: this.stateOf(r), reason: r.reason, desired: r.desired, address: r.address, createdAt: r.createdAt, startedAt: r.startedAt, exitCode: r.exitCode, revision: e.revision, reasonCode: r.reasonCode ?? '' };
+    const state = this.stateOf(r);
+    const last = state === 'Running' ? this.activity.of(r.spec.name, r.startedAt) : null;
+    return {
+      spec: structuredClone(r.spec), uid: r.uid, host: r.host, state, reason: r.reason, desired: r.desired, address: r.address, createdAt: r.createdAt, startedAt: r.startedAt, exitCode: r.exitCode, revision: e.revision, reasonCode: r.reasonCode ?? '',
+      lastActivity: last ? new Date(last.at).toISOString() : '', lastActivityKind: last?.kind ?? '',
+    };
   }
 
   get(name: string): Workspace {
@@ -324,7 +333,29 @@ export class WorkspaceService extends EventEmitter {
     return this.get(name);
   }
 
-  async stop(name: string, graceSeconds = 0): Promise<Workspace> {
+  /**
+   * Stops every Running workspace with no activity for `idleMs` (the
+   * record says why); `lxrctl start` brings one back with its files.
+   */
+  async stopIdle(idleMs: number): Promise<string[]> {
+    const stopped: string[] = [];
+    const now = this.now();
+    for (const w of this.list({ state: 'Running' })) {
+      const last = this.activity.of(w.spec!.name, w.startedAt);
+      if (now - last.at < idleMs) continue;
+      const reason = `idle: no activity since ${new Date(last.at).toISOString()} (the last: ${last.kind})`;
+      try {
+        await this.stop(w.spec!.name, 10, reason);
+        this.o.log?.info({ workspace: w.spec!.name, last: last.kind, since: new Date(last.at).toISOString() }, 'stopped an idle workspace');
+        stopped.push(w.spec!.name);
+      } catch (e) {
+        this.o.log?.warn({ workspace: w.spec!.name, err: e }, 'stopping an idle workspace failed');
+      }
+    }
+    return stopped;
+  }
+
+  async stop(name: string, graceSeconds = 0, reason = 'stopped by request'): Promise<Workspace> {
     const cur = this.cache.get(name);
     if (!cur) throw notFound('workspace', name);
     if (checkOperation(name, this.stateOf(cur.rec), 'stop') === 'noop') {
@@ -340,7 +371,7 @@ export class WorkspaceService extends EventEmitter {
       const now = this.cache.get(name);
       if (!now || now.rec.uid !== uid) return this.get(name);
       try {
-        await this.update(name, { state: 'Stopped', desired: 'stopped', reason: 'stopped by request', exitCode: ctr.exitCode }, now.rec.state === 'Stopped' ? 'Stopped' : 'Running');
+        await this.update(name, { state: 'Stopped', desired: 'stopped', reason, exitCode: ctr.exitCode }, now.rec.state === 'Stopped' ? 'Stopped' : 'Running');
         return this.get(name);
       } catch (e) {
         if (!(e instanceof LxrError && e.reason === 'LXR_CONFLICT') || attempt >= 3) throw e;
@@ -356,6 +387,7 @@ export class WorkspaceService extends EventEmitter {
   async delete(name: string): Promise<void> {
     const cur = this.cache.get(name);
     if (!cur) throw notFound('workspace', name);
+    this.activity.forget(name);
     const t = this.target(cur.rec.host);
     if (t) {
       try {

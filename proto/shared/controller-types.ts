@@ -94,6 +94,8 @@ export interface Workspace {
   revision: number;
   /** The catalogue reason (LxrError.reason) behind a Failed state; '' otherwise. */
   reasonCode: string;
+  lastActivity?: string;
+  lastActivityKind?: string;
 }
 export interface CreateWorkspaceRequest {
   spec?: Partial<WorkspaceSpec> | null;

@@ -394,6 +394,26 @@ describe('workspace reconcile', () => {
 });
 
 describe('workspace start, stop and delete', () => {
+  it('idle workspaces stop, saying since when and what was last; active ones and stopped ones are left alone', async () => {
+    const w = await world();
+    for (const n of ['ws1', 'ws2', 'ws3']) await made(w, spec(n));
+    await w.ws.stop('ws3');
+    w.clock.t += 5 * 60_000;
+    w.ws.activity.touch('ws2', 'exec input');
+    assert.equal(w.ws.get('ws1').lastActivityKind, 'started');
+    assert.equal(w.ws.get('ws3').lastActivity, '', 'a stopped workspace has no activity to show');
+    const stopsBefore = ops(w, 'stop').length;
+    assert.deepEqual(await w.ws.stopIdle(4 * 60_000), ['ws1']);
+    const ws1 = w.ws.get('ws1');
+    assert.equal(ws1.state, 'Stopped');
+    assert.match(ws1.reason, /^idle: no activity since 2024-01-01T00:00:\d\d\.\d{3}Z \(the last: started\)$/);
+    assert.deepEqual(ops(w, 'stop').slice(stopsBefore).map((x) => x.split(' ')[1]), ['ws1']);
+    const ws2 = w.ws.get('ws2');
+    assert.equal(ws2.state, 'Running');
+    assert.deepEqual([ws2.lastActivityKind, ws2.lastActivity], ['exec input', new Date(w.clock.t).toISOString()]);
+    assert.deepEqual(await w.ws.stopIdle(4 * 60_000), [], 'nothing more to stop');
+  });
+
   it('stop and start move between Running and Stopped; repeating either is a no-op', async () => {
     const w = await world();
     await made(w, spec('ws1', { host: 'n1' }));

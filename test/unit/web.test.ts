@@ -48,3 +48,25 @@ describe('the terminal page', () => {
     assert.doesNotMatch(terminalPage('<x>"'), /<x>"/);
   });
 });
+
+describe('activity (idle detection)', () => {
+  it('the last thing a person did, never before the workspace\'s start or the controller\'s', async () => {
+    const { Activity } = await import('../../controller/workspaces/activity.js');
+    let now = 1_000_000;
+    const a = new Activity(() => now);
+    const before = new Date(now - 60_000).toISOString();
+    assert.deepEqual(a.of('ws1', before), { at: 1_000_000, kind: 'controller started' }, 'started before this controller');
+    now += 5000;
+    const startedAt = new Date(now).toISOString();
+    assert.deepEqual(a.of('ws1', startedAt), { at: now, kind: 'started' });
+    now += 5000;
+    a.touch('ws1', 'exec input');
+    assert.deepEqual(a.of('ws1', startedAt), { at: now, kind: 'exec input' });
+    assert.deepEqual(a.of('ws2', startedAt), { at: now - 5000, kind: 'started' }, 'per workspace');
+    // Started again later: activity from before that start does not count.
+    now += 5000;
+    assert.deepEqual(a.of('ws1', new Date(now).toISOString()), { at: now, kind: 'started' });
+    a.forget('ws1');
+    assert.deepEqual(a.of('ws1', startedAt), { at: now - 10_000, kind: 'started' });
+  });
+});
