@@ -1,5 +1,8 @@
 // lxrctl's workspace commands, docker's words over the controller's
 // Workspaces service: create, ps, inspect, start, stop, rm, logs.
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import type { PortMapping } from '../../proto/shared/api-types.js';
 import type { Workspace, WorkspaceSpec } from '../../proto/shared/controller-types.js';
 import type { FlagSpec } from '../args.js';
@@ -329,14 +332,27 @@ const open: Command = {
   path: ['open'],
   usage: 'NAME',
   summary: 'print a short-lived link to the workspace\'s web terminal',
-  args: { flags: [{ name: 'page', kind: 'string', value: 'PAGE', help: 'the page: terminal (the default)' }], positionals: ['NAME'], required: 1 },
+  args: {
+    flags: [
+      { name: 'page', kind: 'string', value: 'PAGE', help: 'the page: terminal (the default)' },
+      { name: 'no-browser', kind: 'bool', help: 'only print the link, even on a desktop' },
+    ],
+    positionals: ['NAME'],
+    required: 1,
+  },
   subject: (a) => a.positionals[0],
   async run(inv) {
     const name = checkName(inv.args.positionals[0]!, 'workspace');
     const c = inv.connection();
     const res = await c.call(c.workspaces, c.workspaces.Open, { name, page: (inv.args.flags.page as string | undefined) ?? '' });
     inv.out(`${res.url}\n`);
-    inv.err(`open it in a browser before ${res.expiresAt}; it then holds for 12 hours in that browser\n`);
+    // On a desktop, open it too (as xdg-open would for a click); elsewhere, the link is the answer.
+    const env = inv.io.env;
+    const desktop = (env.DISPLAY || env.WAYLAND_DISPLAY) && (env.PATH ?? '').split(':').some((d) => d && existsSync(path.join(d, 'xdg-open')));
+    if (desktop && !inv.args.flags['no-browser']) {
+      spawn('xdg-open', [res.url], { detached: true, stdio: 'ignore' }).on('error', () => {}).unref();
+      inv.err(`opened in the browser; the link holds until ${res.expiresAt}, then 12 hours in that browser\n`);
+    } else inv.err(`open it in a browser before ${res.expiresAt}; it then holds for 12 hours in that browser\n`);
     return Exit.OK;
   },
 };

@@ -144,6 +144,24 @@ describe('the web terminal in the lab', { skip: agentTestSkip, timeout: 600_000 
     await assert.rejects(unary(ws, ws.Open, { name: 'term1', page: 'ide' }), grpcErr(grpc.status.INVALID_ARGUMENT, 'LXR_INVALID_ARGUMENT', { field: 'page' }));
     await assert.rejects(unary(ws, ws.Open, { name: 'Bad_Name' }), grpcErr(grpc.status.INVALID_ARGUMENT, 'LXR_INVALID_ARGUMENT', { field: 'name' }));
     assert.equal((await curl(`${WEB}/elsewhere`)).status, 404);
+    // lxrctl open prints the link, and on a desktop (DISPLAY and xdg-open) opens it too.
+    const lxrctl = path.join(path.dirname(new URL(import.meta.url).pathname), '..', '..', '..', 'bin', 'lxrctl');
+    const fakeBin = path.join(work, 'fake-desktop');
+    await run('mkdir', ['-p', fakeBin]);
+    writeFileSync(path.join(fakeBin, 'xdg-open'), `#!/bin/sh\necho "$1" > ${fakeBin}/opened\n`);
+    chmodSync(path.join(fakeBin, 'xdg-open'), 0o755);
+    const env = { ...process.env, LXR_SERVER: `unix://${lab.controller!.socket}`, LXR_CONFIG: path.join(work, 'open-config.json') };
+    const printed = await run(lxrctl, ['open', 'term1'], { env: { ...env, DISPLAY: '' } });
+    assert.match(printed.stdout, /^https:\/\/198\.18\.0\.254:7443\/w\/term1\/terminal\?link=/);
+    assert.match(printed.stderr, /open it in a browser before/);
+    const opened = await run(lxrctl, ['open', 'term1'], { env: { ...env, DISPLAY: ':99', PATH: `${fakeBin}:${process.env.PATH}` } });
+    assert.match(opened.stderr, /opened in the browser/);
+    let got = '';
+    for (let i = 0; i < 50 && !got; i++) {
+      got = await run('cat', [path.join(fakeBin, 'opened')]).then((r) => r.stdout.trim(), () => '');
+      if (!got) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(got, opened.stdout.trim());
   });
 
   test('a port the workspace listens on serves its page at /w/NAME/ports/PORT/, only with a credential', async () => {
