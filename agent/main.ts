@@ -5,9 +5,8 @@ import os from 'node:os';
 import { mkdirSync } from 'node:fs';
 import { walkFlags } from '../proto/shared/flags.js';
 import { rootLogger } from '../proto/shared/log.js';
-import * as grpc from '@grpc/grpc-js';
-import { expectIdentity, type TlsIdentity } from '../proto/shared/tls.js';
-import { hostCredentials, hostRenewal } from './cluster/credentials.js';
+import type { TlsIdentity } from '../proto/shared/tls.js';
+import { controllerChannel, hostCredentials, hostRenewal } from './cluster/credentials.js';
 import { ClusterMember, machineFacts } from './cluster/join.js';
 import { startAgent } from './server.js';
 import { AGENT_VERSION } from './host/host-service.js';
@@ -159,7 +158,7 @@ async function main(args: string[]): Promise<void> {
     identity = creds;
     member = new ClusterMember({
       controller: flags.controller,
-      credentials: flags.controller.startsWith('unix:') ? grpc.credentials.createInsecure() : creds.channelCredentials(expectIdentity({ role: 'controller', name: '' })),
+      channel: () => controllerChannel(flags.controller!, creds),
       root: flags.root,
       log,
       signal: joining.signal,

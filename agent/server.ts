@@ -27,7 +27,7 @@ import { bind, bindUnix, shutdownServer } from '../proto/shared/grpc-server.js';
 import { Runtime } from './runtime/runtime.js';
 import { authInterceptor, onlyFor, type AuthPolicy } from '../proto/shared/auth-interceptor.js';
 import { LxrError } from '../proto/shared/errors.js';
-import { verifyIssued } from '../proto/shared/pki.js';
+import { IssuedCertificates } from '../proto/shared/cert-info.js';
 import type { TlsIdentity } from '../proto/shared/tls.js';
 
 /**
@@ -36,8 +36,9 @@ import type { TlsIdentity } from '../proto/shared/tls.js';
  * and keeps hosts and people out (people go through the controller).
  */
 export function agentPolicy(tls: TlsIdentity): AuthPolicy {
+  const issued = new IssuedCertificates(() => tls.ca);
   return {
-    authenticate: (a) => (a.cert ? verifyIssued(a.cert, tls.ca) : null),
+    authenticate: (a) => (a.cert ? issued.verify(a.cert) : null),
     allowed: (_method, who) => (who?.role === 'controller' ? true : onlyFor('the controller', who)),
   };
 }

@@ -17,7 +17,7 @@ import {
 } from '../proto/shared/api.js';
 import { CliError, Exit } from './failure.js';
 import type { Target } from './config.js';
-import { expectIdentity, identityCheck, tlsNameOptions } from '../proto/shared/tls.js';
+import { expectController, identityCheck, tlsNameOptions } from '../proto/shared/tls.js';
 
 /** Unary calls give up after this (a host that blackholes packets). */
 export const UNARY_DEADLINE_MS = 60_000;
@@ -42,7 +42,7 @@ function channelCredentials(t: Target, configFile: string): grpc.ChannelCredenti
     }
   };
   // With the cluster's CA, the server must be the controller its certificate names (any address it is reached by).
-  return grpc.credentials.createSsl(read(ca, 'CA'), read(key, 'key'), read(cert, 'certificate'), { checkServerIdentity: identityCheck(expectIdentity({ role: 'controller', name: '' })) });
+  return grpc.credentials.createSsl(read(ca, 'CA'), read(key, 'key'), read(cert, 'certificate'), { checkServerIdentity: identityCheck(expectController) });
 }
 
 export class Connection {

@@ -87,8 +87,6 @@ export interface ControllerOptions {
 
 export interface Controller {
   address: string;
-  /** sha256:HEX of the cluster CA's key, as join tokens pin it. */
-  caHash: string;
   tcpAddress?: string;
   metricsAddress?: string;
   /** HOST:PORT of the HTTPS side for browsers. */
@@ -120,7 +118,9 @@ export async function startController(o: ControllerOptions): Promise<Controller>
   }
   const trust = await TrustService.open({ store, dir: path.join(root, 'pki'), log, ...(o.certTtlSeconds ? { certTtlSeconds: o.certTtlSeconds } : {}) });
   const policy = controllerPolicy(trust);
-  const own = await trust.controllerCertificate(...certificateNames(o.listen ?? o.webListen, [...(o.tlsSans ?? []), ...(o.listen && o.webListen ? [o.webListen.replace(/:\d+$/, '')] : [])]));
+  // The same names at every renewal: the API's address (or the web side's), the web side's, --tls-san.
+  const names = certificateNames(o.listen ?? o.webListen, [...(o.tlsSans ?? []), ...(o.listen && o.webListen ? [o.webListen.replace(/:\d+$/, '')] : [])]);
+  const own = await trust.controllerCertificate(...names);
   const identity = new TlsIdentity(trust.ca.certPem, own.certPem, own.keyPem);
   const gateway =
     o.gateway ?? new GrpcAgentGateway((t) => (t.address.startsWith('unix:') ? grpc.credentials.createInsecure() : identity.channelCredentials(expectIdentity({ role: 'host', name: t.name }))));
@@ -130,9 +130,9 @@ export async function startController(o: ControllerOptions): Promise<Controller>
   // calls go over new connections (made with the new one); streams already
   // open keep theirs until they end.
   let web: WebServer | undefined;
-  const renewal = new Renewal(identity, async () => trust.controllerCertificate(...certificateNames(o.listen ?? o.webListen, o.tlsSans ?? [])), log, (certPem, keyPem) => {
+  const renewal = new Renewal(identity, async () => trust.controllerCertificate(...names), log, () => {
     for (const h of hosts.names()) gateway.reset(h);
-    web?.setCertificate(certPem.trimEnd() + '\n' + identity.caPem, keyPem);
+    web?.setCertificate(identity.chainPem, identity.keyPem);
   });
   await hosts.load();
   const api = { hosts: () => admin.list(), workspaces: () => workspaces.list(), pool: () => ({ size: pool.size, used: pool.used, prefix: pool.prefix }) };
@@ -165,12 +165,12 @@ export async function startController(o: ControllerOptions): Promise<Controller>
     return h ? { ips: [h.address.replace(/:\d+$/, '')].filter((ip) => /^\d+\.\d+\.\d+\.\d+$/.test(ip)) } : null;
   }));
   const links = WebLinks.open(path.join(root, 'pki'));
+  const onActivity = (name: string, kind: string): void => workspaces.activity.touch(name, kind);
   server.addService(controllerServices.Workspaces, {
     ...workspacesHandlers(ctx, workspaces, resolve),
-    PortForward: portForwardProxy(ctx, resolve, (name, kind) => workspaces.activity.touch(name, kind)),
+    PortForward: portForwardProxy(ctx, resolve, onActivity),
     Open: openHandler(ctx, { web: () => (web ? { address: web.address, links } : null), mustExist: (name) => void workspaces.get(name) }),
   });
-  const onActivity = (name: string, kind: string): void => workspaces.activity.touch(name, kind);
   server.addService(controllerServices.Exec, execProxyHandlers(ctx, resolve, onActivity));
   server.addService(controllerServices.Images, imagesHandlers(ctx, images));
   for (const s of ['', ServiceNames.ClusterHosts, ServiceNames.ClusterWorkspaces, ServiceNames.ClusterExec, ServiceNames.ClusterImages, ServiceNames.Trust, ServiceNames.Health]) health.setStatus(s, 'SERVING');
@@ -193,7 +193,7 @@ export async function startController(o: ControllerOptions): Promise<Controller>
     if (o.webListen) {
       web = await startWebServer({
         listen: o.webListen,
-        certPem: identity.certPem.trimEnd() + '\n' + identity.caPem,
+        certPem: identity.chainPem,
         keyPem: identity.keyPem,
         links,
         operatorToken: (authorization) => trust.authenticate(undefined, authorization)?.role === 'operator',
@@ -239,7 +239,6 @@ export async function startController(o: ControllerOptions): Promise<Controller>
   let closed: Promise<void> | undefined;
   return {
     address: `unix://${o.socket}`,
-    caHash: trust.ca.hash,
     ...(tcpAddress ? { tcpAddress } : {}),
     ...(http ? { metricsAddress: http.address } : {}),
     ...(web ? { webAddress: web.address } : {}),

@@ -18,7 +18,7 @@ import { fromStatus } from '../../proto/shared/grpc-errors.js';
 import type { Logger } from '../../proto/shared/log.js';
 import { certInfo, makeCsr, newKeyPem, spkiHash } from '../../proto/shared/pki.js';
 import { Renewal } from '../../proto/shared/renewal.js';
-import { expectIdentity, identityCheck, tlsNameOptions, TlsIdentity } from '../../proto/shared/tls.js';
+import { expectController, identityCheck, TlsIdentity, tlsNameOptions } from '../../proto/shared/tls.js';
 
 /** host.pem: the certificate and its key in one file, replaced in one rename, so they always match. */
 const FILES = { identity: 'host.pem', ca: 'ca.crt' } as const;
@@ -129,7 +129,7 @@ export async function hostCredentials(o: JoinCredentialsOptions): Promise<TlsIde
   else {
     const caPem = await pinControllerCa(o.controller, parseJoinToken(o.token!).caHash);
     pinned = caPem;
-    creds = grpc.credentials.createSsl(Buffer.from(caPem), null, null, { checkServerIdentity: identityCheck(expectIdentity({ role: 'controller', name: '' })) });
+    creds = grpc.credentials.createSsl(Buffer.from(caPem), null, null, { checkServerIdentity: identityCheck(expectController) });
   }
   const keyPem = newKeyPem();
   const client = new TrustClient(local ? o.controller : `dns:${o.controller}`, creds, { ...CLIENT_OPTIONS, ...tlsNameOptions('lxr-controller') });
@@ -147,6 +147,13 @@ export async function hostCredentials(o: JoinCredentialsOptions): Promise<TlsIde
   }
 }
 
+/** How this host reaches its controller: the root-only unix socket as is, TCP with mutual TLS checked as the controller. */
+export function controllerChannel(controller: string, identity: TlsIdentity): { target: string; credentials: grpc.ChannelCredentials; options: grpc.ClientOptions } {
+  return controller.startsWith('unix:')
+    ? { target: controller, credentials: grpc.credentials.createInsecure(), options: CLIENT_OPTIONS }
+    : { target: `dns:${controller}`, credentials: identity.channelCredentials(expectController), options: { ...CLIENT_OPTIONS, ...tlsNameOptions('lxr-controller') } };
+}
+
 /**
  * Renews the host's certificate over mutual TLS with the current one, and
  * saves each new one. Each renewal dials afresh: the connection of the last
@@ -155,9 +162,8 @@ export async function hostCredentials(o: JoinCredentialsOptions): Promise<TlsIde
 export function hostRenewal(identity: TlsIdentity, controller: string, root: string, log: Logger, onRenewed: () => void = () => {}, onExpired: () => void = () => {}): Renewal {
   const local = controller.startsWith('unix:');
   const fetch = async (): Promise<{ certPem: string; keyPem: string }> => {
-    const client = local
-      ? new TrustClient(controller, grpc.credentials.createInsecure(), CLIENT_OPTIONS)
-      : new TrustClient(`dns:${controller}`, identity.channelCredentials(expectIdentity({ role: 'controller', name: '' })), { ...CLIENT_OPTIONS, ...tlsNameOptions('lxr-controller') });
+    const ch = controllerChannel(controller, identity);
+    const client = new TrustClient(ch.target, ch.credentials, ch.options);
     try {
       const keyPem = newKeyPem();
       const csr = await makeCsr(keyPem, { role: 'host', name: identity.info.name });

@@ -13,7 +13,6 @@ import { CLIENT_OPTIONS, ClusterHostsClient, unary, type HostUsage, type Registe
 import { LxrError } from '../../proto/shared/errors.js';
 import { fromStatus } from '../../proto/shared/grpc-errors.js';
 import type { Logger } from '../../proto/shared/log.js';
-import { tlsNameOptions } from '../../proto/shared/tls.js';
 
 export interface JoinOptions {
   /** The controller's HOST:PORT (or unix:///path). */
@@ -21,8 +20,8 @@ export interface JoinOptions {
   /** The agent's state root: cluster.json lives there. */
   root: string;
   registration: RegisterHostRequest;
-  /** How to reach the controller: mutual TLS with this host's certificate over TCP. */
-  credentials?: grpc.ChannelCredentials;
+  /** How to reach the controller (credentials.ts controllerChannel); default: plain, for tests on a unix socket. */
+  channel?: () => { target: string; credentials: grpc.ChannelCredentials; options: grpc.ClientOptions };
   log: Logger;
   /** Stop retrying (shutdown). */
   signal?: AbortSignal;
@@ -74,7 +73,12 @@ export class ClusterMember {
   private membership: Membership | null = null;
 
   constructor(private readonly o: JoinOptions) {
-    this.client = new ClusterHostsClient(target(o.controller), o.credentials ?? grpc.credentials.createInsecure(), { ...CLIENT_OPTIONS, ...tlsNameOptions('lxr-controller') });
+    this.client = this.newClient();
+  }
+
+  private newClient(): ClusterHostsClient {
+    const ch = this.o.channel?.() ?? { target: target(this.o.controller), credentials: grpc.credentials.createInsecure(), options: CLIENT_OPTIONS };
+    return new ClusterHostsClient(ch.target, ch.credentials, ch.options);
   }
 
   /**
@@ -85,7 +89,7 @@ export class ClusterMember {
   reconnect(): void {
     if (this.stopped) return;
     const old = this.client;
-    this.client = new ClusterHostsClient(target(this.o.controller), this.o.credentials ?? grpc.credentials.createInsecure(), { ...CLIENT_OPTIONS, ...tlsNameOptions('lxr-controller') });
+    this.client = this.newClient();
     old.close();
   }
 

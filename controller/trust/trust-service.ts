@@ -13,7 +13,7 @@ import { LxrError, invalidArgument, unauthenticated } from '../../proto/shared/e
 import { formatJoinToken, parseJoinToken } from '../../proto/shared/join-token.js';
 import type { Logger } from '../../proto/shared/log.js';
 import { checkDnsLabel } from '../../proto/shared/names.js';
-import { CertAuthority, certInfo, csrPublicKey, describeIdentity, newKeyPem, type CertInfo, type Identity } from '../../proto/shared/pki.js';
+import { CertAuthority, certInfo, csrPublicKey, describeIdentity, IssuedCertificates, newKeyPem, type CertInfo, type Identity } from '../../proto/shared/pki.js';
 import type { Credential } from '../../proto/shared/controller-types.js';
 import type { Store } from '../store/index.js';
 
@@ -82,6 +82,7 @@ export interface TrustOptions {
 export class TrustService {
   private readonly revokedSerials = new Set<string>();
   private readonly hostLocks = new Map<string, Promise<void>>();
+  private readonly issued: IssuedCertificates;
   private readonly credentials = new Map<string, CredentialRecord>();
   private readonly now: () => Date;
   readonly certTtlSeconds: number;
@@ -92,6 +93,7 @@ export class TrustService {
   ) {
     this.now = o.now ?? (() => new Date());
     this.certTtlSeconds = o.certTtlSeconds ?? DEFAULT_CERT_TTL;
+    this.issued = new IssuedCertificates(() => ca.certificate);
   }
 
   /** Loads the CA from `dir`, or makes one the first time; loads credentials from the store. */
@@ -295,7 +297,7 @@ export class TrustService {
   authenticate(peerCert: Buffer | undefined, authorization: string | undefined): CertInfo | null {
     const now = this.now();
     if (peerCert) {
-      const info = this.ca.verify(peerCert, now);
+      const info = this.issued.verify(peerCert, now);
       if (this.revokedSerials.has(info.serial)) throw unauthenticated(`the certificate of ${describeIdentity(info)} (serial ${info.serial}) is revoked`);
       return info;
     }

@@ -60,8 +60,34 @@ export function verifyIssued(cert: string | Buffer, ca: X509Certificate, now = n
   if (!c.checkIssued(ca) || !c.verify(ca.publicKey)) throw unauthenticated(`the certificate of ${JSON.stringify(c.subject.replace(/\n/g, ', '))} is not issued by this cluster's CA`);
   const info = certInfo(c);
   if (!info) throw unauthenticated(`the certificate of ${JSON.stringify(c.subject.replace(/\n/g, ', '))} names no LXR role`);
+  return inLifetime(info, now);
+}
+
+function inLifetime(info: CertInfo, now: Date): CertInfo {
   if (now < info.notBefore) throw unauthenticated(`the certificate of ${describeIdentity(info)} is not valid before ${info.notBefore.toISOString()}`);
   if (now > info.notAfter) throw unauthenticated(`the certificate of ${describeIdentity(info)} expired at ${info.notAfter.toISOString()}`);
   return info;
+}
+
+/**
+ * verifyIssued for every call of a server: the certificate is parsed and
+ * its signature checked once (peers present the same one on each call of a
+ * connection), its lifetime on every call.
+ */
+export class IssuedCertificates {
+  private readonly seen = new Map<string, CertInfo>();
+
+  constructor(private readonly ca: () => X509Certificate) {}
+
+  verify(cert: Buffer, now = new Date()): CertInfo {
+    const key = cert.toString('base64');
+    const hit = this.seen.get(key);
+    if (hit) return inLifetime(hit, now);
+    const info = verifyIssued(cert, this.ca(), now);
+    // Bounded: a long-lived server meets each renewed certificate once.
+    if (this.seen.size >= 1024) this.seen.clear();
+    this.seen.set(key, info);
+    return info;
+  }
 }
 

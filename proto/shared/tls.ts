@@ -40,6 +40,10 @@ export class TlsIdentity implements grpc.experimental.CertificateProvider {
   get keyPem(): string {
     return this.cur.keyPem;
   }
+  /** The certificate followed by the CA: what is sent to peers, so a joining agent can pin the CA by hash. */
+  get chainPem(): string {
+    return this.cur.certPem.trimEnd() + '\n' + this.cur.caPem;
+  }
   /** Parsed once: agents check every call against it. */
   get ca(): X509Certificate {
     return (this.caCert ??= new X509Certificate(this.cur.caPem));
@@ -53,8 +57,7 @@ export class TlsIdentity implements grpc.experimental.CertificateProvider {
   }
 
   private identityUpdate() {
-    // The chain sent to peers includes the CA, so a joining agent can pin it by hash.
-    return { certificate: Buffer.from(this.cur.certPem.trimEnd() + '\n' + this.cur.caPem), privateKey: Buffer.from(this.cur.keyPem) };
+    return { certificate: Buffer.from(this.chainPem), privateKey: Buffer.from(this.cur.keyPem) };
   }
 
   // The first update is delivered a moment later, not from inside add...():
@@ -119,3 +122,6 @@ export const expectIdentity =
   (want: Identity) =>
   (peer: CertInfo): string | null =>
     peer.role === want.role && (want.role === 'controller' || peer.name === want.name) ? null : `the server is ${describeIdentity(peer)}, not ${describeIdentity(want)}`;
+
+/** The cluster's controller, whatever address it is reached at. */
+export const expectController = expectIdentity({ role: 'controller', name: '' });

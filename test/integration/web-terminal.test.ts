@@ -222,5 +222,11 @@ describe('the web terminal in the lab', { skip: agentTestSkip, timeout: 600_000 
     await bad(['port-forward', 'nope', '8080'], 4, /not found/);
     await unary(ws, ws.Stop, { name: 'term2', graceSeconds: 1 }, { deadline: Date.now() + 60_000 });
     await bad(['port-forward', 'term2', '8080'], 2, /workspace term2 is Stopped: only a running workspace has ports/);
+    // The web side refuses a stopped workspace's ports too, saying why.
+    const opened = await curl(`${WEB}/w/term2/terminal?link=${new URL(await open('term2')).searchParams.get('link')}`);
+    const cookie = /set-cookie: (lxr_w=[^;]+);/i.exec(opened.headers)![1]!;
+    const stopped = await curl(`${WEB}/w/term2/ports/8080/`, '-b', cookie);
+    assert.equal(stopped.status, 502);
+    assert.match(stopped.body, /forward a port of.*term2.*Stopped|term2.*Stopped.*forward a port of/);
   });
 });

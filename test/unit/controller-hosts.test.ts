@@ -14,7 +14,7 @@ import { probeHosts } from '../../controller/hosts/host-probe.js';
 import { LogStore, MemoryStore, type Store, type StoreOp } from '../../controller/store/index.js';
 import { SubnetPool } from '../../controller/subnets/subnet-pool.js';
 import { WorkspaceService, workspaceKey } from '../../controller/workspaces/workspace-service.js';
-import { LxrError, type Reason } from '../../proto/shared/errors.js';
+import { LxrError } from '../../proto/shared/errors.js';
 import type { RegisterHostRequest } from '../../proto/shared/controller-types.js';
 import { tempDir } from '../helpers/tmp.js';
 import { rejectsWith, throwsWith } from '../helpers/lxr-errors.js';

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { SubnetPool } from '../../controller/subnets/subnet-pool.js';
-import { Code, LxrError, type Reason } from '../../proto/shared/errors.js';
+import { Code, LxrError } from '../../proto/shared/errors.js';
 import { throwsWith } from '../helpers/lxr-errors.js';
 
 

@@ -9,7 +9,8 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import type { PeerCertificate } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
-import { hostCredentials, loadHostIdentity } from '../../agent/cluster/credentials.js';
+import tls from 'node:tls';
+import { hostCredentials, loadHostIdentity, pinControllerCa } from '../../agent/cluster/credentials.js';
 import { formatJoinToken, parseJoinToken } from '../../proto/shared/join-token.js';
 
 const tokenCaHash = (t: string): string => parseJoinToken(t).caHash;
@@ -18,11 +19,11 @@ import { controllerPolicy } from '../../controller/trust/controller-policy.js';
 import { TrustService } from '../../controller/trust/trust-service.js';
 import { controllerServices, HealthClient, TrustClient, unary } from '../../proto/shared/api.js';
 import { authInterceptor, callAuth, onlyFor } from '../../proto/shared/auth-interceptor.js';
-import { LxrError, type Reason } from '../../proto/shared/errors.js';
+import { LxrError } from '../../proto/shared/errors.js';
 import { fromStatus } from '../../proto/shared/grpc-errors.js';
 import { HealthService } from '../../proto/shared/health.js';
 import { rootLogger } from '../../proto/shared/log.js';
-import { CertAuthority, certInfo, csrPublicKey, describeIdentity, makeCsr, newKeyPem, spkiHash, verifyIssued, type CertInfo, type Identity } from '../../proto/shared/pki.js';
+import { CertAuthority, certInfo, csrPublicKey, describeIdentity, IssuedCertificates, makeCsr, newKeyPem, spkiHash, verifyIssued, type CertInfo, type Identity } from '../../proto/shared/pki.js';
 import { Renewal, renewAt } from '../../proto/shared/renewal.js';
 import { expectIdentity, identityCheck, TlsIdentity } from '../../proto/shared/tls.js';
 import { rejectsWith, throwsWith } from '../helpers/lxr-errors.js';
@@ -541,5 +542,62 @@ describe('mutual TLS over grpc-js on 127.0.0.1', () => {
       for (const c of clients) c.close();
       server.forceShutdown();
     }
+  });
+});
+
+describe('checks on every call', () => {
+  it('a certificate\'s signature is checked once, its lifetime on every call; another CA\'s is refused each time', async () => {
+    const { ca } = await CertAuthority.create();
+    let caReads = 0;
+    const issued = new IssuedCertificates(() => (caReads++, ca.certificate));
+    const { certPem } = await leaf(ca, { role: 'controller', name: 'lxr-controller' }, { ttlSeconds: 60 });
+    const raw = der(certPem);
+    const now = new Date();
+    assert.equal(issued.verify(raw, now).role, 'controller');
+    assert.equal(issued.verify(raw, now).role, 'controller');
+    assert.equal(caReads, 1, 'verified once');
+    throwsWith(() => issued.verify(raw, new Date(now.getTime() + 120_000)), 'LXR_UNAUTHENTICATED', /the controller expired at/);
+    const other = (await CertAuthority.create()).ca;
+    const foreign = der((await leaf(other, { role: 'controller', name: 'lxr-controller' })).certPem);
+    for (let i = 0; i < 2; i++) throwsWith(() => issued.verify(foreign, now), 'LXR_UNAUTHENTICATED', /not issued by this cluster's CA/);
+  });
+});
+
+describe('pinning the controller\'s CA when joining', () => {
+  /** A TLS server on 127.0.0.1 presenting `chain` (PEM, leaf first). */
+  async function presenting(chain: string, keyPem: string): Promise<{ address: string; close: () => void }> {
+    const server = tls.createServer({ cert: chain, key: keyPem }, (s) => s.end());
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    return { address: `127.0.0.1:${(server.address() as { port: number }).port}`, close: () => server.close() };
+  }
+
+  it('accepts the controller of the pinned CA; refuses another CA, and the pinned CA with a leaf that is not its controller\'s', async () => {
+    const { ca } = await CertAuthority.create();
+    const ctl = await leaf(ca, { role: 'controller', name: 'lxr-controller' });
+    const good = await presenting(`${ctl.certPem.trimEnd()}\n${ca.certPem}`, ctl.keyPem);
+    try {
+      assert.equal(spkiHash(await pinControllerCa(good.address, ca.hash)), ca.hash);
+      await rejectsWith(pinControllerCa(good.address, `sha256:${'ab'.repeat(32)}`), 'LXR_UNAUTHENTICATED', /is not the controller this token is for: none of its certificates has the pinned CA/);
+    } finally {
+      good.close();
+    }
+    // The pinned CA sent along, but the server's own certificate is a host's of that CA, or another CA's controller.
+    const host = await leaf(ca, { role: 'host', name: 'n1' });
+    const other = (await CertAuthority.create()).ca;
+    const stranger = await leaf(other, { role: 'controller', name: 'lxr-controller' });
+    // (TLS builds the chain from issuers: a stranger's leaf does not lead to the CA sent beside it.)
+    for (const [{ certPem, keyPem }, why] of [
+      [host, /presents the pinned CA but its own certificate is not the controller's from that CA/],
+      [stranger, /is not the controller this token is for: none of its certificates has the pinned CA/],
+    ] as const) {
+      const s = await presenting(`${certPem.trimEnd()}\n${ca.certPem}`, keyPem);
+      try {
+        await rejectsWith(pinControllerCa(s.address, ca.hash), 'LXR_UNAUTHENTICATED', why);
+      } finally {
+        s.close();
+      }
+    }
+    await rejectsWith(pinControllerCa('127.0.0.1:1', ca.hash), 'LXR_UNAVAILABLE', /cannot reach the controller at 127\.0\.0\.1:1/);
+    await rejectsWith(pinControllerCa('no-port', ca.hash), 'LXR_INVALID_ARGUMENT', /is not HOST:PORT/);
   });
 });
