@@ -10,9 +10,13 @@ import { controllerChannel, hostCredentials, hostRenewal } from './cluster/crede
 import { ClusterMember, machineFacts } from './cluster/join.js';
 import { startAgent } from './server.js';
 import { AGENT_VERSION } from './host/host-service.js';
+import { IdeTools } from './ide/tools.js';
+import path from 'node:path';
 
 const USAGE = `usage: lxr-agent [--root DIR] [--socket PATH] [--listen HOST:PORT] [--metrics-listen HOST:PORT] [--cgroup-parent NAME] [--run-root DIR] [--label K=V]...
                  [--subnet CIDR [--bridge NAME] [--pool CIDR]] [--join HOST:PORT [--token TOKEN] --name NAME [--advertise HOST:PORT]] [--insecure-registry HOST:PORT]... [--exec-ring-bytes N] [--exec-idle-timeout SECONDS] [--exec-retention SECONDS]
+                 [--tools-dir DIR]
+       lxr-agent tools install [--tools-dir DIR | --root DIR]   install the IDE tools (Node, code-server) from npm now
        lxr-agent version
 `;
 
@@ -33,6 +37,7 @@ interface Flags {
   token?: string;
   name?: string;
   advertise?: string;
+  toolsDir?: string;
 }
 
 function positive(flag: string, v: string): number {
@@ -97,6 +102,9 @@ function parse(args: string[]): Flags {
       case '--exec-retention':
         f.exec.retentionMs = positive(flag, value()) * 1000;
         break;
+      case '--tools-dir':
+        f.toolsDir = value();
+        break;
       case '--label': {
         const kv = value();
         const k = kv.indexOf('=');
@@ -120,6 +128,36 @@ function parse(args: string[]): Flags {
   return f;
 }
 
+/**
+ * `lxr-agent tools install`: what the agent does at the first IDE create,
+ * done ahead (at install time, or for hosts whose agent cannot reach npm).
+ */
+async function toolsCommand(args: string[]): Promise<void> {
+  let dir: string | undefined;
+  let root = '/var/lib/lxr';
+  try {
+    if (args[0] !== 'install') throw new Error(`tools wants a subcommand: install, not ${JSON.stringify(args[0] ?? '')}`);
+    walkFlags(args.slice(1), (flag, value) => {
+      if (flag === '--tools-dir') dir = value();
+      else if (flag === '--root') root = value();
+      else throw new Error(`unknown flag ${flag}`);
+    });
+  } catch (e) {
+    process.stderr.write(`lxr-agent: ${(e as Error).message}\n${USAGE}`);
+    process.exitCode = 2;
+    return;
+  }
+  const tools = new IdeTools({ dir: dir ?? path.join(root, 'tools'), log: rootLogger('lxr-agent') });
+  const already = tools.installed();
+  try {
+    const p = await tools.ensure();
+    process.stdout.write(`${already ? 'already installed' : 'installed'}: ${p.node} ${p.codeServer}\n`);
+  } catch (e) {
+    process.stderr.write(`lxr-agent: ${(e as Error).message}\n`);
+    process.exitCode = 1;
+  }
+}
+
 async function main(args: string[]): Promise<void> {
   if (args[0] === 'version' || args[0] === '--version') {
     process.stdout.write(`lxr-agent ${AGENT_VERSION}\n`);
@@ -129,6 +167,7 @@ async function main(args: string[]): Promise<void> {
     process.stdout.write(USAGE);
     return;
   }
+  if (args[0] === 'tools') return toolsCommand(args.slice(1));
   let flags: Flags;
   try {
     flags = parse(args);
@@ -194,6 +233,7 @@ async function main(args: string[]): Promise<void> {
     ...(flags.listen ? { listen: flags.listen } : {}),
     ...(identity ? { tls: identity } : {}),
     ...(flags.metricsListen ? { metricsListen: flags.metricsListen } : {}),
+    ...(flags.toolsDir ? { toolsDir: flags.toolsDir } : {}),
   });
   member?.startHeartbeats(async () => (await agent.host.info()).usage);
   const stop = (code = 0): void => {

@@ -25,6 +25,8 @@ import { createAgentRegistry } from './metrics/metrics.js';
 import { serveMetrics, type MetricsServer } from '../proto/shared/metrics-http.js';
 import { bind, bindUnix, shutdownServer } from '../proto/shared/grpc-server.js';
 import { Runtime } from './runtime/runtime.js';
+import { IdeTools } from './ide/tools.js';
+import { IdeSupervisor } from './ide/ide-supervisor.js';
 import { authInterceptor, onlyFor, type AuthPolicy } from '../proto/shared/auth-interceptor.js';
 import { LxrError } from '../proto/shared/errors.js';
 import { IssuedCertificates } from '../proto/shared/cert-info.js';
@@ -54,6 +56,8 @@ export interface AgentOptions {
   tls?: TlsIdentity;
   /** HOST:PORT to serve Prometheus metrics on over HTTP at /metrics (port 0: any free one). */
   metricsListen?: string;
+  /** Where the IDE tools are installed (default <root>/tools); several agents may share one. */
+  toolsDir?: string;
   /** Parent cgroup of every container (default "lxr"). */
   cgroupParent?: string;
   /** The runtime's state (default <root>/run; /run/lxr/runtime in production). */
@@ -105,8 +109,23 @@ export async function startAgent(o: AgentOptions): Promise<Agent> {
     });
     await network.ensureBridge();
   }
-  const containers = new ContainerService({ root, images, runtime, cgroups, cgroupParent, log, network, ...(o.crashPoint ? { crashPoint: o.crashPoint } : {}) });
+  const ideTools = new IdeTools({ dir: o.toolsDir ?? path.join(root, 'tools'), log });
+  let ide: IdeSupervisor | null = null;
+  const containers = new ContainerService({
+    root, images, runtime, cgroups, cgroupParent, log, network, ideTools,
+    ideStatus: (name) => ide?.status(name) ?? '',
+    ...(o.crashPoint ? { crashPoint: o.crashPoint } : {}),
+  });
   await containers.init();
+  ide = new IdeSupervisor({
+    host: { ideContainers: () => containers.ideContainers(), launch: (name) => containers.launchIde(name), logPath: (name) => containers.ideLogPath(name) },
+    log,
+  });
+  // A workspace that starts gets its IDE at once, not at the next pass.
+  containers.events.on('event', (ev: { type: string }) => {
+    if (ev.type === 'started') void ide?.tick();
+  });
+  ide.start();
   const exec = new ExecService({ target: containers, log, ...(o.exec ?? {}) });
   const host = new HostService({ cgroupMode: cgroups.mode, labels: o.labels ?? {}, containerUsage: () => containers.usage() });
 
@@ -158,6 +177,7 @@ export async function startAgent(o: AgentOptions): Promise<Agent> {
         await shutdownServer(server);
         await metrics?.close();
         exec.close();
+        ide?.close();
         network?.close();
         registry.close();
         try {

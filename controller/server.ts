@@ -169,7 +169,7 @@ export async function startController(o: ControllerOptions): Promise<Controller>
   server.addService(controllerServices.Workspaces, {
     ...workspacesHandlers(ctx, workspaces, resolve),
     PortForward: portForwardProxy(ctx, resolve, onActivity),
-    Open: openHandler(ctx, { web: () => (web ? { address: web.address, links } : null), mustExist: (name) => void workspaces.get(name) }),
+    Open: openHandler(ctx, { web: () => (web ? { address: web.address, links } : null), ideOf: (name) => workspaces.get(name).spec?.ide ?? '' }),
   });
   server.addService(controllerServices.Exec, execProxyHandlers(ctx, resolve, onActivity));
   server.addService(controllerServices.Images, imagesHandlers(ctx, images));
@@ -198,6 +198,7 @@ export async function startController(o: ControllerOptions): Promise<Controller>
         links,
         operatorToken: (authorization) => trust.authenticate(undefined, authorization)?.role === 'operator',
         hostOf: (name, op) => resolve(name, op),
+        ideOf: (name) => workspaces.get(name).spec?.ide ?? '',
         onActivity,
         log,
       });

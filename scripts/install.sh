@@ -26,10 +26,13 @@ fi
 # (and its promtool) for the metrics test of the shipped config and dashboard;
 # python3-yaml reads back lxrctl's YAML in its tests, zsh checks its zsh
 # completion; git for the test of this script in a fresh clone; chromium (and
-# curl) for the web terminal's tests in a real browser.
+# curl) for the web terminal's tests in a real browser; libkrb5-dev,
+# libxkbfile-dev and libsecret-1-dev (with pkg-config and build-essential)
+# for the native modules of code-server, which the agent installs for IDE
+# workspaces; debootstrap makes the Debian image of the IDE tests.
 debs=(build-essential pkg-config libseccomp-dev busybox-static runc crun iproute2 python3 util-linux zstd
   docker-registry apache2-utils openssl skopeo umoci podman iptables procps containernetworking-plugins prometheus chromium curl
-  python3-yaml zsh git)
+  python3-yaml zsh git debootstrap libkrb5-dev libxkbfile-dev libsecret-1-dev)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -64,5 +67,13 @@ for cmd in lxr-runtime lxr-agent lxr-controller lxrctl; do
   ln -sf "$repo/bin/$cmd" "$bin_dir/$cmd"
 done
 echo "installed: lxr-runtime lxr-agent lxr-controller lxrctl -> $bin_dir"
+
+# The IDE tools (Node 24 and code-server, from npm): installed now into the
+# directory the agents of this machine use, so the first IDE workspace does
+# not wait minutes for them (agents in the lab cannot reach npm at all).
+# LXR_SKIP_TOOLS=1 leaves it to the first IDE create.
+if [ "${LXR_SKIP_TOOLS:-}" != 1 ]; then
+  "$bin_dir/lxr-agent" tools install --tools-dir /var/lib/lxr/tools
+fi
 
 [ "${LXR_SKIP_DEMO:-}" = 1 ] || bash scripts/demo.sh

@@ -30,6 +30,7 @@ export function containersHandlers(ctx: AdapterContext, svc: ContainerService): 
           hostname: req.hostname ?? '',
           tty: req.tty ?? false,
           requestId: req.requestId ?? '',
+          ide: req.ide ?? '',
         },
         ac.signal,
       );

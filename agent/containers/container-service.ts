@@ -39,6 +39,9 @@ import type { BridgeNetwork } from '../net/bridge-network.js';
 import { containerFiles, parseResolvConf, type PortMapping } from '../net/net-plan.js';
 import type { ExitStatus, Runtime } from '../runtime/runtime.js';
 import { writeAtomic } from '../runtime/store.js';
+import { checkIde, IDE_MOUNTS, IDE_PORT, type Ide } from '../../proto/shared/ide.js';
+import { requireGlibc } from '../ide/libc.js';
+import { ENTRY, type IdeTools, type ToolPaths } from '../ide/tools.js';
 
 /**
  * The steps of a create, in order, as crash points name them: the
@@ -77,6 +80,8 @@ export interface CreateRequest {
   hostname?: string;
   tty?: boolean;
   requestId?: string;
+  /** An IDE to run in it ("" = none): see agent/ide/. */
+  ide?: string;
 }
 
 /** What is kept on disk per container. */
@@ -104,6 +109,7 @@ export interface ContainerRecordFile {
   /** Its address on the host's bridge (network mode "bridge"). */
   address?: string;
   ports?: PortMapping[];
+  ide?: Ide;
 }
 
 export interface ContainerInfo {
@@ -122,6 +128,9 @@ export interface ContainerInfo {
   labels: Record<string, string>;
   address: string;
   limits: Limits;
+  /** The IDE it runs ("" = none), and how that IDE is (see IdeSupervisor.status). */
+  ide: string;
+  ideStatus: string;
 }
 
 export interface ContainerStats {
@@ -182,6 +191,10 @@ export interface ContainerServiceOptions {
   network?: BridgeNetwork | null;
   /** What containers get in /etc/resolv.conf (default: the host's, without loopback nameservers). */
   dns?: { nameservers: string[]; search: string[] };
+  /** The IDE tools (Node and code-server); without them, creates with an IDE are refused. */
+  ideTools?: IdeTools | null;
+  /** How each container's IDE is (the supervisor's view). */
+  ideStatus?: (name: string) => string;
 }
 
 const SIGNALS: Record<string, number> = {
@@ -221,6 +234,12 @@ export function checkPorts(raw: ReadonlyArray<{ hostPort?: number; containerPort
 }
 
 /** Where users are looked up: the topmost layer with an /etc/passwd (see the decisions above). */
+/** The IDE tools, read-only (and nosuid, nodev) in the workspace. */
+export const ideMounts = (t: ToolPaths): Mount[] => [
+  { destination: IDE_MOUNTS.node, type: 'bind', source: t.node, options: ['rbind', 'ro', 'nosuid', 'nodev', 'rprivate'] },
+  { destination: IDE_MOUNTS.codeServer, type: 'bind', source: t.codeServer, options: ['rbind', 'ro', 'nosuid', 'nodev', 'rprivate'] },
+];
+
 const userRootOf = (o: RootfsOverlay): string => o.lower.find((l) => existsSync(path.join(l, 'etc', 'passwd'))) ?? o.target;
 
 export function checkName(name: unknown): string {
@@ -477,6 +496,9 @@ export class ContainerService {
     const ports = checkPorts(net.ports ?? []);
     if (ports.length > 0 && mode !== 'bridge') throw invalidArgument('network.ports', 'published ports need network mode "bridge"');
     if (req.tty) throw new LxrError('LXR_UNSUPPORTED', 'a terminal for the main process is not supported yet; use exec with tty', { field: 'tty' });
+    const ide = checkIde(req.ide, 'ide');
+    if (ide && mode !== 'bridge') throw invalidArgument('ide', `${ide} listens on the container's own address: it needs network mode "bridge"`);
+    if (ide && !this.o.ideTools) throw new LxrError('LXR_UNSUPPORTED', `this agent runs no IDE (it has no tools directory)`, { field: 'ide' });
     const limits: Limits = { cpus: req.limits?.cpus ?? 0, memoryBytes: req.limits?.memoryBytes ?? 0, pids: req.limits?.pids ?? 0 };
     if (!(limits.cpus >= 0) || !Number.isFinite(limits.cpus)) throw invalidArgument('limits.cpus', 'must be a non-negative number');
     for (const [k, v] of Object.entries(req.labels ?? {})) {
@@ -498,6 +520,8 @@ export class ContainerService {
       }
       const image = await this.ensureImage(req.image, signal);
       const layers = await this.o.images.rootfsLayers(image.manifestDigest);
+      // Checked before the tools are installed: a musl image is refused at once.
+      const tools = ide ? (requireGlibc([...layers].reverse(), req.image, ide), await this.o.ideTools!.ensure(signal)) : null;
       const containerDir = path.join(this.dir, name);
       const cleanups: Array<() => Promise<void>> = [];
       try {
@@ -538,6 +562,7 @@ export class ContainerService {
           cleanups.unshift(async () => void network.release(reserved));
           spec.mounts = [...(spec.mounts ?? []), ...(await this.networkFiles(containerDir, spec.hostname ?? name, address))];
         }
+        if (tools) spec.mounts = [...(spec.mounts ?? []), ...ideMounts(tools)];
         await writeAtomic(path.join(containerDir, 'config.json'), JSON.stringify(spec, null, 2) + '\n', 0o600, false);
         this.crashPoint('spec');
         const log = path.join(containerDir, 'container.log');
@@ -556,6 +581,7 @@ export class ContainerService {
           phase: 'creating',
           ...(address ? { address } : {}),
           ...(ports.length > 0 ? { ports } : {}),
+          ...(ide ? { ide } : {}),
         };
         await this.writeRecord(rec);
         cleanups.unshift(() => rm(this.recordPath(name), { force: true }));
@@ -716,6 +742,41 @@ export class ContainerService {
     return this.o.runtime.execAttached(name, proc);
   }
 
+  /** The containers with an IDE (for the IDE supervisor). */
+  async ideContainers(): Promise<Array<{ name: string; address: string; running: boolean }>> {
+    const out = [];
+    for (const rec of await this.records()) {
+      if (!rec.ide || !rec.address || rec.phase) continue;
+      out.push({ name: rec.name, address: rec.address, running: (await this.runtimeStatus(rec.name)) === 'running' });
+    }
+    return out;
+  }
+
+  /**
+   * Starts the container's IDE as an exec would run it (its user, env,
+   * namespaces and restrictions), listening on the container's address only,
+   * opening the working directory (or $HOME when that is /).
+   */
+  async launchIde(name: string): Promise<AttachedExec> {
+    const rec = await this.record(name);
+    if (!rec.ide || !rec.address) throw invalidArgument('ide', `container ${name} has no IDE`);
+    const spec = JSON.parse(await readFile(path.join(rec.bundle, 'config.json'), 'utf8')) as Spec;
+    const home = spec.process?.env?.find((e) => e.startsWith('HOME='))?.slice(5);
+    const cwd = spec.process?.cwd ?? '/';
+    const folder = cwd !== '/' ? cwd : (home ?? '/');
+    const args = [
+      `${IDE_MOUNTS.node}/bin/node`, `${IDE_MOUNTS.codeServer}/${ENTRY}`,
+      '--bind-addr', `${rec.address}:${IDE_PORT}`, '--auth', 'none',
+      '--disable-telemetry', '--disable-update-check', '--disable-workspace-trust', '--disable-getting-started-override',
+      '--config', '/dev/null', folder,
+    ];
+    return this.exec(name, { container: name, args, env: [], cwd: '', user: '', tty: false, rows: 0, cols: 0, idleTimeoutSeconds: 0 });
+  }
+
+  ideLogPath(name: string): string {
+    return path.join(this.dir, name, 'ide.log');
+  }
+
   async remove(name: string, force = false): Promise<void> {
     await this.locked(checkName(name), async () => {
       const rec = await this.record(name);
@@ -771,6 +832,8 @@ export class ContainerService {
       labels: rec.labels,
       address: rec.address ?? '',
       limits: rec.limits,
+      ide: rec.ide ?? '',
+      ideStatus: rec.ide && state === 'running' ? (this.o.ideStatus?.(rec.name) ?? '') : '',
     };
   }
 

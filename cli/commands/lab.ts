@@ -24,13 +24,14 @@ export const labContext = (name: string): string => `lab-${name}`;
 
 const up: Command = {
   path: ['lab', 'up'],
-  usage: '[--hosts N] [--controller] [--name NAME] [--dir DIR]',
+  usage: '[--hosts N] [--controller] [--name NAME] [--dir DIR] [--tools-dir DIR]',
   summary: 'bring up a cluster of network namespaces on this machine',
   args: {
     flags: [
       ...common,
       { name: 'hosts', kind: 'int', value: 'N', help: 'how many hosts (default 3)' },
       { name: 'controller', kind: 'bool', help: 'run a controller the hosts join (and make it lxrctl\'s current context)' },
+      { name: 'tools-dir', kind: 'string', value: 'DIR', help: 'the IDE tools the hosts share (default /var/lib/lxr/tools; lxr-agent tools install fills it)' },
     ],
     positionals: [],
     required: 0,
@@ -38,7 +39,8 @@ const up: Command = {
   async run(inv) {
     const { name, dir } = where(inv);
     const hosts = inv.int('hosts') ?? 3;
-    const s = await labUp({ name, dir, hosts, controller: inv.bool('controller') });
+    const toolsDir = inv.flag('tools-dir');
+    const s = await labUp({ name, dir, hosts, controller: inv.bool('controller'), ...(toolsDir ? { toolsDir } : {}) });
     inv.out(`lab ${s.name} is up: ${s.hosts.length} hosts (${s.hosts.map((h) => `${h.name} ${h.address}`).join(', ')})${s.registry ? `, registry ${SWITCH_ADDRESS}:${REGISTRY_PORT}` : ''}${s.controller ? `, controller unix://${s.controller.socket} (${s.controller.address} in the lab)` : ''}\n`);
     if (s.controller) {
       const ctx = checkContextName(labContext(name));

@@ -21,6 +21,7 @@ const CREATE_FLAGS: FlagSpec[] = [
   { name: 'label', short: 'l', kind: 'list', value: 'K=V', help: 'a label on the workspace (repeatable)' },
   { name: 'selector', kind: 'list', value: 'K=V', help: 'only hosts with this label (repeatable)' },
   { name: 'arch', kind: 'string', value: 'ARCH', help: 'only hosts of this architecture (amd64, arm64)' },
+  { name: 'ide', kind: 'string', value: 'IDE', help: 'VS Code in the browser at /w/NAME/: code-server (needs a glibc image)' },
   { name: 'detach', short: 'd', kind: 'bool', help: 'answer once it is placed; do not wait for it to run' },
   { name: 'timeout', kind: 'int', value: 'SECONDS', help: 'how long to wait for it to run (default 300); it keeps trying after' },
 ];
@@ -96,6 +97,7 @@ function buildSpec(inv: Invocation, name: string): Partial<WorkspaceSpec> {
     labels: parseKeyValues(inv.list('label'), '--label'),
     hostSelector: parseKeyValues(inv.list('selector'), '--selector'),
     architecture: inv.flag('arch') ?? '',
+    ...(inv.flag('ide') ? { ide: inv.flag('ide')! } : {}),
     command: inv.args.command,
   };
 }
@@ -334,7 +336,7 @@ const open: Command = {
   summary: 'print a short-lived link to the workspace\'s web terminal',
   args: {
     flags: [
-      { name: 'page', kind: 'string', value: 'PAGE', help: 'the page: terminal (the default)' },
+      { name: 'page', kind: 'string', value: 'PAGE', help: 'the page: ide (the default when it has one) or terminal' },
       { name: 'no-browser', kind: 'bool', help: 'only print the link, even on a desktop' },
     ],
     positionals: ['NAME'],

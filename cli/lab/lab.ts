@@ -178,7 +178,16 @@ export interface LabUpOptions {
   controller?: boolean;
   /** Extra controller flags (tests: --unready-policy ...). */
   controllerArgs?: string[];
+  /**
+   * The IDE tools directory every lab host's agent uses (default
+   * DEFAULT_LAB_TOOLS_DIR). The hosts share the machine's: they are on one
+   * machine, and their agents cannot reach npm from inside the lab, so the
+   * tools are installed outside it (`lxr-agent tools install`).
+   */
+  toolsDir?: string;
 }
+
+export const DEFAULT_LAB_TOOLS_DIR = '/var/lib/lxr/tools';
 
 /** Starts a host's agent inside the host's namespaces (nsenter execs it in place). */
 async function startAgentIn(h: LabHost): Promise<Proc> {
@@ -318,6 +327,7 @@ export async function labUp(o: LabUpOptions): Promise<LabState> {
           ? ['--join', state.controller.address, '--token', token, '--name', name, '--listen', `${host.address}:${AGENT_PORT}`]
           : ['--subnet', host.subnet, '--pool', POOL]),
         '--insecure-registry', `${SWITCH_ADDRESS}:${REGISTRY_PORT}`, '--metrics-listen', '0.0.0.0:9100', '--label', `lab.host=${name}`,
+        '--tools-dir', o.toolsDir ?? DEFAULT_LAB_TOOLS_DIR,
       ];
       host.holder = await settle(daemon('unshare', ['--net', '--mount', '--propagation', 'private', '--', 'sleep', 'infinity'], host.log), 'sleep');
       state.hosts.push(host);

@@ -319,6 +319,8 @@ export class FakeAgentGateway implements AgentGateway {
       // 198.18.0.0/15 is reserved for tests: one /24 per host, in the order hosts are first used.
       address: `198.18.${h.index}.${h.next++}`,
       limits: { cpus: req.limits?.cpus ?? 0, memoryBytes: req.limits?.memoryBytes ?? 0, pids: req.limits?.pids ?? 0 },
+      ide: req.ide ?? '',
+      ideStatus: '',
     };
     const c = { ctr, requestId: req.requestId ?? '' };
     h.containers.set(name, c);

@@ -1,7 +1,9 @@
 // The controller's HTTPS side for browsers: each workspace under /w/NAME/:
 // the web terminal (/w/NAME/terminal) and the workspace's ports
 // (/w/NAME/ports/PORT/..., HTTP and WebSocket, through the host's agent);
-// the IDE will live beside them. Nothing is served without a credential for
+// and, for a workspace with an IDE, everything else under /w/NAME/ is the
+// IDE (code-server, on the workspace's IDE_PORT), with /w/NAME/ stripped:
+// code-server's URLs are all relative, so it needs no base path. Nothing is served without a credential for
 // that workspace: a signed link from `lxrctl open` (traded for a cookie
 // scoped to /w/NAME/), that cookie, or a person's bearer token. TLS uses the
 // controller's certificate (renewed in place: see setCertificate).
@@ -16,6 +18,7 @@ import type { ContainersClient, ExecClient } from '../../proto/shared/api.js';
 import { tunnelDuplex } from '../../proto/shared/tunnel.js';
 import type { Logger } from '../../proto/shared/log.js';
 import { isDnsLabel } from '../../proto/shared/names.js';
+import { IDE_PORT } from '../../proto/shared/ide.js';
 import { bridgeTerminal } from './terminal-bridge.js';
 import { terminalPage } from './terminal-page.js';
 import type { WebLinks } from './web-links.js';
@@ -23,6 +26,11 @@ import type { WebLinks } from './web-links.js';
 /** How long a cookie from a link lasts. */
 const COOKIE_TTL = 12 * 3600;
 const COOKIE = 'lxr_w';
+/** Browser-to-workspace WebSocket data at least this big counts as a person's activity. */
+const ACTIVE_CHUNK = 64;
+
+/** The controller's own pages under /w/NAME/ (everything else is the IDE's). */
+const ownPage = (rest: string): boolean => rest === 'terminal' || rest.startsWith('terminal/') || rest.startsWith('assets/') || /^ports(\/|$)/.test(rest);
 
 const require = createRequire(import.meta.url);
 const ASSETS: Record<string, { file: string; type: string }> = {
@@ -41,6 +49,8 @@ export interface WebServerOptions {
   operatorToken: (authorization: string) => boolean;
   /** What a person did in a workspace (idle detection). */
   onActivity?: (workspace: string, kind: string) => void;
+  /** The workspace's IDE ("" = none); throws when there is no such workspace. */
+  ideOf: (workspace: string) => string;
   /** The clients of the workspace's host; throws (with a message for the page) when it cannot do `op`. */
   hostOf: (workspace: string, op: string) => { exec: ExecClient; containers: ContainersClient };
   log: Logger;
@@ -88,10 +98,19 @@ export async function startWebServer(o: WebServerOptions): Promise<WebServer> {
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? '/', 'https://lxr');
     const r = route(url);
-    if (!r) return deny(res, 404, 'not found: workspaces are under /w/NAME/');
-    if (req.method !== 'GET' && req.method !== 'HEAD') return deny(res, 405, 'only GET here');
+    if (!r) {
+      // /w/NAME -> /w/NAME/: the IDE's relative URLs need the slash.
+      const bare = /^\/w\/([^/]+)$/.exec(url.pathname)?.[1];
+      if (bare && isDnsLabel(bare)) {
+        res.writeHead(301, { location: `/w/${bare}/${url.search}` });
+        return res.end();
+      }
+      return deny(res, 404, 'not found: workspaces are under /w/NAME/');
+    }
+    const own = ownPage(r.rest);
+    if (own && req.method !== 'GET' && req.method !== 'HEAD') return deny(res, 405, 'only GET here');
     const link = url.searchParams.get('link');
-    if (link !== null) {
+    if (link !== null && (req.method === 'GET' || req.method === 'HEAD')) {
       const bad = o.links.check(link, 'link', r.workspace);
       if (bad) return deny(res, 401, bad);
       // Trade the link for a cookie of this workspace's path, and drop it from the address bar.
@@ -106,6 +125,19 @@ export async function startWebServer(o: WebServerOptions): Promise<WebServer> {
     if (bad) return deny(res, 401, `${bad} (lxrctl open ${r.workspace} prints a link)`);
     const port = /^ports\/(\d{1,5})(\/.*)?$/.exec(r.rest);
     if (port) return proxyPort(req, res, r.workspace, Number(port[1]), port[2] ?? '', url.search);
+    if (!own) {
+      let ide: string;
+      try {
+        ide = o.ideOf(r.workspace);
+      } catch (e) {
+        return deny(res, 404, (e as Error).message);
+      }
+      if (ide) return proxyHttp(req, res, r.workspace, IDE_PORT, `/${r.rest}${url.search}`, 'ide');
+      if (r.rest === '') {
+        res.writeHead(303, { location: `/w/${r.workspace}/terminal` });
+        return res.end();
+      }
+    }
     if (r.rest === 'terminal') {
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'content-security-policy': "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; connect-src 'self'" });
       return res.end(terminalPage(r.workspace));
@@ -124,11 +156,21 @@ export async function startWebServer(o: WebServerOptions): Promise<WebServer> {
     const refuse = (status: number, message: string): void => {
       socket.end(`HTTP/1.1 ${status} ${status === 401 ? 'Unauthorized' : 'Not Found'}\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n${message}\n`);
     };
-    if (!r || !(r.rest === 'terminal/ws' || /^ports\/\d{1,5}(\/|$)/.test(r.rest))) return refuse(404, 'not found');
+    if (!r) return refuse(404, 'not found');
     const bad = refusal(req, r.workspace);
     if (bad) return refuse(401, bad);
     const port = /^ports\/(\d{1,5})(\/.*)?$/.exec(r.rest);
-    if (port) return proxyPortUpgrade(req, socket, head, r.workspace, Number(port[1]), port[2] ?? '', url.search);
+    if (port) return proxyUpgrade(req, socket, head, r.workspace, Number(port[1]), `${port[2] || '/'}${url.search}`, `port ${port[1]}`);
+    if (r.rest !== 'terminal/ws') {
+      let ide = '';
+      try {
+        ide = o.ideOf(r.workspace);
+      } catch {
+        // no such workspace: not found
+      }
+      if (!ide) return refuse(404, 'not found');
+      return proxyUpgrade(req, socket, head, r.workspace, IDE_PORT, `/${r.rest}${url.search}`, 'ide');
+    }
     const num = (k: string, d: number): number => {
       const v = Number(url.searchParams.get(k));
       return Number.isInteger(v) && v > 0 && v < 1000 ? v : d;
@@ -172,20 +214,25 @@ export async function startWebServer(o: WebServerOptions): Promise<WebServer> {
       res.end();
       return;
     }
+    proxyHttp(req, res, workspace, port, rest + search, `port ${port}`);
+  }
+
+  /** One HTTP request to the workspace's port, through a tunnel; `activity` is what it counts as. */
+  function proxyHttp(req: IncomingMessage, res: ServerResponse, workspace: string, port: number, target: string, activity: string): void {
     let t: ReturnType<typeof tunnel>;
     try {
       t = tunnel(workspace, port);
     } catch (e) {
       return deny(res, 502, (e as Error).message);
     }
-    o.onActivity?.(workspace, `port ${port}`);
-    const up = httpRequest({ createConnection: () => t as never, method: req.method, path: rest + search, headers: forwardHeaders(req.headers) });
+    o.onActivity?.(workspace, activity);
+    const up = httpRequest({ createConnection: () => t as never, method: req.method, path: target, headers: forwardHeaders(req.headers) });
     up.on('response', (r) => {
       res.writeHead(r.statusCode ?? 502, r.headers);
       r.pipe(res);
     });
     const failed = (e: Error): void => {
-      if (!res.headersSent) deny(res, 502, `workspace ${workspace}, port ${port}: ${e.message}`);
+      if (!res.headersSent) deny(res, 502, `workspace ${workspace}, ${activity === 'ide' ? 'its IDE' : `port ${port}`}: ${e.message}${activity === 'ide' ? ' (the IDE may still be starting; lxrctl inspect shows it)' : ''}`);
       else res.destroy();
     };
     up.on('error', failed);
@@ -193,7 +240,14 @@ export async function startWebServer(o: WebServerOptions): Promise<WebServer> {
     req.pipe(up);
   }
 
-  function proxyPortUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, workspace: string, port: number, rest: string, search: string): void {
+  /**
+   * A WebSocket (or any upgrade) to the workspace's port, through a tunnel.
+   * The browser's Host and Origin go on unchanged (code-server checks that
+   * they agree). What the browser sends counts as activity, except frames
+   * too small to be a person's doing (VS Code's keepalives and acks are
+   * about 20 bytes on the wire): an open tab alone does not keep a workspace up.
+   */
+  function proxyUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, workspace: string, port: number, target: string, activity: string): void {
     let t: ReturnType<typeof tunnel>;
     try {
       t = tunnel(workspace, port);
@@ -202,10 +256,14 @@ export async function startWebServer(o: WebServerOptions): Promise<WebServer> {
       return;
     }
     const headers = forwardHeaders(req.headers);
-    const lines = [`${req.method ?? 'GET'} ${rest || '/'}${search} HTTP/1.1`];
+    const lines = [`${req.method ?? 'GET'} ${target} HTTP/1.1`];
     for (const [k, v] of Object.entries(headers)) for (const x of Array.isArray(v) ? v : [v]) if (x !== undefined) lines.push(`${k}: ${x}`);
     t.write(lines.join('\r\n') + '\r\n\r\n');
     if (head.length) t.write(head);
+    o.onActivity?.(workspace, activity);
+    socket.on('data', (d: Buffer) => {
+      if (d.length >= ACTIVE_CHUNK) o.onActivity?.(workspace, activity);
+    });
     socket.pipe(t).pipe(socket);
     t.on('error', () => socket.destroy());
     socket.on('error', () => t.destroy());

@@ -1,6 +1,7 @@
 // What a workspace request must look like before anything is scheduled or
 // stored: names are DNS labels (they become container names, hostnames and
 // URL paths), and every bad field is named in the error.
+import { checkIde } from '../../proto/shared/ide.js';
 import { invalidArgument } from '../../proto/shared/errors.js';
 import { checkDnsLabel } from '../../proto/shared/names.js';
 import type { PortMapping } from '../../proto/shared/api-types.js';
@@ -56,6 +57,7 @@ export function normalizeSpec(s: Partial<WorkspaceSpec> | null | undefined): Wor
     if (typeof c !== 'string' || c.includes('\0')) throw invalidArgument(`spec.command[${i}]`, 'must be a string without NUL');
     return c;
   });
+  const ide = checkIde(s.ide, 'spec.ide');
   if (s.architecture && !/^[a-z0-9_]+$/.test(s.architecture)) throw invalidArgument('spec.architecture', `${JSON.stringify(s.architecture)} is not an architecture name (amd64, arm64, ...)`);
   return {
     name,
@@ -69,6 +71,8 @@ export function normalizeSpec(s: Partial<WorkspaceSpec> | null | undefined): Wor
     command,
     hostSelector: checkLabels(s.hostSelector, 'spec.host_selector'),
     architecture: s.architecture ?? '',
+    // Only when set: specs stored before IDEs existed stay equal to a retried create without one.
+    ...(ide ? { ide } : {}),
   };
 }
 

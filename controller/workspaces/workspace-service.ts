@@ -259,6 +259,7 @@ export class WorkspaceService extends EventEmitter {
       network: { mode: 'bridge', address: '', ports: s.ports },
       hostname: s.name,
       requestId: rec.uid,
+      ...(s.ide ? { ide: s.ide } : {}),
     };
   }
 

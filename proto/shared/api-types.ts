@@ -151,6 +151,7 @@ export interface CreateContainerRequest {
   hostname?: string;
   tty?: boolean;
   requestId?: string;
+  ide?: string;
 }
 export interface Container {
   name: string;
@@ -168,6 +169,8 @@ export interface Container {
   labels: Record<string, string>;
   address: string;
   limits: Limits | null;
+  ide: string;
+  ideStatus: string;
 }
 export interface CreateContainerResponse {
   container: Container | null;

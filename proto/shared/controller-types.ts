@@ -78,6 +78,8 @@ export interface WorkspaceSpec {
   command: string[];
   hostSelector: Record<string, string>;
   architecture: string;
+  /** "code-server" or none (absent or ""). */
+  ide?: string;
 }
 export type WorkspaceState = 'Pending' | 'Creating' | 'Running' | 'Stopped' | 'Failed' | 'Unknown';
 export interface Workspace {

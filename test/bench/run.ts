@@ -8,6 +8,7 @@ import { allocBench, formatAllocReport } from './alloc.js';
 import { formatNetReport, netBench } from './net.js';
 import { formatImageReport, imageBench } from './image.js';
 import { formatRuntimeReport, runtimeBench } from './runtime.js';
+import { formatIdeReport, ideBench } from './ide.js';
 
 interface Bench {
   describe: string;
@@ -65,6 +66,15 @@ const BENCHES: Record<string, Bench> = {
       const log = (l: string) => process.stderr.write(l + '\n');
       const r = await netBench({ count, log });
       process.stdout.write((json ? JSON.stringify(r, null, 2) : formatNetReport(r)) + '\n');
+    },
+  },
+  ide: {
+    describe: 'lxrctl create --ide code-server to the VS Code workbench in Chromium, cold (tools installed from npm) and warm, vs podman running the same (root)',
+    count: { what: 'warm samples per contender', default: 3 },
+    async run({ count, json }) {
+      const log = (l: string) => process.stderr.write(l + '\n');
+      const r = await ideBench({ count, log });
+      process.stdout.write((json ? JSON.stringify(r, null, 2) : formatIdeReport(r)) + '\n');
     },
   },
   image: {
