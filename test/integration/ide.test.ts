@@ -149,14 +149,15 @@ describe('IDE workspaces in the lab', { skip: agentTestSkip, timeout: 1_800_000 
     }
     assert.ok(after.length > 0, 'a new code-server runs');
     assert.deepEqual(after.filter((p) => before.includes(p)), [], 'none of the killed ones');
-    // It answers again through the controller (the browser context holds the cookie).
+    // It answers again through the controller, to the browser (which holds the cookie and runs in the
+    // lab's namespace; page.request would send from this process, outside the lab).
     const page = await ctx!.newPage();
     let status = 0;
     let body = '';
     for (let i = 0; i < 60 && status !== 200; i++) {
-      const r = await page.request.get(`${WEB}/w/ide1/healthz`);
-      status = r.status();
-      body = await r.text();
+      const r = await page.goto(`${WEB}/w/ide1/healthz`);
+      status = r?.status() ?? 0;
+      body = (await r?.text()) ?? '';
       if (status !== 200) await sleep(1000);
     }
     assert.equal(status, 200, body);
