@@ -29,6 +29,7 @@ import { ownedTempDir, uniqueId } from '../helpers/tmp.js';
 
 const run = promisify(execFile);
 const REPO = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const LXRCTL = path.join(REPO, 'bin', 'lxrctl');
 const DEBIAN = 'lab.example/lxr/debian:12';
 const BUSYBOX = 'lab.example/lxr/busybox:v1';
 const CHROMIUM = '/usr/bin/chromium';
@@ -128,10 +129,12 @@ describe('IDE workspaces in the lab', { skip: agentTestSkip, timeout: 1_800_000 
     await sleep(2000);
     await page.locator('.terminal-wrapper .xterm-helper-textarea').last().focus();
     await page.keyboard.type('echo "made in the IDE on $(hostname)" > /root/from-ide.txt\n');
+    // Seen by `lxrctl exec`, the command line a person uses.
+    const lxrctl = (...args: string[]) => run(LXRCTL, args, { env: { ...process.env, LXR_SERVER: `unix://${lab.controller!.socket}`, LXR_CONFIG: path.join(work, 'lxrctl.json') } }).then((r) => r.stdout);
     let seen = '';
     for (let i = 0; i < 60 && !seen.includes('made in the IDE'); i++) {
       await sleep(1000);
-      seen = await sh('ide1', 'cat /root/from-ide.txt 2>/dev/null || true');
+      seen = await lxrctl('exec', 'ide1', '--', 'sh', '-c', 'cat /root/from-ide.txt 2>/dev/null || true');
     }
     assert.equal(seen, 'made in the IDE on ide1\n');
     await page.close();
