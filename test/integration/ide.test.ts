@@ -131,6 +131,10 @@ describe('IDE workspaces in the lab', { skip: agentTestSkip, timeout: 1_800_000 
     await page.keyboard.type('echo "made in the IDE on $(hostname)" > /root/from-ide.txt\n');
     // Seen by `lxrctl exec`, the command line a person uses.
     const lxrctl = (...args: string[]) => run(LXRCTL, args, { env: { ...process.env, LXR_SERVER: `unix://${lab.controller!.socket}`, LXR_CONFIG: path.join(work, 'lxrctl.json') } }).then((r) => r.stdout);
+    // What a person does in the IDE is activity (idle detection), as `lxrctl inspect` shows.
+    const inspected = JSON.parse(await lxrctl('inspect', 'ide1')) as Workspace;
+    assert.equal(inspected.lastActivityKind, 'ide');
+    assert.ok(Date.now() - Date.parse(inspected.lastActivity!) < 30_000, inspected.lastActivity);
     let seen = '';
     for (let i = 0; i < 60 && !seen.includes('made in the IDE'); i++) {
       await sleep(1000);
