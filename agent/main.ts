@@ -20,6 +20,8 @@ const USAGE = `usage: lxr-agent [--root DIR] [--socket PATH] [--listen HOST:PORT
        lxr-agent version
 `;
 
+const DEFAULT_ROOT = '/var/lib/lxr';
+
 interface Flags {
   root: string;
   socket: string;
@@ -47,7 +49,7 @@ function positive(flag: string, v: string): number {
 }
 
 function parse(args: string[]): Flags {
-  const f: Flags = { root: '/var/lib/lxr', socket: '/run/lxr/agent.sock', cgroupParent: 'lxr', runRoot: '/run/lxr/runtime', labels: {}, exec: {}, insecure: [] };
+  const f: Flags = { root: DEFAULT_ROOT, socket: '/run/lxr/agent.sock', cgroupParent: 'lxr', runRoot: '/run/lxr/runtime', labels: {}, exec: {}, insecure: [] };
   walkFlags(args, (flag, value, a) => {
     switch (flag) {
       case '--root':
@@ -134,7 +136,7 @@ function parse(args: string[]): Flags {
  */
 async function toolsCommand(args: string[]): Promise<void> {
   let dir: string | undefined;
-  let root = '/var/lib/lxr';
+  let root = DEFAULT_ROOT;
   try {
     if (args[0] !== 'install') throw new Error(`tools wants a subcommand: install, not ${JSON.stringify(args[0] ?? '')}`);
     walkFlags(args.slice(1), (flag, value) => {

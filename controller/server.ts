@@ -166,10 +166,12 @@ export async function startController(o: ControllerOptions): Promise<Controller>
   }));
   const links = WebLinks.open(path.join(root, 'pki'));
   const onActivity = (name: string, kind: string): void => workspaces.activity.touch(name, kind);
+  /** A workspace's IDE ("" = none); NOT_FOUND for no such workspace. */
+  const ideOf = (name: string): string => workspaces.get(name).spec?.ide ?? '';
   server.addService(controllerServices.Workspaces, {
     ...workspacesHandlers(ctx, workspaces, resolve),
     PortForward: portForwardProxy(ctx, resolve, onActivity),
-    Open: openHandler(ctx, { web: () => (web ? { address: web.address, links } : null), ideOf: (name) => workspaces.get(name).spec?.ide ?? '' }),
+    Open: openHandler(ctx, { web: () => (web ? { address: web.address, links } : null), ideOf }),
   });
   server.addService(controllerServices.Exec, execProxyHandlers(ctx, resolve, onActivity));
   server.addService(controllerServices.Images, imagesHandlers(ctx, images));
@@ -198,7 +200,7 @@ export async function startController(o: ControllerOptions): Promise<Controller>
         links,
         operatorToken: (authorization) => trust.authenticate(undefined, authorization)?.role === 'operator',
         hostOf: (name, op) => resolve(name, op),
-        ideOf: (name) => workspaces.get(name).spec?.ide ?? '',
+        ideOf,
         onActivity,
         log,
       });

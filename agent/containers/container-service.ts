@@ -191,8 +191,8 @@ export interface ContainerServiceOptions {
   network?: BridgeNetwork | null;
   /** What containers get in /etc/resolv.conf (default: the host's, without loopback nameservers). */
   dns?: { nameservers: string[]; search: string[] };
-  /** The IDE tools (Node and code-server); without them, creates with an IDE are refused. */
-  ideTools?: IdeTools | null;
+  /** The IDE tools (Node and code-server), installed at the first create with an IDE. */
+  ideTools: IdeTools;
   /** How each container's IDE is (the supervisor's view). */
   ideStatus?: (name: string) => string;
 }
@@ -233,13 +233,13 @@ export function checkPorts(raw: ReadonlyArray<{ hostPort?: number; containerPort
   return out;
 }
 
-/** Where users are looked up: the topmost layer with an /etc/passwd (see the decisions above). */
 /** The IDE tools, read-only (and nosuid, nodev) in the workspace. */
-export const ideMounts = (t: ToolPaths): Mount[] => [
+const ideMounts = (t: ToolPaths): Mount[] => [
   { destination: IDE_MOUNTS.node, type: 'bind', source: t.node, options: ['rbind', 'ro', 'nosuid', 'nodev', 'rprivate'] },
   { destination: IDE_MOUNTS.codeServer, type: 'bind', source: t.codeServer, options: ['rbind', 'ro', 'nosuid', 'nodev', 'rprivate'] },
 ];
 
+/** Where users are looked up: the topmost layer with an /etc/passwd (see the decisions above). */
 const userRootOf = (o: RootfsOverlay): string => o.lower.find((l) => existsSync(path.join(l, 'etc', 'passwd'))) ?? o.target;
 
 export function checkName(name: unknown): string {
@@ -277,6 +277,8 @@ const nsToNum = (n: number | undefined): number => (n && Number.isFinite(n) && n
 export class ContainerService {
   readonly events = new EventEmitter();
   private readonly dir: string;
+  /** The containers with an IDE (kept at init, create and remove). */
+  private readonly ideNames = new Set<string>();
   private readonly locks = new Map<string, Promise<unknown>>();
   /** The Runtime.wait() watcher per container; settles after its 'died' event. */
   private readonly watchers = new Map<string, Promise<void>>();
@@ -295,6 +297,7 @@ export class ContainerService {
     await this.repair();
     const missed: Array<Promise<void> | undefined> = [];
     for (const rec of await this.records()) {
+      if (rec.ide) this.ideNames.add(rec.name);
       const st = await this.runtimeStatus(rec.name);
       if (st === 'created' || st === 'running') this.watch(rec.name);
       else if (st === 'stopped' && !rec.exit) {
@@ -498,7 +501,6 @@ export class ContainerService {
     if (req.tty) throw new LxrError('LXR_UNSUPPORTED', 'a terminal for the main process is not supported yet; use exec with tty', { field: 'tty' });
     const ide = checkIde(req.ide, 'ide');
     if (ide && mode !== 'bridge') throw invalidArgument('ide', `${ide} listens on the container's own address: it needs network mode "bridge"`);
-    if (ide && !this.o.ideTools) throw new LxrError('LXR_UNSUPPORTED', `this agent runs no IDE (it has no tools directory)`, { field: 'ide' });
     const limits: Limits = { cpus: req.limits?.cpus ?? 0, memoryBytes: req.limits?.memoryBytes ?? 0, pids: req.limits?.pids ?? 0 };
     if (!(limits.cpus >= 0) || !Number.isFinite(limits.cpus)) throw invalidArgument('limits.cpus', 'must be a non-negative number');
     for (const [k, v] of Object.entries(req.labels ?? {})) {
@@ -521,7 +523,7 @@ export class ContainerService {
       const image = await this.ensureImage(req.image, signal);
       const layers = await this.o.images.rootfsLayers(image.manifestDigest);
       // Checked before the tools are installed: a musl image is refused at once.
-      const tools = ide ? (requireGlibc([...layers].reverse(), req.image, ide), await this.o.ideTools!.ensure(signal)) : null;
+      const tools = ide ? (requireGlibc([...layers].reverse(), req.image, ide), await this.o.ideTools.ensure(signal)) : null;
       const containerDir = path.join(this.dir, name);
       const cleanups: Array<() => Promise<void>> = [];
       try {
@@ -600,6 +602,7 @@ export class ContainerService {
         }
         delete rec.phase;
         await this.writeRecord(rec);
+        if (ide) this.ideNames.add(name);
         this.emit('created', name);
         this.watch(name);
         return await this.info(rec);
@@ -742,11 +745,12 @@ export class ContainerService {
     return this.o.runtime.execAttached(name, proc);
   }
 
-  /** The containers with an IDE (for the IDE supervisor). */
+  /** The containers with an IDE (for the IDE supervisor, every few seconds: only their records are read). */
   async ideContainers(): Promise<Array<{ name: string; address: string; running: boolean }>> {
     const out = [];
-    for (const rec of await this.records()) {
-      if (!rec.ide || !rec.address || rec.phase) continue;
+    for (const name of this.ideNames) {
+      const rec = await this.readRecord(name);
+      if (!rec?.ide || !rec.address || rec.phase) continue;
       out.push({ name: rec.name, address: rec.address, running: (await this.runtimeStatus(rec.name)) === 'running' });
     }
     return out;
@@ -790,6 +794,7 @@ export class ContainerService {
       await removeOverlayDirs(rec.overlay, linuxOverlayFs);
       await rm(rec.bundle, { recursive: true, force: true });
       await rm(this.recordPath(name), { force: true });
+      this.ideNames.delete(name);
       this.emit('removed', name);
     });
   }

@@ -33,7 +33,7 @@ import { processRunning } from '../../proto/shared/proc.js';
 
 /** Runs one command to its end; rejects with the reason when it fails. */
 export interface ToolRunner {
-  run(cmd: string, args: string[], o: { cwd: string; env?: Record<string, string>; log: string; signal?: AbortSignal }): Promise<void>;
+  run(cmd: string, args: string[], o: { cwd: string; env?: Record<string, string>; log: string }): Promise<void>;
 }
 
 export interface ToolPaths {
@@ -76,16 +76,20 @@ export class IdeTools {
     return existsSync(path.join(this.paths.node, 'bin', 'node')) && existsSync(path.join(this.paths.codeServer, ENTRY));
   }
 
-  /** The tools, installed first if they are not yet; concurrent callers share one install. */
+  /**
+   * The tools, installed first if they are not yet. Concurrent callers share
+   * one install; a caller whose `signal` aborts stops waiting, but the
+   * install goes on for the others (and the host).
+   */
   ensure(signal?: AbortSignal): Promise<ToolPaths> {
     if (this.installed()) return Promise.resolve(this.paths);
-    this.pending ??= this.install(signal).finally(() => {
+    this.pending ??= this.install().finally(() => {
       this.pending = null;
     });
-    return this.pending;
+    return signal ? untilAborted(this.pending, signal) : this.pending;
   }
 
-  private async install(signal?: AbortSignal): Promise<ToolPaths> {
+  private async install(): Promise<ToolPaths> {
     const arch = this.o.arch ?? process.arch;
     const pkg = NODE_PACKAGES[arch];
     if (!pkg) throw new LxrError('LXR_UNSUPPORTED', `code-server needs Node ${NODE_VERSION}, which npm ships for x64 and arm64 only, not ${arch}`, { field: 'ide' });
@@ -100,8 +104,8 @@ export class IdeTools {
         const out = path.join(stage, 'out');
         await mkdir(dl);
         await mkdir(out);
-        await this.step(`fetching ${pkg}@${NODE_VERSION}`, npm, ['pack', `${pkg}@${NODE_VERSION}`, '--pack-destination', dl, '--silent'], stage, log, {}, signal);
-        await this.step(`unpacking ${pkg}@${NODE_VERSION}`, 'tar', ['-xzf', path.join(dl, `${pkg}-${NODE_VERSION}.tgz`), '--strip-components=1', '--no-same-owner', '-C', out], stage, log, {}, signal);
+        await this.step(`fetching ${pkg}@${NODE_VERSION}`, npm, ['pack', `${pkg}@${NODE_VERSION}`, '--pack-destination', dl, '--silent'], stage, log, {});
+        await this.step(`unpacking ${pkg}@${NODE_VERSION}`, 'tar', ['-xzf', path.join(dl, `${pkg}-${NODE_VERSION}.tgz`), '--strip-components=1', '--no-same-owner', '-C', out], stage, log, {});
         if (!existsSync(path.join(out, 'bin', 'node'))) throw setupFailed(`${pkg}@${NODE_VERSION} has no bin/node`, log);
         return out;
       });
@@ -118,7 +122,7 @@ export class IdeTools {
           npm_config_nodedir: this.paths.node,
           npm_config_update_notifier: 'false',
         };
-        await this.step(`installing code-server ${CODE_SERVER_VERSION}`, npm, ['install', '--omit=dev', '--no-audit', '--no-fund'], out, log, env, signal);
+        await this.step(`installing code-server ${CODE_SERVER_VERSION}`, npm, ['install', '--omit=dev', '--no-audit', '--no-fund'], out, log, env);
         if (!existsSync(path.join(out, ENTRY))) throw setupFailed(`code-server ${CODE_SERVER_VERSION} installed without ${ENTRY}`, log);
         return out;
       });
@@ -151,13 +155,23 @@ export class IdeTools {
     }
   }
 
-  private async step(what: string, cmd: string, args: string[], cwd: string, log: string, env: Record<string, string>, signal?: AbortSignal): Promise<void> {
+  private async step(what: string, cmd: string, args: string[], cwd: string, log: string, env: Record<string, string>): Promise<void> {
     try {
-      await this.runner.run(cmd, args, { cwd, env, log, ...(signal ? { signal } : {}) });
+      await this.runner.run(cmd, args, { cwd, env, log });
     } catch (e) {
       throw setupFailed(`${what} failed: ${(e as Error).message}`, log, await tail(log));
     }
   }
+}
+
+/** `p`, or a rejection naming the abort once `signal` aborts (p itself goes on). */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const abort = (): void => reject(new LxrError('LXR_UNAVAILABLE', 'cancelled while the IDE tools were being installed (the install goes on)', { field: 'ide' }));
+    if (signal.aborted) return abort();
+    signal.addEventListener('abort', abort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', abort));
+  });
 }
 
 function setupFailed(problem: string, log: string, lastLines = ''): LxrError {
@@ -185,7 +199,7 @@ export const spawnRunner: ToolRunner = {
   run(cmd, args, o) {
     return new Promise<void>((resolve, reject) => {
       const fd = openSync(o.log, 'a', 0o644);
-      const child = spawn(cmd, args, { cwd: o.cwd, env: { ...process.env, ...o.env }, stdio: ['ignore', fd, fd], ...(o.signal ? { signal: o.signal } : {}) });
+      const child = spawn(cmd, args, { cwd: o.cwd, env: { ...process.env, ...o.env }, stdio: ['ignore', fd, fd] });
       closeSync(fd);
       child.on('error', (e) => reject(new Error(`${cmd}: ${e.message}`)));
       child.on('close', (code, sig) => (code === 0 ? resolve() : reject(new Error(`${cmd} ${args[0] ?? ''} ${sig ? `was killed by ${sig}` : `exited with ${code}`}`))));

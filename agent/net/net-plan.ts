@@ -29,12 +29,12 @@ const hash = (s: string): string => createHash('sha256').update(s).digest('hex')
 /** The host end of a container's veth: stable per container, 13 characters (Linux allows 15). */
 export const hostIfName = (container: string): string => `${HOST_IF_PREFIX}${hash(container).slice(0, 10)}`;
 
-/** The host's bridge, holding the gateway address, up. */
 /** The bridge's fixed MAC: locally administered, 0a:58 then the gateway's four bytes (unique per host subnet). */
 export function bridgeMac(gateway: number): string {
   return ['0a', '58', ...[24, 16, 8, 0].map((s) => ((gateway >>> s) & 0xff).toString(16).padStart(2, '0'))].join(':');
 }
 
+/** The host's bridge, holding the gateway address, up. */
 export function planBridge(bridge: string, gateway: number, prefix: number): NetStep[] {
   return [
     { ns: 'host', args: ['link', 'add', bridge, 'type', 'bridge'], tolerate: /File exists/ },

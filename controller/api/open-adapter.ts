@@ -18,7 +18,7 @@ export function openHandler(ctx: AdapterContext, o: { web: () => { address: stri
     const name = checkDnsLabel(req.name, 'name');
     const ide = o.ideOf(name);
     const page = req.page || (ide ? 'ide' : 'terminal');
-    if (!(page in PAGES)) throw invalidArgument('page', `${JSON.stringify(page)} is not a page of a workspace: ide or terminal`);
+    if (!Object.hasOwn(PAGES, page)) throw invalidArgument('page', `${JSON.stringify(page)} is not a page of a workspace: ide or terminal`);
     if (page === 'ide' && !ide) throw invalidArgument('page', `workspace ${name} has no IDE (create it with --ide code-server); its page is terminal`);
     const web = o.web();
     if (!web) throw new LxrError('LXR_ILLEGAL_STATE', 'this controller serves no web pages: start it with --web-listen HOST:PORT');

@@ -34,10 +34,10 @@ export function portForwardProxy(ctx: AdapterContext, resolve: Resolve, onActivi
         return;
       }
       agent.write(first);
+      // What the person sends is activity (idle detection); what the workspace sends back is not.
       const port = `port ${first.start!.port ?? 0}`;
-      const touch = <T>(m: T): T => (onActivity?.(workspace, port), m);
-      pump(agent, call, touch);
-      pump(call, agent, touch);
+      pump(agent, call);
+      pump(call, agent, (m: PortForwardRequest) => (onActivity?.(workspace, port), m));
       agent.on('end', () => call.end());
       call.on('end', () => agent.end());
       call.on('cancelled', () => agent.cancel());

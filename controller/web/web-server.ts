@@ -3,8 +3,8 @@
 // (/w/NAME/ports/PORT/..., HTTP and WebSocket, through the host's agent);
 // and, for a workspace with an IDE, everything else under /w/NAME/ is the
 // IDE (code-server, on the workspace's IDE_PORT), with /w/NAME/ stripped:
-// code-server's URLs are all relative, so it needs no base path. Nothing is served without a credential for
-// that workspace: a signed link from `lxrctl open` (traded for a cookie
+// code-server's URLs are all relative, so it needs no base path. Nothing is
+// served without a credential for that workspace: a signed link from `lxrctl open` (traded for a cookie
 // scoped to /w/NAME/), that cookie, or a person's bearer token. TLS uses the
 // controller's certificate (renewed in place: see setCertificate).
 import { readFileSync } from 'node:fs';
@@ -16,6 +16,7 @@ import { WebSocketServer } from 'ws';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import type { ContainersClient, ExecClient } from '../../proto/shared/api.js';
 import { tunnelDuplex } from '../../proto/shared/tunnel.js';
+import { parseListen } from '../../proto/shared/metrics-http.js';
 import type { Logger } from '../../proto/shared/log.js';
 import { isDnsLabel } from '../../proto/shared/names.js';
 import { IDE_PORT } from '../../proto/shared/ide.js';
@@ -29,8 +30,13 @@ const COOKIE = 'lxr_w';
 /** Browser-to-workspace WebSocket data at least this big counts as a person's activity. */
 const ACTIVE_CHUNK = 64;
 
-/** The controller's own pages under /w/NAME/ (everything else is the IDE's). */
-const ownPage = (rest: string): boolean => rest === 'terminal' || rest.startsWith('terminal/') || rest.startsWith('assets/') || /^ports(\/|$)/.test(rest);
+/** The controller's own pages under /w/NAME/ (GET only; ports/ and the IDE take any method). */
+const ownPage = (rest: string): boolean => rest === 'terminal' || rest.startsWith('terminal/') || rest.startsWith('assets/');
+/** /w/NAME/ports/PORT[/PATH]. */
+const PORT_PATH = /^ports\/(\d{1,5})(\/.*)?$/;
+/** Hop-by-hop headers: they are about one connection, not passed through a proxy. */
+const HOP_BY_HOP = ['connection', 'keep-alive'];
+const withoutHopByHop = (h: IncomingHttpHeaders): IncomingHttpHeaders => Object.fromEntries(Object.entries(h).filter(([k]) => !HOP_BY_HOP.includes(k)));
 
 const require = createRequire(import.meta.url);
 const ASSETS: Record<string, { file: string; type: string }> = {
@@ -82,6 +88,14 @@ export async function startWebServer(o: WebServerOptions): Promise<WebServer> {
     const m = /^\/w\/([^/]+)\/(.*)$/.exec(url.pathname);
     return m && isDnsLabel(m[1]!) ? { workspace: m[1]!, rest: m[2]! } : null;
   };
+  /** The workspace's IDE ("" = none), or why there is nothing to serve (no such workspace). */
+  const ideLookup = (workspace: string): { ide: string } | { missing: string } => {
+    try {
+      return { ide: o.ideOf(workspace) };
+    } catch (e) {
+      return { missing: (e as Error).message };
+    }
+  };
   /** Null when the request may see the workspace; else why not. */
   const refusal = (req: IncomingMessage, workspace: string): string | null => {
     const auth = req.headers.authorization;
@@ -109,7 +123,8 @@ export async function startWebServer(o: WebServerOptions): Promise<WebServer> {
     }
     const own = ownPage(r.rest);
     if (own && req.method !== 'GET' && req.method !== 'HEAD') return deny(res, 405, 'only GET here');
-    const link = url.searchParams.get('link');
+    // Links are made for the workspace's root and its terminal (Workspaces.Open); elsewhere ?link= is the app's.
+    const link = r.rest === '' || r.rest === 'terminal' ? url.searchParams.get('link') : null;
     if (link !== null && (req.method === 'GET' || req.method === 'HEAD')) {
       const bad = o.links.check(link, 'link', r.workspace);
       if (bad) return deny(res, 401, bad);
@@ -123,16 +138,12 @@ export async function startWebServer(o: WebServerOptions): Promise<WebServer> {
     }
     const bad = refusal(req, r.workspace);
     if (bad) return deny(res, 401, `${bad} (lxrctl open ${r.workspace} prints a link)`);
-    const port = /^ports\/(\d{1,5})(\/.*)?$/.exec(r.rest);
+    const port = PORT_PATH.exec(r.rest);
     if (port) return proxyPort(req, res, r.workspace, Number(port[1]), port[2] ?? '', url.search);
     if (!own) {
-      let ide: string;
-      try {
-        ide = o.ideOf(r.workspace);
-      } catch (e) {
-        return deny(res, 404, (e as Error).message);
-      }
-      if (ide) return proxyHttp(req, res, r.workspace, IDE_PORT, `/${r.rest}${url.search}`, 'ide');
+      const l = ideLookup(r.workspace);
+      if ('missing' in l) return deny(res, 404, l.missing);
+      if (l.ide) return proxyHttp(req, res, r.workspace, IDE_PORT, `/${r.rest}${url.search}`, 'ide', 'its IDE (it may still be starting)');
       if (r.rest === '') {
         res.writeHead(303, { location: `/w/${r.workspace}/terminal` });
         return res.end();
@@ -159,16 +170,11 @@ export async function startWebServer(o: WebServerOptions): Promise<WebServer> {
     if (!r) return refuse(404, 'not found');
     const bad = refusal(req, r.workspace);
     if (bad) return refuse(401, bad);
-    const port = /^ports\/(\d{1,5})(\/.*)?$/.exec(r.rest);
+    const port = PORT_PATH.exec(r.rest);
     if (port) return proxyUpgrade(req, socket, head, r.workspace, Number(port[1]), `${port[2] || '/'}${url.search}`, `port ${port[1]}`);
     if (r.rest !== 'terminal/ws') {
-      let ide = '';
-      try {
-        ide = o.ideOf(r.workspace);
-      } catch {
-        // no such workspace: not found
-      }
-      if (!ide) return refuse(404, 'not found');
+      const l = ideLookup(r.workspace);
+      if (!('ide' in l) || !l.ide) return refuse(404, 'not found');
       return proxyUpgrade(req, socket, head, r.workspace, IDE_PORT, `/${r.rest}${url.search}`, 'ide');
     }
     const num = (k: string, d: number): number => {
@@ -191,7 +197,6 @@ export async function startWebServer(o: WebServerOptions): Promise<WebServer> {
 
   /** A tunnel to the workspace's port through its host's agent; its failure is the Duplex's error. */
   const tunnel = (workspace: string, port: number) => {
-    if (port < 1 || port > 65535) throw new Error(`port ${port} is not 1-65535`);
     const stream = o.hostOf(workspace, 'forward a port of').containers.PortForward();
     stream.write({ start: { container: workspace, port } });
     return tunnelDuplex(stream);
@@ -214,11 +219,11 @@ export async function startWebServer(o: WebServerOptions): Promise<WebServer> {
       res.end();
       return;
     }
-    proxyHttp(req, res, workspace, port, rest + search, `port ${port}`);
+    proxyHttp(req, res, workspace, port, rest + search, `port ${port}`, `port ${port}`);
   }
 
-  /** One HTTP request to the workspace's port, through a tunnel; `activity` is what it counts as. */
-  function proxyHttp(req: IncomingMessage, res: ServerResponse, workspace: string, port: number, target: string, activity: string): void {
+  /** One HTTP request to the workspace's port, through a tunnel; `activity` is what it counts as, `what` names it in a 502. */
+  function proxyHttp(req: IncomingMessage, res: ServerResponse, workspace: string, port: number, target: string, activity: string, what: string): void {
     let t: ReturnType<typeof tunnel>;
     try {
       t = tunnel(workspace, port);
@@ -226,13 +231,15 @@ export async function startWebServer(o: WebServerOptions): Promise<WebServer> {
       return deny(res, 502, (e as Error).message);
     }
     o.onActivity?.(workspace, activity);
-    const up = httpRequest({ createConnection: () => t as never, method: req.method, path: target, headers: forwardHeaders(req.headers) });
+    // One tunnel per request: it ends with the response (a kept-alive connection would hold it open).
+    const up = httpRequest({ createConnection: () => t as never, method: req.method, path: target, headers: { ...withoutHopByHop(forwardHeaders(req.headers)), connection: 'close' } });
     up.on('response', (r) => {
-      res.writeHead(r.statusCode ?? 502, r.headers);
+      res.writeHead(r.statusCode ?? 502, withoutHopByHop(r.headers));
       r.pipe(res);
     });
+    res.on('close', () => t.destroy());
     const failed = (e: Error): void => {
-      if (!res.headersSent) deny(res, 502, `workspace ${workspace}, ${activity === 'ide' ? 'its IDE' : `port ${port}`}: ${e.message}${activity === 'ide' ? ' (the IDE may still be starting; lxrctl inspect shows it)' : ''}`);
+      if (!res.headersSent) deny(res, 502, `workspace ${workspace}, ${what}: ${e.message}`);
       else res.destroy();
     };
     up.on('error', failed);
@@ -269,11 +276,10 @@ export async function startWebServer(o: WebServerOptions): Promise<WebServer> {
     socket.on('error', () => t.destroy());
   }
 
-  const m = /^(.*):(\d+)$/.exec(o.listen);
-  if (!m) throw new Error(`--web-listen wants HOST:PORT, got ${o.listen}`);
+  const listen = parseListen(o.listen, '--web-listen');
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(Number(m[2]), m[1]!.replace(/^\[|\]$/g, ''), () => resolve());
+    server.listen(listen.port, listen.host, () => resolve());
   });
   const port = (server.address() as { port: number }).port;
   const address = o.listen.replace(/:\d+$/, `:${port}`);

@@ -339,21 +339,23 @@ export class WorkspaceService extends EventEmitter {
    * record says why); `lxrctl start` brings one back with its files.
    */
   async stopIdle(idleMs: number): Promise<string[]> {
-    const stopped: string[] = [];
     const now = this.now();
-    for (const w of this.list({ state: 'Running' })) {
-      const last = this.activity.of(w.spec!.name, w.startedAt);
-      if (now - last.at < idleMs) continue;
+    // In parallel: after a controller restart many go idle at once, and each stop has a grace.
+    const stops = this.list({ state: 'Running' }).map(async (w): Promise<string | null> => {
+      const name = w.spec!.name;
+      const last = this.activity.of(name, w.startedAt);
+      if (now - last.at < idleMs) return null;
       const reason = `idle: no activity since ${new Date(last.at).toISOString()} (the last: ${last.kind})`;
       try {
-        await this.stop(w.spec!.name, 10, reason);
-        this.o.log?.info({ workspace: w.spec!.name, last: last.kind, since: new Date(last.at).toISOString() }, 'stopped an idle workspace');
-        stopped.push(w.spec!.name);
+        await this.stop(name, 10, reason);
+        this.o.log?.info({ workspace: name, last: last.kind, since: new Date(last.at).toISOString() }, 'stopped an idle workspace');
+        return name;
       } catch (e) {
-        this.o.log?.warn({ workspace: w.spec!.name, err: e }, 'stopping an idle workspace failed');
+        this.o.log?.warn({ workspace: name, err: e }, 'stopping an idle workspace failed');
+        return null;
       }
-    }
-    return stopped;
+    });
+    return (await Promise.all(stops)).filter((n): n is string => n !== null);
   }
 
   async stop(name: string, graceSeconds = 0, reason = 'stopped by request'): Promise<Workspace> {

@@ -15,11 +15,11 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
-/** "HOST:PORT" or "[V6]:PORT". */
-export function parseListen(listen: string): { host: string; port: number } {
+/** "HOST:PORT" or "[V6]:PORT"; `what` names the address in the error. */
+export function parseListen(listen: string, what = 'metrics address'): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(listen);
   const port = m ? Number(m[3]) : NaN;
-  if (!m || !(port >= 0 && port <= 65535)) throw new Error(`metrics address ${JSON.stringify(listen)} is not HOST:PORT`);
+  if (!m || !(port >= 0 && port <= 65535)) throw new Error(`${what} ${JSON.stringify(listen)} is not HOST:PORT`);
   return { host: m[1] ?? m[2] ?? '', port };
 }
 

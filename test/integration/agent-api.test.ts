@@ -149,6 +149,9 @@ describe('agent gRPC API', { skip, timeout: 180_000 }, () => {
     await assert.rejects(unary(ctrs, ctrs.Create, { ...req, requestId: 'req-2' }), grpcErr(grpc.status.ALREADY_EXISTS, 'LXR_ALREADY_EXISTS'));
     await assert.rejects(unary(ctrs, ctrs.Create, { ...req, requestId: '' }), grpcErr(grpc.status.ALREADY_EXISTS, 'LXR_ALREADY_EXISTS'));
     await assert.rejects(unary(ctrs, ctrs.Create, { ...req, name: '-bad/name' }), grpcErr(grpc.status.INVALID_ARGUMENT, 'LXR_INVALID_ARGUMENT', { field: 'name' }));
+    // An IDE is one LXR runs, and listens on the container's address: this agent has no network.
+    await assert.rejects(unary(ctrs, ctrs.Create, { ...req, name: `${name}-ide`, ide: 'vim' }), grpcErr(grpc.status.INVALID_ARGUMENT, 'LXR_INVALID_ARGUMENT', { field: 'ide', message: /"vim" is not an IDE LXR runs/ }));
+    await assert.rejects(unary(ctrs, ctrs.Create, { ...req, name: `${name}-ide`, ide: 'code-server' }), grpcErr(grpc.status.INVALID_ARGUMENT, 'LXR_INVALID_ARGUMENT', { field: 'ide', message: /code-server listens on the container's own address: it needs network mode "bridge"/ }));
 
     const started = (await unary(ctrs, ctrs.Start, { name })).container!;
     assert.equal(started.state, 'running');

@@ -20,7 +20,7 @@ import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { chromium, type Browser, type BrowserContext } from 'playwright-core';
 import { CONTROLLER_WEB_PORT, DEFAULT_LAB_TOOLS_DIR, labDown, labUp, SWITCH_ADDRESS, type LabState } from '../../cli/lab/lab.js';
-import { ClusterExecClient, ImagesClient, unary, WorkspacesClient, type ExecClient } from '../../proto/shared/api.js';
+import { ClusterExecClient, ImagesClient, TrustClient, unary, WorkspacesClient, type ExecClient } from '../../proto/shared/api.js';
 import type { Workspace } from '../../proto/shared/controller-types.js';
 import { IdeTools } from '../../agent/ide/tools.js';
 import { agentTestSkip, grpcErr, importBusyboxOn } from '../helpers/agent.js';
@@ -203,5 +203,22 @@ describe('IDE workspaces in the lab', { skip: agentTestSkip, timeout: 1_800_000 
       grpcErr(grpc.status.INVALID_ARGUMENT, 'LXR_INVALID_ARGUMENT', { field: 'page', message: /workspace plain has no IDE \(create it with --ide code-server\)/ }),
     );
     assert.equal((await get('plain')).state, 'Running');
+    // With a person's credential: a workspace without an IDE sends its root to the terminal and has
+    // nothing else; an unknown workspace is not found, for pages and WebSockets alike.
+    const trust = new TrustClient(`unix://${lab.controller!.socket}`, grpc.credentials.createInsecure());
+    try {
+      const bearer = ['-H', `Authorization: Bearer ${(await unary(trust, trust.CreateCredential, { name: 'ide-tester' })).token}`];
+      const root = await run('nsenter', ['-t', String(lab.switch.pid), '-n', 'curl', '-sk', '-o', '/dev/null', '-w', '%{http_code} %{redirect_url}', ...bearer, `${WEB}/w/plain/`]);
+      assert.equal(root.stdout, `303 ${WEB}/w/plain/terminal`);
+      assert.equal((await curl(`${WEB}/w/plain/static/x.js`, ...bearer)).status, 404);
+      const missing = await curl(`${WEB}/w/nope/`, ...bearer);
+      assert.equal(missing.status, 404);
+      assert.match(missing.body, /nope/);
+      const ws404 = ['-H', 'Connection: Upgrade', '-H', 'Upgrade: websocket', '-H', 'Sec-WebSocket-Version: 13', '-H', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=='];
+      assert.equal((await curl(`${WEB}/w/plain/stable-x`, ...bearer, ...ws404)).status, 404);
+      assert.equal((await curl(`${WEB}/w/nope/stable-x`, ...bearer, ...ws404)).status, 404);
+    } finally {
+      trust.close();
+    }
   });
 });

@@ -91,7 +91,8 @@ describe('the web terminal in the lab', { skip: agentTestSkip, timeout: 600_000 
       await page.locator('.xterm-helper-textarea').focus();
       await page.keyboard.type('echo again-$((1+1))\n');
       await waitScreen('again-2');
-      assert.ok((await screen()).indexOf('sum=42') < (await screen()).indexOf('again-2'));
+      const shown = await screen();
+      assert.ok(shown.indexOf('sum=42') >= 0 && shown.indexOf('sum=42') < shown.indexOf('again-2'), shown);
     } finally {
       await ctx.close();
     }
@@ -178,6 +179,17 @@ describe('the web terminal in the lab', { skip: agentTestSkip, timeout: 600_000 
       const closed = await page.goto(`${WEB}/w/site/ports/9999/`);
       assert.equal(closed?.status(), 502);
       assert.match((await page.textContent('body')) ?? '', /nothing answers on port 9999 of "site"/);
+      // An app's own ?link= is the app's (links are only for /w/NAME/ and its terminal), and any method goes through.
+      const own = await page.goto(`${WEB}/w/site/ports/8080/?link=app-parameter`);
+      assert.equal(own?.status(), 200);
+      assert.equal((await page.textContent('h1'))?.trim(), 'port page 42');
+      const posted = await page.evaluate(async (u) => {
+        const r = await fetch(u, { method: 'POST', body: 'x=1' });
+        return { status: r.status, body: await r.text() };
+      }, `${WEB}/w/site/ports/8080/index.html`);
+      // 501 is busybox httpd's own answer to a POST of a file: the request reached the app.
+      assert.equal(posted.status, 501, posted.body);
+      assert.doesNotMatch(posted.body, /only GET here/);
     } finally {
       await ctx.close();
     }

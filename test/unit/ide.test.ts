@@ -6,13 +6,14 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { EventEmitter } from 'node:events';
+import net from 'node:net';
 import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { describe, it } from 'node:test';
-import { IdeTools, ENTRY, type ToolRunner } from '../../agent/ide/tools.js';
+import { IdeTools, ENTRY, spawnRunner, type ToolRunner } from '../../agent/ide/tools.js';
 import { detectLibc, requireGlibc, resolveInLayers } from '../../agent/ide/libc.js';
-import { IdeSupervisor, type IdeHost } from '../../agent/ide/ide-supervisor.js';
+import { IdeSupervisor, tcpProbe, type IdeHost } from '../../agent/ide/ide-supervisor.js';
 import type { AttachedExec } from '../../agent/runtime/exec-io.js';
 import { checkIde, CODE_SERVER_VERSION, IDE_PORT, NODE_VERSION } from '../../proto/shared/ide.js';
 import { LxrError } from '../../proto/shared/errors.js';
@@ -105,6 +106,35 @@ describe('IDE tools', () => {
     mkdirSync(path.join(dir, `.staging-${process.ppid}-xyz`), { recursive: true });
     await new IdeTools({ dir, runner: fakeRunner([]), arch: 'x64' }).ensure();
     assert.deepEqual(readdirSync(dir).filter((e) => e.startsWith('.staging')), [`.staging-${process.ppid}-xyz`]);
+  });
+
+  it('a caller that gives up stops waiting; the install goes on for the others', async () => {
+    const dir = path.join(await tempDir('ide-tools'), 'tools');
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const calls: Call[] = [];
+    const slow = fakeRunner(calls);
+    const tools = new IdeTools({ dir, runner: { run: async (cmd, args, o) => (await gate, slow.run(cmd, args, o)) }, arch: 'x64' });
+    const ac = new AbortController();
+    const gaveUp = tools.ensure(ac.signal);
+    const patient = tools.ensure();
+    ac.abort();
+    await assert.rejects(gaveUp, /cancelled while the IDE tools were being installed \(the install goes on\)/);
+    release();
+    assert.equal((await patient).node, path.join(dir, `node-${NODE_VERSION}`));
+    assert.equal(calls.length, 3);
+    const already = new AbortController();
+    already.abort();
+    assert.equal((await tools.ensure(already.signal)).node, path.join(dir, `node-${NODE_VERSION}`), 'installed: nothing to wait for');
+  });
+
+  it('the real runner appends the command\'s output to the log and names how it failed', async () => {
+    const dir = await tempDir('ide-runner');
+    const log = path.join(dir, 'install.log');
+    await spawnRunner.run('sh', ['-c', 'echo out; echo err >&2'], { cwd: dir, log });
+    await assert.rejects(spawnRunner.run('sh', ['-c', 'echo "$X"; exit 3'], { cwd: dir, env: { X: 'from env' }, log }), /^Error: sh -c exited with 3$/);
+    await assert.rejects(spawnRunner.run('/nonexistent/npm', ['install'], { cwd: dir, log }), /\/nonexistent\/npm: spawn \/nonexistent\/npm ENOENT/);
+    assert.equal(readFileSync(log, 'utf8'), 'out\nerr\nfrom env\n');
   });
 
   it('an architecture npm ships no Node for is refused before anything runs', async () => {
@@ -227,6 +257,15 @@ describe('the IDE supervisor', () => {
     assert.match(readFileSync(path.join(t.dir, 'ws1.log'), 'utf8'), /code-server for ws1/);
   });
 
+  it('its output log is bounded: past 1 MiB it starts over', async () => {
+    const t = await setup();
+    const log = path.join(t.dir, 'ws1.log');
+    writeFileSync(log, 'x'.repeat((1 << 20) + 1));
+    await t.sup.tick();
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(readFileSync(log, 'utf8'), 'code-server for ws1\n');
+  });
+
   it('an IDE that answers already (left by an earlier agent) is adopted, not started twice', async () => {
     const t = await setup();
     t.up.add('10.0.0.2');
@@ -272,6 +311,20 @@ describe('the IDE supervisor', () => {
     });
     await failing.tick();
     assert.equal(failing.status('ws2'), 'restarting in 1s (could not start: container ws2 is not running)');
+  });
+});
+
+describe('the IDE probe', () => {
+  it('is true for a port that accepts, false for one that refuses', async () => {
+    const server = net.createServer((c) => c.end());
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as net.AddressInfo).port;
+    try {
+      assert.equal(await tcpProbe('127.0.0.1', port), true);
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
+    assert.equal(await tcpProbe('127.0.0.1', port), false);
   });
 });
 
