@@ -7,7 +7,7 @@ import { walkFlags } from '../proto/shared/flags.js';
 import { rootLogger } from '../proto/shared/log.js';
 import type { TlsIdentity } from '../proto/shared/tls.js';
 import { controllerChannel, hostCredentials, hostRenewal } from './cluster/credentials.js';
-import { ClusterMember, machineFacts } from './cluster/join.js';
+import { ClusterMember, machineFacts, whileUnavailable } from './cluster/join.js';
 import { startAgent } from './server.js';
 import { AGENT_VERSION } from './host/host-service.js';
 import { IdeTools } from './ide/tools.js';
@@ -195,7 +195,13 @@ async function main(args: string[]): Promise<void> {
     process.once('SIGTERM', abort);
     process.once('SIGINT', abort);
     mkdirSync(flags.root, { recursive: true, mode: 0o700 });
-    const creds = await hostCredentials({ root: flags.root, controller: flags.controller, ...(flags.token ? { token: flags.token } : {}), name: flags.name!, addresses: [host], log });
+    // Like registration, the join waits for a controller that does not answer yet.
+    const creds = await whileUnavailable(
+      () => hostCredentials({ root: flags.root, controller: flags.controller!, ...(flags.token ? { token: flags.token } : {}), name: flags.name!, addresses: [host], log }),
+      flags.controller,
+      log,
+      joining.signal,
+    );
     identity = creds;
     member = new ClusterMember({
       controller: flags.controller,
@@ -205,7 +211,6 @@ async function main(args: string[]): Promise<void> {
       signal: joining.signal,
       registration: { name: flags.name!, address: advertise, metricsAddress: metricsPort && metricsPort !== '0' ? `${host}:${metricsPort}` : '', labels: flags.labels, agentVersion: AGENT_VERSION, ...machineFacts() },
     });
-    mkdirSync(flags.root, { recursive: true, mode: 0o700 });
     const m = await member.join();
     process.off('SIGTERM', abort);
     process.off('SIGINT', abort);

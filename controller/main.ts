@@ -1,8 +1,7 @@
 // lxr-controller: cluster state, scheduling and the public API
 // (proto/lxr/controller/v1). SIGTERM/SIGINT stop it; workspaces keep
 // running on their hosts, and the next controller picks up from its store.
-import * as grpc from '@grpc/grpc-js';
-import { TrustClient, unary } from '../proto/shared/api.js';
+import { requestJoinToken } from '../proto/shared/join-token.js';
 import { walkFlags } from '../proto/shared/flags.js';
 import { fromStatus } from '../proto/shared/grpc-errors.js';
 import { CONTROLLER_VERSION, startController, type ControllerOptions } from './server.js';
@@ -108,16 +107,13 @@ async function tokenCommand(args: string[]): Promise<void> {
       }
     } else throw new UsageFailure(`unknown argument ${a}`);
   }, (m) => new UsageFailure(m));
-  const client = new TrustClient(`unix://${socket}`, grpc.credentials.createInsecure());
   try {
-    const res = await unary(client, client.CreateJoinToken, { ttlSeconds: ttl }, { deadline: Date.now() + 10_000 });
+    const res = await requestJoinToken(socket, ttl);
     process.stdout.write(`${res.token}\n`);
     process.stderr.write(`join token ${res.id}, valid until ${res.expiresAt}: lxr-agent --join CONTROLLER:PORT --token TOKEN --name NAME --listen ADDRESS:PORT\n`);
   } catch (e) {
     const err = fromStatus(e);
     throw new Error(err.reason === 'LXR_UNAVAILABLE' ? `cannot reach the controller on ${socket}: is it running? (${err.message})` : err.message);
-  } finally {
-    client.close();
   }
 }
 

@@ -29,7 +29,6 @@ import { SubnetPool } from './subnets/subnet-pool.js';
 import { illegalState } from '../proto/shared/errors.js';
 import { WorkspaceService } from './workspaces/workspace-service.js';
 import { LXR_VERSION } from '../proto/shared/version.js';
-import { isDnsLabel } from '../proto/shared/names.js';
 import { probeHosts } from './hosts/host-probe.js';
 import { authInterceptor } from '../proto/shared/auth-interceptor.js';
 import { Renewal } from '../proto/shared/renewal.js';
@@ -41,13 +40,20 @@ import { startWebServer, type WebServer } from './web/web-server.js';
 import { WebLinks } from './web/web-links.js';
 import { controllerPolicy } from './trust/controller-policy.js';
 import { localAddresses, TrustService } from './trust/trust-service.js';
+import { hostOf } from './hosts/peer-sync.js';
+import { isIP } from 'node:net';
 
-/** IP and DNS names for the controller's certificate: the listen address (every local one for 0.0.0.0), and --tls-san. */
-function certificateNames(listen: string | undefined, sans: string[]): [string[], string[]] {
-  const host = listen?.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
+/**
+ * IP and DNS names for the controller's certificate: the hosts of the
+ * addresses it listens on (every local address for a wildcard one), and
+ * --tls-san values; always 127.0.0.1 and localhost.
+ */
+export function certificateNames(listens: ReadonlyArray<string | undefined>, sans: readonly string[]): [string[], string[]] {
   const ips = new Set<string>(['127.0.0.1']);
   const dns = new Set<string>(['localhost']);
-  for (const h of [...(host && host !== '0.0.0.0' ? [host] : localAddresses()), ...sans]) (/^\d+\.\d+\.\d+\.\d+$/.test(h) ? ips : dns).add(h);
+  const hosts = listens.filter((l): l is string => !!l).map(hostOf);
+  const wildcard = hosts.length === 0 || hosts.some((h) => h === '' || h === '0.0.0.0' || h === '::');
+  for (const h of [...hosts.filter((x) => x !== '' && x !== '0.0.0.0' && x !== '::'), ...(wildcard ? localAddresses() : []), ...sans.map((h) => h.replace(/^\[(.*)\]$/, '$1'))]) (isIP(h) ? ips : dns).add(h);
   return [[...ips], [...dns]];
 }
 
@@ -118,8 +124,8 @@ export async function startController(o: ControllerOptions): Promise<Controller>
   }
   const trust = await TrustService.open({ store, dir: path.join(root, 'pki'), log, ...(o.certTtlSeconds ? { certTtlSeconds: o.certTtlSeconds } : {}) });
   const policy = controllerPolicy(trust);
-  // The same names at every renewal: the API's address (or the web side's), the web side's, --tls-san.
-  const names = certificateNames(o.listen ?? o.webListen, [...(o.tlsSans ?? []), ...(o.listen && o.webListen ? [o.webListen.replace(/:\d+$/, '')] : [])]);
+  // The same names at every renewal.
+  const names = certificateNames([o.listen, o.webListen], o.tlsSans ?? []);
   const own = await trust.controllerCertificate(...names);
   const identity = new TlsIdentity(trust.ca.certPem, own.certPem, own.keyPem);
   const gateway =
@@ -159,7 +165,7 @@ export async function startController(o: ControllerOptions): Promise<Controller>
   const health = new HealthService();
   const server = new grpc.Server({ 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_timeout_ms': 10_000 });
   server.addService(controllerServices.Health, health.handlers());
-  server.addService(controllerServices.Hosts, hostsHandlers(ctx, hosts, admin, { pool: pool.pool, heartbeatSeconds }, (name) => (isDnsLabel(name) ? trust.revokeHost(name) : Promise.resolve(0))));
+  server.addService(controllerServices.Hosts, hostsHandlers(ctx, hosts, admin, { pool: pool.pool, heartbeatSeconds }, (name) => trust.revokeHost(name)));
   server.addService(controllerServices.Trust, trustHandlers(ctx, trust, (name) => {
     const h = hosts.record(name);
     return h ? { ips: [h.address.replace(/:\d+$/, '')].filter((ip) => /^\d+\.\d+\.\d+\.\d+$/.test(ip)) } : null;

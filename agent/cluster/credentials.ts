@@ -141,7 +141,7 @@ export async function hostCredentials(o: JoinCredentialsOptions): Promise<TlsIde
     o.log.info({ controller: o.controller, name: o.name, notAfter: res.notAfter }, 'joined: the controller issued this host\'s certificate');
     return new TlsIdentity(ca, res.certificate, keyPem);
   } catch (e) {
-    throw e instanceof LxrError ? e : fromStatus(e);
+    throw fromStatus(e);
   } finally {
     client.close();
   }

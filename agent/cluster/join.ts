@@ -40,6 +40,24 @@ const sleep = (ms: number, signal?: AbortSignal) =>
     signal?.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
   });
 
+/**
+ * `fn`, tried again with backoff (250 ms doubling to 10 s) while it fails
+ * with LXR_UNAVAILABLE (the controller does not answer: it may start after
+ * this agent), until `signal` aborts.
+ */
+export async function whileUnavailable<T>(fn: () => Promise<T>, controller: string, log: Logger, signal?: AbortSignal): Promise<T> {
+  for (let wait = 250; ; wait = Math.min(wait * 2, 10_000)) {
+    try {
+      return await fn();
+    } catch (e) {
+      const err = e as LxrError;
+      if (err.reason !== 'LXR_UNAVAILABLE' || signal?.aborted) throw e;
+      log.warn({ controller, err: err.message }, 'controller does not answer; trying again');
+      await sleep(wait, signal);
+    }
+  }
+}
+
 const stateFile = (root: string): string => path.join(root, 'cluster.json');
 
 function remembered(root: string): { controller: string; name: string; subnet: string } | null {
@@ -116,17 +134,8 @@ export class ClusterMember {
   }
 
   /** Registers, trying again (with backoff up to 10 s) while the controller does not answer. */
-  async join(): Promise<Membership> {
-    for (let wait = 250; ; wait = Math.min(wait * 2, 10_000)) {
-      try {
-        return await this.register();
-      } catch (e) {
-        const err = e as LxrError;
-        if (err.reason !== 'LXR_UNAVAILABLE' || this.o.signal?.aborted) throw e;
-        this.o.log.warn({ controller: this.o.controller, err: err.message }, 'controller does not answer; trying again');
-        await sleep(wait, this.o.signal);
-      }
-    }
+  join(): Promise<Membership> {
+    return whileUnavailable(() => this.register(), this.o.controller, this.o.log, this.o.signal);
   }
 
   /** Sends heartbeats with the host's usage until stop(). */

@@ -21,8 +21,9 @@ import { readdir, readFile, rmdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { requestJoinToken } from '../../proto/shared/join-token.js';
 import * as grpc from '@grpc/grpc-js';
-import { ClusterHostsClient, ContainersClient, HealthClient, HostClient, TrustClient, unary } from '../../proto/shared/api.js';
+import { ClusterHostsClient, ContainersClient, HealthClient, HostClient, unary } from '../../proto/shared/api.js';
 import { alreadyExists, invalidArgument, LxrError } from '../../proto/shared/errors.js';
 import { startTimeSync } from '../../proto/shared/proc.js';
 
@@ -203,12 +204,7 @@ async function startControllerIn(s: LabState): Promise<Proc> {
 
 /** A join token from the controller, asked on its unix socket (as `lxr-controller token create` does). */
 export async function labJoinToken(socket: string, ttlSeconds = 0): Promise<string> {
-  const c = new TrustClient(`unix://${socket}`, grpc.credentials.createInsecure());
-  try {
-    return (await unary(c, c.CreateJoinToken, { ttlSeconds }, { deadline: Date.now() + 10_000 })).token;
-  } finally {
-    c.close();
-  }
+  return (await requestJoinToken(socket, ttlSeconds)).token;
 }
 
 /** Restarts the lab's controller (after killing it with `signal`, SIGKILL by default); resolves once it serves. */

@@ -15,7 +15,8 @@ export function trustHandlers(ctx: AdapterContext, trust: TrustService, member: 
     Renew: unary<C.RenewRequest, C.CertificateResponse>(ctx, 'Trust.Renew', async (req, call) => {
       const c = callerOf(call);
       if (!c.local) {
-        if (!c.who) throw new LxrError('LXR_UNAUTHENTICATED', 'Renew renews the certificate the call is made with: none came');
+        // The policy (controller-policy.ts) lets only a host's certificate call Renew over TCP.
+        if (!c.who) throw new LxrError('LXR_INTERNAL', 'Renew over TCP without a certificate got past the policy');
         if (req.name && req.name !== c.who.name) throw new LxrError('LXR_PERMISSION_DENIED', `the certificate of host ${JSON.stringify(c.who.name)} cannot renew host ${JSON.stringify(req.name)}'s`);
         return trust.renew(c.who, req.csr ?? '', member);
       }

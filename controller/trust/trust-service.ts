@@ -5,6 +5,7 @@
 // the TCP port is authenticated here: a certificate of this CA that is in
 // its lifetime and not revoked, or a live token. Secrets are kept only as
 // sha256 hashes; tokens carry a random id so they can be found and revoked.
+import { isDnsLabel } from '../../proto/shared/names.js';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -270,12 +271,14 @@ export class TrustService {
    * under that name.
    */
   async revokeHost(name: string): Promise<number> {
+    // Host names are DNS labels; anything else names no store key (and holds nothing).
+    if (!isDnsLabel(name)) return 0;
     return this.underHostLock(name, async () => {
       const issued = await this.o.store.list<{ serial: string }>(`trust/hosts/${name}/`);
       if (!issued.length) return 0;
       await this.revokeSerials(issued.map((r) => r.value.serial));
       await this.o.store.commit(issued.map((r) => ({ type: 'delete' as const, key: r.key })));
-      if (issued.length) this.o.log.info({ host: name, certificates: issued.length }, 'revoked the certificates of a host');
+      this.o.log.info({ host: name, certificates: issued.length }, 'revoked the certificates of a host');
       return issued.length;
     });
   }

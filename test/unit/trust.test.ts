@@ -364,9 +364,15 @@ describe('trust service', () => {
     const results = await Promise.all(renewals);
     await removal;
     for (const r of results) {
-      if (r instanceof Error) continue;
+      if (r instanceof Error) {
+        // Refused because the removal came first.
+        assert.ok(r instanceof LxrError && ['LXR_NOT_FOUND', 'LXR_UNAUTHENTICATED'].includes(r.reason), String(r));
+        continue;
+      }
       throwsWith(() => trust.authenticate(der(r.certificate), undefined), 'LXR_UNAUTHENTICATED', /is revoked/);
     }
+    assert.ok(results.some((r) => !(r instanceof Error)), 'some renewals came before the removal');
+    assert.equal(await trust.revokeHost('not a label/..'), 0, 'a name that is no DNS label holds nothing');
   });
 
   it('a name with a live certificate from a join cannot be joined again until that join is revoked', async () => {
@@ -599,5 +605,41 @@ describe('pinning the controller\'s CA when joining', () => {
     }
     await rejectsWith(pinControllerCa('127.0.0.1:1', ca.hash), 'LXR_UNAVAILABLE', /cannot reach the controller at 127\.0\.0\.1:1/);
     await rejectsWith(pinControllerCa('no-port', ca.hash), 'LXR_INVALID_ARGUMENT', /is not HOST:PORT/);
+  });
+});
+
+describe('the controller certificate\'s names', () => {
+  it('names the hosts it listens on, every local address for a wildcard, and --tls-san; never 0.0.0.0', async () => {
+    const { certificateNames } = await import('../../controller/server.js');
+    const { localAddresses } = await import('../../controller/trust/trust-service.js');
+    const [ips, dns] = certificateNames(['198.18.0.254:7000', '0.0.0.0:7443'], ['ctl.example', '[fd00::1]', '198.18.9.9']);
+    for (const ip of ['127.0.0.1', '198.18.0.254', '198.18.9.9', 'fd00::1', ...localAddresses()]) assert.ok(ips.includes(ip), `${ip} in ${ips}`);
+    assert.deepEqual(dns.sort(), ['ctl.example', 'localhost']);
+    assert.ok(!ips.includes('0.0.0.0'));
+    // A specific address only: the machine's other addresses are not claimed.
+    const [only] = certificateNames(['198.18.0.254:7000', undefined], []);
+    assert.deepEqual(only.sort(), ['127.0.0.1', '198.18.0.254']);
+    const [wild] = certificateNames(['[::]:7000'], []);
+    assert.deepEqual(wild.sort(), [...new Set(['127.0.0.1', ...localAddresses()])].sort());
+  });
+});
+
+describe('joining a controller that does not answer yet', () => {
+  it('is tried again while the controller is unavailable; any other refusal, or an abort, ends it', async () => {
+    const { whileUnavailable } = await import('../../agent/cluster/join.js');
+    const log = rootLogger('join-test', 'silent');
+    let calls = 0;
+    const flaky = async (): Promise<string> => {
+      if (++calls < 3) throw new LxrError('LXR_UNAVAILABLE', 'cannot reach the controller');
+      return 'joined';
+    };
+    assert.equal(await whileUnavailable(flaky, 'c:1', log), 'joined');
+    assert.equal(calls, 3);
+    let refused = 0;
+    await rejectsWith(whileUnavailable(async () => (refused++, Promise.reject(new LxrError('LXR_UNAUTHENTICATED', 'the join token is malformed'))), 'c:1', log), 'LXR_UNAUTHENTICATED', /malformed/);
+    assert.equal(refused, 1, 'not tried again');
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 400);
+    await rejectsWith(whileUnavailable(async () => Promise.reject(new LxrError('LXR_UNAVAILABLE', 'still down')), 'c:1', log, ac.signal), 'LXR_UNAVAILABLE', /still down/);
   });
 });
