@@ -41,7 +41,7 @@ static int new_userns(const struct plan *p)
 	return 0;
 }
 
-static void __attribute__((noreturn)) container_init(const struct plan *p, int sync, int console_fd, int out_w, int err_w)
+static void __attribute__((noreturn)) container_init(const struct plan *p, struct cgroup_join *cg, int sync, int console_fd, int out_w, int err_w)
 {
 	struct lxr_err err = { 0 };
 	char k;
@@ -49,13 +49,16 @@ static void __attribute__((noreturn)) container_init(const struct plan *p, int s
 	 * LXR's code; execve restores dumpability for the user's program. */
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	if (sync_recv(sync, &k, NULL, 0) != 1 || k != 'G') _exit(1);
+	/* Into the v1 cgroups before anything else (see cgroups.c). */
+	if (cgroup_join_self(cg, &err) < 0) goto fail;
 	umask(0);
 	if (new_userns(p) && (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)) {
 		lxr_fail(&err, errno, "user namespace", "become root in the new user namespace (is 0 mapped?)");
 		goto fail;
 	}
-	/* 'G' comes after the monitor placed us in our cgroups: only now does a
-	 * new cgroup namespace get them as its root, as with runc. */
+	/* In all our cgroups now (the monitor placed us in the rest before
+	 * 'G'): only now does a new cgroup namespace get them as its root, as
+	 * with runc. */
 	for (size_t i = 0; i < p->ns.n; i++)
 		if (p->ns.v[i].type == CLONE_NEWCGROUP && !p->ns.v[i].path && unshare(CLONE_NEWCGROUP) < 0) {
 			lxr_fail(&err, errno, "cgroup namespace", "unshare");
@@ -239,6 +242,8 @@ int cmd_create(struct plan *p, int report_fd)
 		close(fd);
 	}
 	long long oom_before = oom_count(p);
+	struct cgroup_join cg;
+	if (cgroup_join_prepare(p, 1, &cg, &err) < 0) goto fail_early;
 
 	sigset_t mask, old;
 	sigemptyset(&mask);
@@ -247,8 +252,8 @@ int cmd_create(struct plan *p, int report_fd)
 	int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (sfd < 0) { lxr_fail(&err, errno, "monitor", "signalfd"); goto fail_early; }
 
-	pid_t child = (pid_t)syscall(SYS_clone, flags | SIGCHLD, 0, 0, 0, 0);
-	if (child < 0) { lxr_fail(&err, errno, "clone", "new namespaces 0x%lx", flags); goto fail_early; }
+	pid_t child = cgroup_join_clone(&cg, flags, &err);
+	if (child < 0) goto fail_early;
 	if (child == 0) {
 		/* The container starts with default dispositions and nothing
 		 * blocked, whatever the monitor or its caller had. */
@@ -261,7 +266,7 @@ int cmd_create(struct plan *p, int report_fd)
 		close(sv[0]); close(sfd);
 		if (ctl >= 0) close(ctl);
 		if (logfd >= 0) { close(logfd); close(out[0]); close(errp[0]); }
-		container_init(p, sv[1], cfd, out[1], errp[1]);
+		container_init(p, &cg, sv[1], cfd, out[1], errp[1]);
 	}
 	close(sv[1]);
 	if (cfd >= 0) close(cfd);
@@ -277,7 +282,8 @@ int cmd_create(struct plan *p, int report_fd)
 		snprintf(v, sizeof v, "%d", p->oom_score_adj);
 		if (write_file(path, v, &err) < 0) goto fail_child;
 	}
-	if (join_cgroups(p, child, &err) < 0) goto fail_child;
+	if (cgroup_join_pid(&cg, child, &err) < 0) goto fail_child;
+	cgroup_join_close(&cg);
 	if (sync_send(sv[0], 'G', NULL) < 0) { lxr_fail(&err, errno, "monitor", "release init"); goto fail_child; }
 	int r = sync_recv(sv[0], &k, payload, sizeof payload);
 	if (r == 1 && k == 'E') { parse_child_error(payload, &err); goto fail_child; }

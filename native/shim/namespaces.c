@@ -1,8 +1,7 @@
 /* Namespaces: which kernel views (pids, mounts, hostname, IPC, network,
  * cgroups, user ids) the container gets of its own. New ones come from the
  * clone flags; joined ones by setns on the path the plan names. Also the
- * two writes only the parent can do for the child: user-namespace id maps
- * and cgroup membership. */
+ * write only the parent can do for the child: its user-namespace id maps. */
 #include "shim.h"
 
 #include <errno.h>
@@ -87,17 +86,5 @@ int write_id_maps(pid_t pid, const struct plan *p, struct lxr_err *err)
 {
 	if (p->uid_map.n && write_map(pid, "uid_map", p->uid_map.v, p->uid_map.n, err) < 0) return -1;
 	if (p->gid_map.n && write_map(pid, "gid_map", p->gid_map.v, p->gid_map.n, err) < 0) return -1;
-	return 0;
-}
-
-int join_cgroups(const struct plan *p, pid_t pid, struct lxr_err *err)
-{
-	char s[24];
-	snprintf(s, sizeof s, "%d", pid);
-	for (size_t i = 0; i < p->cgroup_procs.n; i++)
-		if (write_file(p->cgroup_procs.v[i], s, err) < 0) {
-			snprintf(err->step, sizeof err->step, "join cgroup");
-			return -1;
-		}
 	return 0;
 }

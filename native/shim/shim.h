@@ -101,7 +101,9 @@ int apply_rlimits(const struct plan *p, struct lxr_err *err);
 int enter_cwd(const struct plan *p, struct lxr_err *err);
 int set_identity(const struct plan *p, struct lxr_err *err);
 int find_binary(const struct plan *p, char *out, size_t cap, struct lxr_err *err);
-int load_seccomp(const struct plan *p, struct lxr_err *err);
+struct sock_fprog;
+int compile_seccomp(const struct plan *p, struct sock_fprog *prog, struct lxr_err *err);
+int install_seccomp(const struct sock_fprog *prog, struct lxr_err *err);
 int apply_no_new_privs(const struct plan *p, struct lxr_err *err);
 int exec_process(const struct plan *p, const char *path, struct lxr_err *err);
 int finalize_and_exec(const struct plan *p, int sync_fd, int (*wait_go)(int), struct lxr_err *err);
@@ -122,7 +124,24 @@ int join_namespaces(const struct plan *p, int skip_pid, struct lxr_err *err);
 int open_ns_fds(const struct plan *p, int *fds, struct lxr_err *err);
 int setns_fds(const struct plan *p, const int *fds, struct lxr_err *err);
 int write_id_maps(pid_t pid, const struct plan *p, struct lxr_err *err);
-int join_cgroups(const struct plan *p, pid_t pid, struct lxr_err *err);
+
+/* cgroups.c: joining the container's cgroups without the global lock */
+#define CGROUP_JOIN_MAX 32
+struct cgroup_join {
+	int tasks_fd[CGROUP_JOIN_MAX]; size_t ntasks; /* v1 `tasks` files, written "0" by the process itself */
+	int into_fd; const char *into_procs;          /* the v2 group a clone is created in */
+	const char *procs[CGROUP_JOIN_MAX]; size_t nprocs; /* the rest: the pid written to cgroup.procs */
+};
+void cgroup_join_init(struct cgroup_join *j);
+void cgroup_join_close(struct cgroup_join *j);
+/* Opens what joining needs; into_v2: the v2 group is for cgroup_join_clone. */
+int cgroup_join_prepare(const struct plan *p, int into_v2, struct cgroup_join *j, struct lxr_err *err);
+/* clone (new namespaces `flags`, SIGCHLD) with the child in the v2 group. */
+pid_t cgroup_join_clone(struct cgroup_join *j, uint64_t flags, struct lxr_err *err);
+/* In the (single-threaded) process that joins: its v1 groups. */
+int cgroup_join_self(struct cgroup_join *j, struct lxr_err *err);
+/* By any process, for `pid`: what is left. */
+int cgroup_join_pid(struct cgroup_join *j, pid_t pid, struct lxr_err *err);
 
 /* sync.c: messages between monitor and container init */
 int sync_send(int fd, char kind, const char *payload);
