@@ -23,7 +23,7 @@
 //   container), which ignores whiteouts of that file: good for real images.
 
 import { EventEmitter } from 'node:events';
-import { existsSync, watch, type FSWatcher } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, watch, type FSWatcher } from 'node:fs';
 import { mkdir, open, readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { alreadyExists, failAfterCleanup, invalidArgument, LxrError, notFound } from '../../proto/shared/errors.js';
@@ -401,9 +401,10 @@ export class ContainerService {
     return path.join(this.dir, `${name}.json`);
   }
 
+  /** Read synchronously, as the runtime's state is: a small local file, read by every call. */
   private async readRecord(name: string): Promise<ContainerRecordFile | null> {
     try {
-      return JSON.parse(await readFile(this.recordPath(name), 'utf8')) as ContainerRecordFile;
+      return JSON.parse(readFileSync(this.recordPath(name), 'utf8')) as ContainerRecordFile;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw e;
@@ -527,10 +528,12 @@ export class ContainerService {
       const containerDir = path.join(this.dir, name);
       const cleanups: Array<() => Promise<void>> = [];
       try {
-        await mkdir(containerDir, { mode: 0o700 }).catch((e: unknown) => {
+        try {
+          mkdirSync(containerDir, { mode: 0o700 });
+        } catch (e) {
           // A dir without a record: the leftovers of a create that crashed.
           if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-        });
+        }
         cleanups.unshift(() => rm(containerDir, { recursive: true, force: true }));
         this.crashPoint('dir');
         const overlay = planOverlay({ layers, containerDir });

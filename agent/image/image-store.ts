@@ -9,7 +9,8 @@
 //   <root>/names.json            { "<reference>": "<manifest digest>" }
 // Every file is written atomically and durably; mutations are serialised.
 
-import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { notFound } from '../../proto/shared/errors.js';
 import { writeAtomic } from '../runtime/store.js';
@@ -64,9 +65,12 @@ export class ImageStore {
     return run;
   }
 
+  // The index and the records are small local files read on every container
+  // create: read synchronously, as a thread-pool round trip costs more than
+  // the read itself.
   private async readNames(): Promise<NameIndex> {
     try {
-      return JSON.parse(await readFile(this.namesPath, 'utf8')) as NameIndex;
+      return JSON.parse(readFileSync(this.namesPath, 'utf8')) as NameIndex;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return {};
       throw e;
@@ -84,7 +88,7 @@ export class ImageStore {
 
   async get(digest: Digest): Promise<ImageRecord | undefined> {
     try {
-      return JSON.parse(await readFile(this.recordPath(digest), 'utf8')) as ImageRecord;
+      return JSON.parse(readFileSync(this.recordPath(digest), 'utf8')) as ImageRecord;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw e;

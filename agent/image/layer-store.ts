@@ -12,7 +12,8 @@
 // staging dirs, which removeStaging() deletes.
 
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { mkdir, readdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { failAfterCleanup, LxrError, notFound } from '../../proto/shared/errors.js';
@@ -91,9 +92,10 @@ export class LayerStore {
     return path.join(this.dir(chainId), 'fs');
   }
 
+  /** Read synchronously: a small local file, read for every layer at every container create. */
   async get(chainId: ChainId): Promise<LayerRecord | undefined> {
     try {
-      return JSON.parse(await readFile(path.join(this.dir(chainId), 'layer.json'), 'utf8')) as LayerRecord;
+      return JSON.parse(readFileSync(path.join(this.dir(chainId), 'layer.json'), 'utf8')) as LayerRecord;
     } catch (e) {
       if (isENOENT(e)) return undefined;
       throw e;

@@ -178,6 +178,8 @@ async function pool<T>(items: readonly T[], limit: number, fn: (item: T, i: numb
 const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
 const MAX_LAYERS = 128;
 
+const CONFIG_CACHE = 256;
+
 export class ImageService {
   readonly blobs: BlobStore;
   readonly layers: LayerStore;
@@ -185,6 +187,12 @@ export class ImageService {
   private readonly registry: RegistryClient;
   private readonly concurrency: number;
   private readonly lock = new RwLock();
+  /**
+   * Verified image configs by digest: content-addressed, so never stale.
+   * Every container create inspects its image; this spares it reading and
+   * hashing the blob each time. At most CONFIG_CACHE entries (oldest out).
+   */
+  private readonly configs = new Map<Digest, ImageConfig['config']>();
 
   constructor(opts: ImageServiceOptions) {
     this.blobs = new BlobStore(opts.root);
@@ -346,7 +354,13 @@ export class ImageService {
   }
 
   private async inspectRecord(r: ImageRecord): Promise<ImageInspect> {
-    const cfg = (await this.blobs.readJson<ImageConfig>(r.configDigest)).config ?? {};
+    let cached = this.configs.get(r.configDigest);
+    if (cached === undefined) {
+      cached = (await this.blobs.readJson<ImageConfig>(r.configDigest)).config ?? {};
+      if (this.configs.size >= CONFIG_CACHE) this.configs.delete(this.configs.keys().next().value!);
+      this.configs.set(r.configDigest, cached);
+    }
+    const cfg = structuredClone(cached); // callers may change what they get
     const layers: ImageLayerInfo[] = [];
     for (const [i, chainId] of r.layers.entries()) {
       const l = await this.layers.get(chainId);

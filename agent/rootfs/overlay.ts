@@ -12,7 +12,8 @@
 // native code.
 
 import { posix } from 'node:path';
-import { mkdir, chmod, rm, rmdir } from 'node:fs/promises';
+import { chmodSync, mkdirSync } from 'node:fs';
+import { rm, rmdir } from 'node:fs/promises';
 import { LxrError, failAfterCleanup, invalidArgument, runCleanups } from '../../proto/shared/errors.js';
 
 /** What the runtime hands to the native helper. lower is TOP layer first. */
@@ -104,12 +105,13 @@ function hostError(reason: 'LXR_HOST_SETUP_FAILED' | 'LXR_CLEANUP_FAILED', step:
 }
 
 export const linuxOverlayFs: OverlayFs = {
+  // Synchronous: a few local mkdirs at every create, cheaper than thread-pool round trips.
   async mkdir(path, mode) {
     try {
-      const first = await mkdir(path, { recursive: true, mode });
+      const first = mkdirSync(path, { recursive: true, mode });
       if (first === undefined) return false;
       // The umask may have narrowed mode; upper's mode is what the container sees as "/".
-      await chmod(path, mode);
+      chmodSync(path, mode);
       return true;
     } catch (e) {
       throw hostError('LXR_HOST_SETUP_FAILED', `mkdir ${path}`, e);
