@@ -6,16 +6,17 @@
 import type * as grpc from '@grpc/grpc-js';
 import type * as T from '../../proto/shared/api-types.js';
 import { invalidArgument } from '../../proto/shared/errors.js';
+import type { ExecResponseOut } from '../../proto/shared/exec-wire.js';
 import { toStatus } from '../../proto/shared/grpc-errors.js';
 import { parseSignal } from '../containers/container-service.js';
 import type { ClientMessage, ExecSession, SessionInfo } from '../exec/exec-session.js';
 import type { ExecService } from '../exec/exec-service.js';
 import { logFailure, unary, type AdapterContext } from '../../proto/shared/grpc-handlers.js';
 
-type Call = grpc.ServerDuplexStream<T.ExecRequest, T.ExecResponse>;
+type Call = grpc.ServerDuplexStream<T.ExecRequest, ExecResponseOut>;
 
-const toResponse = (m: ClientMessage): T.ExecResponse => {
-  if (m.kind === 'output') return { output: { stream: m.stream, data: m.data, offset: m.offset } };
+const toResponse = (m: ClientMessage): ExecResponseOut => {
+  if (m.kind === 'output') return { output: { stream: m.stream, data: m.pieces, offset: m.offset } };
   if (m.kind === 'gap') return { gapUntil: m.until };
   return { exit: { code: m.status.exitCode, signal: m.status.signal } };
 };

@@ -25,7 +25,7 @@ const MAX_IN_FLIGHT = 2;
 const EXIT_DRAIN_MS = 1000;
 
 export type ClientMessage =
-  | { kind: 'output'; stream: OutputStream; data: Buffer; offset: number }
+  | { kind: 'output'; stream: OutputStream; pieces: Buffer[]; length: number; offset: number }
   | { kind: 'gap'; until: number }
   | { kind: 'exit'; status: ExecExitStatus };
 
@@ -228,8 +228,8 @@ export class ExecSession extends EventEmitter {
         msg = { kind: 'gap', until: piece.until };
         a.cursor = piece.until;
       } else {
-        msg = { kind: 'output', stream: piece.stream, data: piece.data, offset: piece.offset };
-        a.cursor = piece.offset + piece.data.length;
+        msg = { kind: 'output', stream: piece.stream, pieces: piece.pieces, length: piece.length, offset: piece.offset };
+        a.cursor = piece.offset + piece.length;
       }
       a.inFlight++;
       a.client.send(msg, () => {

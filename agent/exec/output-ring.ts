@@ -14,7 +14,7 @@ interface Chunk {
 
 export type RingRead =
   | { kind: 'gap'; until: number }
-  | { kind: 'data'; stream: OutputStream; offset: number; data: Buffer };
+  | { kind: 'data'; stream: OutputStream; offset: number; pieces: Buffer[]; length: number };
 
 export class OutputRing {
   private chunks: Chunk[] = [];
@@ -59,7 +59,9 @@ export class OutputRing {
 
   /**
    * What a reader at offset `from` gets next: a gap when its data is gone,
-   * else up to `max` bytes of one stream; null when it has everything.
+   * else up to `max` bytes of one stream, as views of the chunks (not
+   * concatenated: the wire encoder copies them once); null when it has
+   * everything.
    */
   read(from: number, max: number): RingRead | null {
     if (from < this.start) return { kind: 'gap', until: this.start };
@@ -82,6 +84,6 @@ export class OutputRing {
       parts.push(part);
       n += part.length;
     }
-    return { kind: 'data', stream: first.stream, offset: from, data: parts.length === 1 ? parts[0]! : Buffer.concat(parts, n) };
+    return { kind: 'data', stream: first.stream, offset: from, pieces: parts, length: n };
   }
 }

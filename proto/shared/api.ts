@@ -6,6 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
+import { execResponseSerializer } from './exec-wire.js';
 import { loadRoot, serviceDefinition } from './proto-load.js';
 import type * as T from './api-types.js';
 import type * as C from './controller-types.js';
@@ -177,6 +178,11 @@ export const CLIENT_OPTIONS: grpc.ClientOptions = {
   'grpc.keepalive_time_ms': 30_000,
   'grpc.keepalive_timeout_ms': 10_000,
 };
+
+// Servers write exec output through the allocation-free encoder (exec-wire.ts).
+for (const svc of [ExecClient.service, ClusterExecClient.service]) {
+  for (const m of [svc.Exec, svc.Attach]) m!.responseSerialize = execResponseSerializer(m!.responseSerialize as (v: unknown) => Buffer) as grpc.serialize<unknown>;
+}
 
 /** Service definitions for grpc.Server.addService. */
 export const services = {

@@ -75,12 +75,12 @@ class Client implements SessionClient {
   }
 
   shown(): Shown[] {
-    return this.msgs.map((m) => (m.kind === 'output' ? { kind: m.kind, stream: m.stream, offset: m.offset, data: m.data.toString() } : m));
+    return this.msgs.map((m) => (m.kind === 'output' ? { kind: m.kind, stream: m.stream, offset: m.offset, data: Buffer.concat(m.pieces).toString() } : m));
   }
 
   /** Output bytes of one stream, or of both in offset order. */
   bytes(stream?: 'stdout' | 'stderr'): Buffer {
-    return Buffer.concat(this.msgs.flatMap((m) => (m.kind === 'output' && (!stream || m.stream === stream) ? [m.data] : [])));
+    return Buffer.concat(this.msgs.flatMap((m) => (m.kind === 'output' && (!stream || m.stream === stream) ? m.pieces : [])));
   }
 
   /** Checks each output starts where the one before (or a gap) left off. */
@@ -90,7 +90,8 @@ class Client implements SessionClient {
       if (m.kind === 'gap') at = m.until;
       else if (m.kind === 'output') {
         assert.equal(m.offset, at, 'output offsets are contiguous');
-        at += m.data.length;
+        assert.equal(m.length, Buffer.concat(m.pieces).length, 'length counts the pieces');
+        at += m.length;
       }
     }
   }
@@ -619,7 +620,9 @@ describe('ExecService', () => {
       target.fail = new LxrError('LXR_EXEC_NOT_EXECUTABLE', 'exec: "/etc/passwd": permission denied');
       const s = await svc.start(request({ args: ['/etc/passwd'] }));
       assert.deepEqual(s.exit, { exitCode: 126, signal: 0 });
-      assert.match(s.ring.read(0, 1000)?.kind === 'data' ? (s.ring.read(0, 1000) as { data: Buffer }).data.toString() : '', /^lxr: exec: "\/etc\/passwd": permission denied\n$/);
+      const r = s.ring.read(0, 1000);
+      assert.ok(r && r.kind === 'data', 'the message is in the ring');
+      assert.match(Buffer.concat(r.pieces).toString(), /^lxr: exec: "\/etc\/passwd": permission denied\n$/);
     }));
 
   it('passes other start failures on and keeps no session', () =>
