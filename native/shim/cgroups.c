@@ -104,8 +104,11 @@ pid_t cgroup_join_clone(struct cgroup_join *j, uint64_t flags, struct lxr_err *e
 		struct clone3_args a = { .flags = flags | CLONE_INTO_CGROUP, .exit_signal = SIGCHLD, .cgroup = (uint64_t)j->into_fd };
 		pid_t child = (pid_t)syscall(SYS_clone3, &a, sizeof a);
 		if (child >= 0) return child;
-		if (errno != ENOSYS) return lxr_fail(err, errno, "clone", "into cgroup %s, new namespaces 0x%llx", j->into_procs, (unsigned long long)flags);
-		/* No clone3: that group is joined by pid after all. */
+		/* No clone3 (ENOSYS), a clone3 without CLONE_INTO_CGROUP (5.3-5.6:
+		 * E2BIG or EINVAL), or a policy that forbids it (EPERM): that group
+		 * is joined by pid after all. A real failure repeats below. */
+		if (errno != ENOSYS && errno != E2BIG && errno != EINVAL && errno != EPERM)
+			return lxr_fail(err, errno, "clone", "into cgroup %s, new namespaces 0x%llx", j->into_procs, (unsigned long long)flags);
 		close(j->into_fd);
 		j->into_fd = -1;
 		j->procs[j->nprocs++] = j->into_procs;

@@ -218,6 +218,8 @@ int cmd_create(struct plan *p, int report_fd)
 	umask(077);
 
 	int ctl = -1, logfd = -1, cfd = -1, out[2] = { -1, -1 }, errp[2] = { -1, -1 }, sv[2];
+	struct cgroup_join cg;
+	cgroup_join_init(&cg);
 	if (p->control && (ctl = listen_control(p->control, &err)) < 0) goto fail_early;
 	if (p->stdio_log) {
 		logfd = open(p->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
@@ -242,7 +244,6 @@ int cmd_create(struct plan *p, int report_fd)
 		close(fd);
 	}
 	long long oom_before = oom_count(p);
-	struct cgroup_join cg;
 	if (cgroup_join_prepare(p, 1, &cg, &err) < 0) goto fail_early;
 
 	sigset_t mask, old;
@@ -380,12 +381,14 @@ int cmd_create(struct plan *p, int report_fd)
 	return 0;
 
 fail_child:
+	cgroup_join_close(&cg);
 	report_error(report_fd, &err);
 	kill(child, SIGKILL);
 	waitpid(child, NULL, 0);
 	if (p->control) unlink(p->control);
 	return 1;
 fail_early:
+	cgroup_join_close(&cg);
 	report_error(report_fd, &err);
 	if (ctl >= 0 && p->control) unlink(p->control);
 	return 1;

@@ -174,8 +174,11 @@ int compile_seccomp(const struct plan *p, struct sock_fprog *prog, struct lxr_er
 			rc = lxr_fail(err, E2BIG, "seccomp", "the compiled filter has %lld bytes (at most %d instructions)", (long long)n, BPF_MAXINSNS);
 		else if (!(prog->filter = malloc((size_t)n)))
 			rc = lxr_fail(err, ENOMEM, "seccomp", "%lld bytes for the compiled filter", (long long)n);
-		else if (pread(fd, prog->filter, (size_t)n, 0) != n)
+		else if (pread(fd, prog->filter, (size_t)n, 0) != n) {
 			rc = lxr_fail(err, EIO, "seccomp", "read the compiled filter back");
+			free(prog->filter);
+			prog->filter = NULL;
+		}
 		else prog->len = (unsigned short)(n / (off_t)sizeof(struct sock_filter));
 	}
 	if (fd >= 0) close(fd);

@@ -15,7 +15,10 @@
 // may be held on to. Every other ExecResponse goes through the generic one.
 import type * as T from './api-types.js';
 
-/** An ExecResponse as a server writes it: output data may be in pieces. */
+/**
+ * An ExecResponse as a server writes it: output data may be in pieces. The
+ * scratch keeps the size of the largest message (about 1 MiB) for good.
+ */
 export type ExecResponseOut = Omit<T.ExecResponse, 'output'> & { output?: Omit<T.ExecOutput, 'data'> & { data: Buffer | readonly Buffer[] } };
 
 // Field tags: ExecResponse.output = 2, ExecOutput.stream = 1, .data = 2, .offset = 3.
@@ -57,8 +60,12 @@ export function execResponseSerializer(generic: (value: unknown) => Buffer): (va
   let scratch = Buffer.allocUnsafe(64 * 1024);
   return (value) => {
     const out = value.output;
-    if (!out || value.sessionId !== undefined || value.gapUntil !== undefined || value.exit !== undefined) return generic(value);
-    const pieces: readonly Buffer[] = Buffer.isBuffer(out.data) ? [out.data] : out.data;
+    if (!out || value.sessionId != null || value.gapUntil != null || value.exit != null) {
+      // Not a plain output message: the generic encoder, which knows nothing of pieces.
+      if (out && !(out.data instanceof Uint8Array)) return generic({ ...value, output: { ...out, data: Buffer.concat(out.data) } });
+      return generic(value);
+    }
+    const pieces: readonly Uint8Array[] = out.data instanceof Uint8Array ? [out.data] : out.data;
     let dataLength = 0;
     for (const p of pieces) dataLength += p.length;
     const stream = STREAMS.get(out.stream) ?? Buffer.from(out.stream ?? '');
@@ -81,7 +88,10 @@ export function execResponseSerializer(generic: (value: unknown) => Buffer): (va
     if (dataLength > 0) {
       scratch[pos++] = TAG_DATA;
       pos = writeVarint(scratch, pos, dataLength);
-      for (const p of pieces) pos += p.copy(scratch, pos);
+      for (const p of pieces) {
+        scratch.set(p, pos);
+        pos += p.length;
+      }
     }
     if (offset > 0) {
       scratch[pos++] = TAG_OFFSET;

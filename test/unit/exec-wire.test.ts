@@ -34,6 +34,25 @@ describe('exec output on the wire', () => {
     }
   });
 
+  test('a message relayed as decoded (the controller: msg set, data one Buffer) encodes to the same bytes', () => {
+    const original = Buffer.from(encode({ output: { stream: 'stderr', data: [Buffer.from('ab'), Buffer.from('cd')], offset: 2 ** 40 } }));
+    const relayed = decode(original);
+    assert.equal(relayed.msg, 'output');
+    assert.deepEqual(Buffer.from(encode(relayed)), original);
+  });
+
+  test('data as a plain Uint8Array, and unset oneof siblings given as null', () => {
+    const got = roundTrip({ output: { stream: 'stdout', data: new Uint8Array([1, 2, 3]) as Buffer, offset: 1 }, exit: null as never, sessionId: null as never });
+    assert.deepEqual(got.output?.data, Buffer.from([1, 2, 3]));
+  });
+
+  test('pieces that reach the generic encoder (another oneof member set too) are joined, not lost', () => {
+    const seen: unknown[] = [];
+    const enc = execResponseSerializer((v) => (seen.push(v), Buffer.alloc(0)));
+    enc({ output: { stream: 'stdout', data: [Buffer.from('x'), Buffer.from('y')], offset: 0 }, gapUntil: 3 });
+    assert.deepEqual(seen, [{ output: { stream: 'stdout', data: Buffer.from('xy'), offset: 0 }, gapUntil: 3 }]);
+  });
+
   test('offsets past 32 bits and at the edges of varint lengths', () => {
     for (const offset of [0, 1, 127, 128, 16_383, 16_384, 2 ** 32 - 1, 2 ** 32, 2 ** 35 + 17, Number.MAX_SAFE_INTEGER]) {
       const got = roundTrip({ output: { stream: 'stdout', data: Buffer.from('x'), offset } });
