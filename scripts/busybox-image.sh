@@ -5,6 +5,7 @@
 # `sleep infinity`: a workspace keeps running until it is stopped.
 # usage: scripts/busybox-image.sh OUT.tar [NAME:TAG]   (default busybox:latest)
 set -euo pipefail
+. "$(dirname "$0")/lib/image-archive.sh"
 out=${1:?usage: busybox-image.sh OUT.tar [NAME:TAG]}
 tag=${2:-busybox:latest}
 bb=/bin/busybox
@@ -12,7 +13,7 @@ bb=/bin/busybox
 work=$(mktemp -d /tmp/lxr-image.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 root=$work/rootfs
-mkdir -p "$root/bin" "$root/etc" "$root/root" "$root/tmp" "$root/home" "$work/archive"
+mkdir -p "$root/bin" "$root/etc" "$root/root" "$root/tmp" "$root/home"
 chmod 1777 "$root/tmp"
 cp "$bb" "$root/bin/busybox"
 for a in $("$bb" --list); do [ "$a" = busybox ] || ln -s busybox "$root/bin/$a"; done
@@ -20,14 +21,4 @@ printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:
 printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
 # Reproducible: sorted, owned by root, no timestamps.
 tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C "$root" -cf "$work/layer.tar" .
-diff_id=$(sha256sum "$work/layer.tar" | cut -d' ' -f1)
-arch=$(dpkg --print-architecture 2>/dev/null || uname -m)
-case "$arch" in x86_64) arch=amd64 ;; aarch64) arch=arm64 ;; armhf) arch=arm ;; esac
-config='{"architecture":"'"$arch"'","os":"linux","config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":["sleep","infinity"],"WorkingDir":"/"},"rootfs":{"type":"layers","diff_ids":["sha256:'"$diff_id"'"]},"history":[{"created_by":"lxr scripts/busybox-image.sh"}]}'
-config_id=$(printf '%s' "$config" | sha256sum | cut -d' ' -f1)
-printf '%s' "$config" >"$work/archive/$config_id.json"
-mkdir "$work/archive/$diff_id"
-mv "$work/layer.tar" "$work/archive/$diff_id/layer.tar"
-printf '[{"Config":"%s.json","RepoTags":["%s"],"Layers":["%s/layer.tar"]}]\n' "$config_id" "$tag" "$diff_id" >"$work/archive/manifest.json"
-tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C "$work/archive" -cf "$out" .
-echo "$out: $tag ($arch, one layer, $(du -h "$out" | cut -f1))"
+image_archive "$work" "$out" "$tag" '{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":["sleep","infinity"],"WorkingDir":"/"}' 'lxr scripts/busybox-image.sh'

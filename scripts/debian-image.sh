@@ -9,6 +9,7 @@
 # usage: scripts/debian-image.sh OUT.tar [NAME:TAG] [MIRROR]
 #   (default debian:bookworm, http://deb.debian.org/debian)
 set -euo pipefail
+. "$(dirname "$0")/lib/image-archive.sh"
 out=${1:?usage: debian-image.sh OUT.tar [NAME:TAG] [MIRROR]}
 tag=${2:-debian:bookworm}
 mirror=${3:-http://deb.debian.org/debian}
@@ -26,16 +27,6 @@ unshare --mount --propagation private -- \
 # Nothing the image should carry: package lists and caches, logs, and the
 # device nodes debootstrap made (image layers hold no device nodes).
 rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb "$root"/var/log/*.log "$root"/dev/* "$root"/proc/* "$root"/sys/* "$root"/run/*
-mkdir -p "$work/archive"
 # Owners kept as Debian made them (some files are not root's); no timestamps.
 tar --sort=name --numeric-owner --mtime=@0 -C "$root" -cf "$work/layer.tar" .
-diff_id=$(sha256sum "$work/layer.tar" | cut -d' ' -f1)
-arch=$(dpkg --print-architecture)
-config='{"architecture":"'"$arch"'","os":"linux","config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","LANG=C.UTF-8"],"Cmd":["sleep","infinity"],"WorkingDir":"/root"},"rootfs":{"type":"layers","diff_ids":["sha256:'"$diff_id"'"]},"history":[{"created_by":"lxr scripts/debian-image.sh (debootstrap --variant=minbase bookworm)"}]}'
-config_id=$(printf '%s' "$config" | sha256sum | cut -d' ' -f1)
-printf '%s' "$config" >"$work/archive/$config_id.json"
-mkdir "$work/archive/$diff_id"
-mv "$work/layer.tar" "$work/archive/$diff_id/layer.tar"
-printf '[{"Config":"%s.json","RepoTags":["%s"],"Layers":["%s/layer.tar"]}]\n' "$config_id" "$tag" "$diff_id" >"$work/archive/manifest.json"
-tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C "$work/archive" -cf "$out" .
-echo "$out: $tag ($arch, one layer, $(du -h "$out" | cut -f1))"
+image_archive "$work" "$out" "$tag" '{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","LANG=C.UTF-8"],"Cmd":["sleep","infinity"],"WorkingDir":"/root"}' 'lxr scripts/debian-image.sh (debootstrap --variant=minbase bookworm)'

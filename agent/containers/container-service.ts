@@ -401,6 +401,11 @@ export class ContainerService {
     return path.join(this.dir, `${name}.json`);
   }
 
+  /** The container's OCI spec as create wrote it (read at every exec: a small local file, read synchronously). */
+  private bundleSpec(rec: ContainerRecordFile): Spec {
+    return JSON.parse(readFileSync(path.join(rec.bundle, 'config.json'), 'utf8')) as Spec;
+  }
+
   /** Read synchronously, as the runtime's state is: a small local file, read by every call. */
   private async readRecord(name: string): Promise<ContainerRecordFile | null> {
     try {
@@ -717,7 +722,7 @@ export class ContainerService {
       if (typeof e !== 'string' || e.indexOf('=') <= 0) throw invalidArgument(`start.env[${i}]`, `${JSON.stringify(e)} is not NAME=VALUE`);
     });
     if (req.cwd && !req.cwd.startsWith('/')) throw invalidArgument('start.cwd', `${JSON.stringify(req.cwd)} is not an absolute path`);
-    const spec = JSON.parse(await readFile(path.join(rec.bundle, 'config.json'), 'utf8')) as Spec;
+    const spec = this.bundleSpec(rec);
     const base = spec.process!;
     const env = new Map<string, string>();
     const put = (e: string): void => void env.set(e.slice(0, Math.max(0, e.indexOf('='))), e);
@@ -767,7 +772,7 @@ export class ContainerService {
   async launchIde(name: string): Promise<AttachedExec> {
     const rec = await this.record(name);
     if (!rec.ide || !rec.address) throw invalidArgument('ide', `container ${name} has no IDE`);
-    const spec = JSON.parse(await readFile(path.join(rec.bundle, 'config.json'), 'utf8')) as Spec;
+    const spec = this.bundleSpec(rec);
     const home = spec.process?.env?.find((e) => e.startsWith('HOME='))?.slice(5);
     const cwd = spec.process?.cwd ?? '/';
     const folder = cwd !== '/' ? cwd : (home ?? '/');

@@ -144,3 +144,11 @@ int cgroup_join_pid(struct cgroup_join *j, pid_t pid, struct lxr_err *err)
 		}
 	return 0;
 }
+
+int cgroup_join_here(const struct plan *p, struct lxr_err *err)
+{
+	struct cgroup_join j;
+	if (cgroup_join_prepare(p, 0, &j, err) < 0) return -1;
+	if (cgroup_join_self(&j, err) < 0) return -1;
+	return cgroup_join_pid(&j, getpid(), err);
+}

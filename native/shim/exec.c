@@ -39,9 +39,7 @@ int cmd_exec(struct plan *p, int report_fd)
 		snprintf(v, sizeof v, "%d", p->oom_score_adj);
 		if (write_file("/proc/self/oom_score_adj", v, &err) < 0) goto fail;
 	}
-	struct cgroup_join cg;
-	if (cgroup_join_prepare(p, 0, &cg, &err) < 0) goto fail;
-	if (cgroup_join_self(&cg, &err) < 0 || cgroup_join_pid(&cg, getpid(), &err) < 0) goto fail;
+	if (cgroup_join_here(p, &err) < 0) goto fail;
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) { lxr_fail(&err, errno, "exec", "set non-dumpable"); goto fail; }
 	if (setns_fds(p, fds, &err) < 0) goto fail;
 	/* In the container's mount namespace now: the PTY comes from its devpts. */

@@ -251,9 +251,7 @@ int cmd_exec_server(struct plan *p, int report_fd, const char *sock_path)
 	int pidfd = (int)syscall(SYS_pidfd_open, p->target, 0);
 	if (pidfd < 0) { lxr_fail(&err, errno, "exec server", "the container's init %d", p->target); goto fail; }
 	if (open_ns_fds(p, fds, &err) < 0) goto fail;
-	struct cgroup_join cg;
-	if (cgroup_join_prepare(p, 0, &cg, &err) < 0) goto fail;
-	if (cgroup_join_self(&cg, &err) < 0 || cgroup_join_pid(&cg, getpid(), &err) < 0) goto fail;
+	if (cgroup_join_here(p, &err) < 0) goto fail;
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) { lxr_fail(&err, errno, "exec server", "set non-dumpable"); goto fail; }
 	if (setns_fds(p, fds, &err) < 0) goto fail;
 	int userns = 0;

@@ -142,6 +142,8 @@ pid_t cgroup_join_clone(struct cgroup_join *j, uint64_t flags, struct lxr_err *e
 int cgroup_join_self(struct cgroup_join *j, struct lxr_err *err);
 /* By any process, for `pid`: what is left. */
 int cgroup_join_pid(struct cgroup_join *j, pid_t pid, struct lxr_err *err);
+/* The calling (single-threaded) process joins all of the plan's cgroups. */
+int cgroup_join_here(const struct plan *p, struct lxr_err *err);
 
 /* sync.c: messages between monitor and container init */
 int sync_send(int fd, char kind, const char *payload);
