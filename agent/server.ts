@@ -23,7 +23,7 @@ import { RegistryClient, type RegistryClientOptions } from './image/registry/cli
 import { ImageService } from './image/service.js';
 import { createAgentRegistry } from './metrics/metrics.js';
 import { serveMetrics, type MetricsServer } from '../proto/shared/metrics-http.js';
-import { bind, bindUnix, shutdownServer } from '../proto/shared/grpc-server.js';
+import { bind, bindUnix, newServer, shutdownServer } from '../proto/shared/grpc-server.js';
 import { Runtime } from './runtime/runtime.js';
 import { IdeTools } from './ide/tools.js';
 import { IdeSupervisor } from './ide/ide-supervisor.js';
@@ -132,9 +132,7 @@ export async function startAgent(o: AgentOptions): Promise<Agent> {
   const shutdown = new AbortController();
   const ctx = { log, shutdown: shutdown.signal };
   const health = new HealthService();
-  // Keepalive pings find clients that vanished without closing (a laptop
-  // that went to sleep), so their exec sessions count as detached.
-  const server = new grpc.Server({ 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_timeout_ms': 10_000 });
+  const server = newServer();
   server.addService(services.Health, health.handlers());
   server.addService(services.Host, hostHandlers(ctx, host, network));
   server.addService(services.Images, imagesHandlers(ctx, images));

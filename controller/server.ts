@@ -9,7 +9,7 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { controllerServices, ServiceNames } from '../proto/shared/api.js';
 import { LxrError } from '../proto/shared/errors.js';
-import { bind, bindUnix, shutdownServer } from '../proto/shared/grpc-server.js';
+import { bind, bindUnix, newServer, shutdownServer } from '../proto/shared/grpc-server.js';
 import { HealthService } from '../proto/shared/health.js';
 import { rootLogger, type Logger } from '../proto/shared/log.js';
 import { serveMetrics, type MetricsServer } from '../proto/shared/metrics-http.js';
@@ -163,7 +163,7 @@ export async function startController(o: ControllerOptions): Promise<Controller>
   const shutdown = new AbortController();
   const ctx = { log, shutdown: shutdown.signal, observe: metrics.rpc };
   const health = new HealthService();
-  const server = new grpc.Server({ 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_timeout_ms': 10_000 });
+  const server = newServer();
   server.addService(controllerServices.Health, health.handlers());
   server.addService(controllerServices.Hosts, hostsHandlers(ctx, hosts, admin, { pool: pool.pool, heartbeatSeconds }, (name) => trust.revokeHost(name)));
   server.addService(controllerServices.Trust, trustHandlers(ctx, trust, (name) => {

@@ -6,7 +6,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import type * as T from '../../proto/shared/api-types.js';
 import { invalidArgument } from '../../proto/shared/errors.js';
-import type { ExecResponseOut } from '../../proto/shared/exec-wire.js';
+import { releaseFrame, type ExecResponseOut } from '../../proto/shared/exec-wire.js';
 import { toStatus } from '../../proto/shared/grpc-errors.js';
 import { parseSignal } from '../containers/container-service.js';
 import type { ClientMessage, ExecSession, SessionInfo } from '../exec/exec-session.js';
@@ -38,7 +38,7 @@ const which = (req: T.ExecRequest): string | undefined => req.msg ?? (['start', 
 function stream(ctx: AdapterContext, svc: ExecService, rpc: string, opening: 'start' | 'attach') {
   return (call: Call): void => {
     let session: ExecSession | null = null;
-    let detach: (() => void) | null = null;
+    let detach: ((gone?: boolean) => void) | null = null;
     let first = true;
     let failed = false;
     const fail = (e: unknown): void => {
@@ -48,7 +48,8 @@ function stream(ctx: AdapterContext, svc: ExecService, rpc: string, opening: 'st
       logFailure(ctx.log, rpc, e, session?.o.container);
       call.emit('error', toStatus(e));
     };
-    const gone = (): void => detach?.();
+    // The stream is closed: no message in flight will be written any more.
+    const gone = (): void => detach?.(true);
     call.on('cancelled', gone);
     call.on('close', gone);
     call.on('error', gone);
@@ -87,7 +88,12 @@ function stream(ctx: AdapterContext, svc: ExecService, rpc: string, opening: 'st
         {
           send: (m, done) => {
             if (call.cancelled || call.destroyed) return done();
-            call.write(toResponse(m), () => done());
+            const res = toResponse(m);
+            // Written: its frame (exec-wire.ts) may be reused.
+            call.write(res, () => {
+              releaseFrame(res);
+              done();
+            });
           },
           end: () => call.end(),
         },

@@ -6,7 +6,11 @@
 // Backpressure, both ways:
 // - Output: a client is sent at most MAX_IN_FLIGHT messages ahead of what
 //   its transport accepted. While a client is attached, the ring never drops
-//   what it has not been sent: when the ring is full the session stops
+//   what its transport has not taken yet (a message's data are views of the
+//   ring's chunks, whose memory may be reused once dropped: see
+//   runtime/recycled-reads.ts; a client that detaches with messages in
+//   flight holds them until they are written or its stream is gone): when
+//   the ring is full the session stops
 //   reading the process's output, so the process blocks on its writes
 //   instead of the agent buffering without bound. With no client attached,
 //   the oldest output is dropped instead (the process keeps running, like a
@@ -16,10 +20,12 @@
 //   adapter stops reading its stream meanwhile.
 import { EventEmitter } from 'node:events';
 import type { AttachedExec, ExecExitStatus } from '../runtime/exec-io.js';
+import { chunkTaker } from '../runtime/recycled-reads.js';
 import { OutputRing, type OutputStream } from './output-ring.js';
 
-/** Largest output message sent to a client. */
+/** Largest output message sent to a client (and at most a quarter of the ring, so reading goes on while messages are written). */
 export const MAX_MESSAGE_BYTES = 1 << 20;
+const MIN_MESSAGE_BYTES = 64 * 1024;
 const MAX_IN_FLIGHT = 2;
 /** After the process exited, how long output may go quiet before the session ends (pipes a child left open). */
 const EXIT_DRAIN_MS = 1000;
@@ -56,6 +62,8 @@ interface Attachment {
   client: SessionClient;
   cursor: number;
   inFlight: number;
+  /** Where each message in flight starts, oldest first: the ring keeps them until sent. */
+  pinned: number[];
   done: boolean;
 }
 
@@ -73,6 +81,9 @@ export class ExecSession extends EventEmitter {
   lastActivity = new Date();
   exit: ExecExitStatus | null = null;
   private readonly attached = new Set<Attachment>();
+  /** Detached with messages in flight that may still be written: their data stay. */
+  private readonly leaving = new Set<Attachment>();
+  private readonly messageBytes: number;
   private io: AttachedExec | null = null;
   private paused = false;
   private openStreams = 0;
@@ -82,6 +93,7 @@ export class ExecSession extends EventEmitter {
   constructor(readonly o: ExecSessionOptions) {
     super();
     this.ring = new OutputRing(o.ringBytes);
+    this.messageBytes = Math.min(MAX_MESSAGE_BYTES, Math.max(MIN_MESSAGE_BYTES, Math.floor(o.ringBytes / 4)));
   }
 
   get id(): string {
@@ -118,7 +130,9 @@ export class ExecSession extends EventEmitter {
     for (const [stream, r] of [['stdout', io.stdout], ['stderr', io.stderr]] as const) {
       if (!r) continue;
       this.openStreams++;
-      r.on('data', (d: Buffer) => this.onOutput(stream, d));
+      const take = chunkTaker(r);
+      if (take) take((d, release) => this.onOutput(stream, d, release));
+      else r.on('data', (d: Buffer) => this.onOutput(stream, d));
       let closed = false;
       const close = (): void => {
         if (closed) return;
@@ -143,17 +157,18 @@ export class ExecSession extends EventEmitter {
     this.finish();
   }
 
-  private onOutput(stream: OutputStream, d: Buffer): void {
-    this.ring.append(stream, d);
+  private onOutput(stream: OutputStream, d: Buffer, release?: () => void): void {
+    this.ring.append(stream, d, release);
     if (this.drainTimer) this.drainTimer.refresh();
     this.flowControl();
     for (const a of this.attached) this.pump(a);
   }
 
-  /** Evicts what every attached client has been sent; pauses the process's output when that is not enough. */
+  /** Evicts what every attached client's transport took; pauses the process's output when that is not enough. */
   private flowControl(): void {
     let limit = Infinity;
-    for (const a of this.attached) limit = Math.min(limit, a.cursor);
+    for (const a of this.attached) limit = Math.min(limit, a.pinned[0] ?? a.cursor);
+    for (const a of this.leaving) limit = Math.min(limit, a.pinned[0] ?? a.cursor);
     const fits = this.ring.evict(limit);
     if (!fits && !this.paused) this.setPaused(true);
     else if (fits && this.paused) this.setPaused(false);
@@ -193,33 +208,40 @@ export class ExecSession extends EventEmitter {
     this.emit('exit', this.exit);
   }
 
-  /** Attaches a client that wants output from `offset` on. */
-  attach(client: SessionClient, offset: number): () => void {
-    const a: Attachment = { client, cursor: Math.max(0, Math.min(offset, this.ring.end)), inFlight: 0, done: false };
+  /**
+   * Attaches a client that wants output from `offset` on. The returned
+   * detach keeps the data of messages in flight until their `done`, unless
+   * `gone` says that none of them will be written any more (the stream is
+   * closed); a later call with `gone` lets them go.
+   */
+  attach(client: SessionClient, offset: number): (gone?: boolean) => void {
+    const a: Attachment = { client, cursor: Math.max(0, Math.min(offset, this.ring.end)), inFlight: 0, pinned: [], done: false };
     this.attached.add(a);
     this.lastActivity = new Date();
     this.emit('attached', this.attached.size);
     this.pump(a);
-    return () => this.detach(a);
+    return (gone = false) => this.detach(a, gone);
   }
 
-  private detach(a: Attachment): void {
-    if (!this.attached.delete(a)) return;
+  private detach(a: Attachment, gone: boolean): void {
+    const was = this.attached.delete(a);
     a.done = true;
+    if (gone || a.pinned.length === 0) this.leaving.delete(a);
+    else this.leaving.add(a);
     this.flowControl();
-    this.emit('detached', this.attached.size);
+    if (was) this.emit('detached', this.attached.size);
   }
 
   /** Sends `a` what it has not had yet, at most MAX_IN_FLIGHT messages ahead of its transport. */
   private pump(a: Attachment): void {
     while (!a.done && a.inFlight < MAX_IN_FLIGHT) {
-      const piece = this.ring.read(a.cursor, MAX_MESSAGE_BYTES);
+      const piece = this.ring.read(a.cursor, this.messageBytes);
       if (!piece) {
         if (this.exit && a.inFlight === 0) {
           a.done = true;
           a.client.send({ kind: 'exit', status: this.exit }, () => {});
           a.client.end();
-          this.detach(a);
+          this.detach(a, false);
         }
         return;
       }
@@ -232,9 +254,12 @@ export class ExecSession extends EventEmitter {
         a.cursor = piece.offset + piece.length;
       }
       a.inFlight++;
+      a.pinned.push(msg.kind === 'output' ? msg.offset : a.cursor);
       a.client.send(msg, () => {
         a.inFlight--;
-        if (this.paused) this.flowControl();
+        a.pinned.shift();
+        if (a.done && a.pinned.length === 0) this.leaving.delete(a);
+        if (this.paused || a.done) this.flowControl();
         this.pump(a);
       });
     }

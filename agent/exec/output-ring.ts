@@ -1,8 +1,10 @@
 // An exec session's output: stdout and stderr in one byte-offset space (the
 // offset of a byte is how many bytes the session produced before it), of
 // which the newest `capacity` bytes are kept. Whoever evicts says up to
-// which offset data may go (what every attached client has been sent), so
-// output nobody has seen yet is never dropped while someone is attached.
+// which offset data may go (what every attached client's stream has
+// written), so output nobody has seen yet is never dropped while someone is
+// attached. Chunks may be lent memory (recycled-reads.ts): the ring releases
+// each when it drops it.
 
 export type OutputStream = 'stdout' | 'stderr';
 
@@ -10,11 +12,16 @@ interface Chunk {
   offset: number;
   stream: OutputStream;
   data: Buffer;
+  /** Called when the chunk is dropped: its memory may be reused (recycled-reads.ts). */
+  release?: () => void;
 }
 
 export type RingRead =
   | { kind: 'gap'; until: number }
   | { kind: 'data'; stream: OutputStream; offset: number; pieces: Buffer[]; length: number };
+
+/** What a dropped chunk's slot holds until the list is compacted (its data no longer referenced). */
+const DROPPED: Chunk = { offset: 0, stream: 'stdout', data: Buffer.alloc(0) };
 
 export class OutputRing {
   private chunks: Chunk[] = [];
@@ -32,9 +39,16 @@ export class OutputRing {
     return this.end - this.start;
   }
 
-  append(stream: OutputStream, data: Buffer): void {
-    if (data.length === 0) return;
-    this.chunks.push({ offset: this.end, stream, data });
+  /**
+   * Adds output. With `release`, the data's memory is lent: the ring calls
+   * it when the chunk is dropped, and no view of it may be used afterwards.
+   */
+  append(stream: OutputStream, data: Buffer, release?: () => void): void {
+    if (data.length === 0) {
+      release?.();
+      return;
+    }
+    this.chunks.push(release ? { offset: this.end, stream, data, release } : { offset: this.end, stream, data });
     this.end += data.length;
   }
 
@@ -47,8 +61,10 @@ export class OutputRing {
       const c = this.chunks[this.head]!;
       const cEnd = c.offset + c.data.length;
       if (cEnd > limit) break;
+      this.chunks[this.head] = DROPPED;
       this.head++;
       this.start = cEnd;
+      c.release?.();
     }
     if (this.head > 1024 && this.head * 2 > this.chunks.length) {
       this.chunks = this.chunks.slice(this.head);

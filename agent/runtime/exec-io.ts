@@ -16,6 +16,7 @@ import net from 'node:net';
 import os from 'node:os';
 import { PassThrough, Readable, Writable, type Duplex } from 'node:stream';
 import { LxrError } from '../../proto/shared/errors.js';
+import { connectRecycled } from './recycled-reads.js';
 import { ReportReader, reportToError, type ShimReport } from './shim.js';
 
 export interface ExecExitStatus {
@@ -38,7 +39,11 @@ export interface AttachedExecOptions {
 export interface AttachedExec {
   /** The process's pid on the host. */
   readonly pid: number;
-  /** Its output; with a tty, everything it writes to the terminal. */
+  /**
+   * Its output; with a tty, everything it writes to the terminal. Through
+   * an exec server, stdout and stderr also offer their output as chunks of
+   * recycled memory (recycled-reads.ts: chunkTaker).
+   */
   readonly stdout: Readable;
   /** null with a tty. */
   readonly stderr: Readable | null;
@@ -114,7 +119,8 @@ export async function execViaServer(socket: string, plan: Buffer): Promise<Attac
   const token = randomBytes(16).toString('hex');
   const open = (kind: string, extra = ''): Promise<net.Socket> =>
     new Promise((resolve, reject) => {
-      const s = net.createConnection(socket);
+      // Output is read into recycled memory (recycled-reads.ts).
+      const s = kind === 'out' || kind === 'err' ? connectRecycled(socket) : net.createConnection(socket);
       s.once('error', reject);
       s.once('connect', () => {
         s.off('error', reject);

@@ -8,6 +8,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { ExecClient, ContainersClient } from '../../proto/shared/api.js';
 import type { ExecRequest, ExecResponse, ListSessionsRequest, ListSessionsResponse, LogsRequest, LogsResponse } from '../../proto/shared/api-types.js';
 import { invalidArgument, LxrError } from '../../proto/shared/errors.js';
+import { releaseFrame } from '../../proto/shared/exec-wire.js';
 import { fromStatus, toStatus } from '../../proto/shared/grpc-errors.js';
 import { logFailure, type AdapterContext } from '../../proto/shared/grpc-handlers.js';
 import { pump } from '../../proto/shared/pump.js';
@@ -79,7 +80,8 @@ function bidi(ctx: AdapterContext, resolve: Resolve, kind: 'Exec' | 'Attach', on
         return m;
       });
       if (kind === 'Exec') onActivity?.(workspace, 'exec');
-      pump<ExecResponse>(agent, call, (m) => (m.sessionId ? { sessionId: sessionIdOf(workspace, m.sessionId) } : m));
+      // Written: its frame (exec-wire.ts) may be reused.
+      pump<ExecResponse>(agent, call, (m) => (m.sessionId ? { sessionId: sessionIdOf(workspace, m.sessionId) } : m), releaseFrame);
       agent.on('end', () => {
         finish(0);
         call.end();

@@ -11,9 +11,18 @@
 // scratch is free again as soon as the serializer returns. The data may be a
 // list of pieces (the ring's chunks), written back to back.
 //
+// Where grpc-js takes framed responses (grpc-framed.ts, installed by every
+// LXR server), an output message of FRAME_MIN bytes or more is written, prefix
+// and all, into a frame from a small pool instead, and grpc-js sends that
+// frame as it is: no copy and no allocation per message. The frame is the
+// message's until the caller's write callback hands it back (releaseFrame);
+// one never handed back (a cancelled stream) is left to the garbage
+// collector.
+//
 // Only for a server's responseSerialize: a client-side serializer's result
 // may be held on to. Every other ExecResponse goes through the generic one.
 import type * as T from './api-types.js';
+import { frame, framed, PREFIX_BYTES, writePrefix } from './grpc-framed.js';
 
 /**
  * An ExecResponse as a server writes it: output data may be in pieces. The
@@ -46,6 +55,40 @@ function writeVarint(buf: Buffer, pos: number, n: number): number {
   return pos;
 }
 
+/** Messages smaller than this go through the scratch (grpc-js copies them into its pooled small buffers). */
+export const FRAME_MIN = 16 * 1024;
+/** Frames kept for reuse, process-wide (a few per stream in flight: about 16 MiB at most). */
+const POOL_MAX = 16;
+const FRAME_UNIT = 64 * 1024;
+const pool: Buffer[] = [];
+let framesMade = 0;
+const FRAME = Symbol('exec-wire frame');
+
+/** A frame of at least `bytes`: one from the pool, or a new one. */
+function takeFrame(bytes: number): Buffer {
+  for (let i = pool.length - 1; i >= 0; i--) {
+    if (pool[i]!.length >= bytes) return pool.splice(i, 1)[0]!;
+  }
+  framesMade++;
+  return Buffer.allocUnsafeSlow(Math.ceil(bytes / FRAME_UNIT) * FRAME_UNIT);
+}
+
+/**
+ * Hands back the frame `value` was serialized into (if it was): call it from
+ * the write's callback, once grpc-js has written the message.
+ */
+export function releaseFrame(value: object): void {
+  const f = (value as { [FRAME]?: Buffer })[FRAME];
+  if (!f) return;
+  delete (value as { [FRAME]?: Buffer })[FRAME];
+  if (pool.length < POOL_MAX) pool.push(f);
+}
+
+/** Frames made so far and frames waiting in the pool (for tests). */
+export function frameStats(): { made: number; pooled: number } {
+  return { made: framesMade, pooled: pool.length };
+}
+
 const STREAMS = new Map<string, Buffer>([
   ['stdout', Buffer.from('stdout')],
   ['stderr', Buffer.from('stderr')],
@@ -76,27 +119,37 @@ export function execResponseSerializer(generic: (value: unknown) => Buffer): (va
       (dataLength > 0 ? 1 + varintLength(dataLength) + dataLength : 0) +
       (offset > 0 ? 1 + varintLength(offset) : 0);
     const total = 1 + varintLength(inner) + inner;
-    if (scratch.length < total) scratch = Buffer.allocUnsafe(Math.max(total, scratch.length * 2));
+    let buf: Buffer;
     let pos = 0;
-    scratch[pos++] = TAG_OUTPUT;
-    pos = writeVarint(scratch, pos, inner);
+    const framedOut = total >= FRAME_MIN && framed();
+    if (framedOut) {
+      buf = takeFrame(PREFIX_BYTES + total);
+      writePrefix(buf, total);
+      pos = PREFIX_BYTES;
+      (value as { [FRAME]?: Buffer })[FRAME] = buf;
+    } else {
+      if (scratch.length < total) scratch = Buffer.allocUnsafe(Math.max(total, scratch.length * 2));
+      buf = scratch;
+    }
+    buf[pos++] = TAG_OUTPUT;
+    pos = writeVarint(buf, pos, inner);
     if (stream.length > 0) {
-      scratch[pos++] = TAG_STREAM;
-      pos = writeVarint(scratch, pos, stream.length);
-      pos += stream.copy(scratch, pos);
+      buf[pos++] = TAG_STREAM;
+      pos = writeVarint(buf, pos, stream.length);
+      pos += stream.copy(buf, pos);
     }
     if (dataLength > 0) {
-      scratch[pos++] = TAG_DATA;
-      pos = writeVarint(scratch, pos, dataLength);
+      buf[pos++] = TAG_DATA;
+      pos = writeVarint(buf, pos, dataLength);
       for (const p of pieces) {
-        scratch.set(p, pos);
+        buf.set(p, pos);
         pos += p.length;
       }
     }
     if (offset > 0) {
-      scratch[pos++] = TAG_OFFSET;
-      pos = writeVarint(scratch, pos, offset);
+      buf[pos++] = TAG_OFFSET;
+      pos = writeVarint(buf, pos, offset);
     }
-    return scratch.subarray(0, pos);
+    return framedOut ? frame(buf.subarray(0, pos)) : buf.subarray(0, pos);
   };
 }

@@ -6,6 +6,7 @@ import { createConnection } from 'node:net';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { LxrError } from './errors.js';
+import { install as installFramed } from './grpc-framed.js';
 
 /** Whether something accepts connections on the unix socket `p`. */
 export function socketAccepts(p: string): Promise<boolean> {
@@ -17,6 +18,17 @@ export function socketAccepts(p: string): Promise<boolean> {
     });
     s.on('error', () => resolve(false));
   });
+}
+
+/**
+ * A gRPC server as every LXR server makes one: keepalive pings find clients
+ * that vanished without closing (a laptop that went to sleep), so their exec
+ * sessions count as detached; responses framed by their serializer are sent
+ * as they are (grpc-framed.ts).
+ */
+export function newServer(): grpc.Server {
+  installFramed();
+  return new grpc.Server({ 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_timeout_ms': 10_000 });
 }
 
 export function bind(server: grpc.Server, address: string, creds: grpc.ServerCredentials): Promise<number> {

@@ -1,8 +1,8 @@
-// Benchmark entry point: `npm run bench -- NAME [--json] [--count N]`.
+// Benchmark entry point: `npm run bench -- NAME [--json] [--count N] [--only PARTS]`.
 // Benchmarks measure LXR against its peers side by side in one run and
 // report ratios; they never fail on timing (only on errors).
 
-import { agentBench, formatAgentReport } from './agent.js';
+import { AGENT_PARTS, agentBench, formatAgentReport, type AgentPart } from './agent.js';
 import { cliBench, formatCliReport } from './cli.js';
 import { allocBench, formatAllocReport } from './alloc.js';
 import { formatNetReport, netBench } from './net.js';
@@ -14,7 +14,9 @@ interface Bench {
   describe: string;
   /** What --count counts, and its default. */
   count: { what: string; default: number };
-  run(o: { count: number; json: boolean }): Promise<void>;
+  /** The parts --only can choose (all run without it); none: --only is refused. */
+  parts?: readonly string[];
+  run(o: { count: number; json: boolean; only: string[] | null }): Promise<void>;
 }
 
 const BENCHES: Record<string, Bench> = {
@@ -35,9 +37,10 @@ const BENCHES: Record<string, Bench> = {
   agent: {
     describe: 'exec latency vs runc exec and podman exec; 1 GiB exec throughput vs an nsenter pipe; create-and-start vs podman run (root)',
     count: { what: 'samples per contender (latency, create-and-start)', default: 30 },
-    async run({ count, json }) {
+    parts: AGENT_PARTS,
+    async run({ count, json, only }) {
       const log = (l: string) => process.stderr.write(l + '\n');
-      const r = await agentBench({ count, log });
+      const r = await agentBench({ count, log, ...(only ? { only: only as AgentPart[] } : {}) });
       process.stdout.write((json ? JSON.stringify(r, null, 2) : formatAgentReport(r)) + '\n');
     },
   },
@@ -93,7 +96,7 @@ const BENCHES: Record<string, Bench> = {
   },
 };
 
-const USAGE = `usage: npm run bench -- NAME [--json] [--count N]
+const USAGE = `usage: npm run bench -- NAME [--json] [--count N] [--only PARTS]
 benchmarks:
 ${Object.entries(BENCHES)
   .map(([n, b]) => `  ${n.padEnd(10)} ${b.describe}`)
@@ -102,6 +105,10 @@ options:
   --json       print only a JSON summary (medians etc.) on stdout; progress goes to stderr
   --count N    ${Object.entries(BENCHES)
     .map(([n, b]) => `${n}: ${b.count.what} (default ${b.count.default})`)
+    .join('; ')}
+  --only PARTS comma-separated parts to run, the others skipped: ${Object.entries(BENCHES)
+    .filter(([, b]) => b.parts)
+    .map(([n, b]) => `${n}: ${b.parts!.join(', ')}`)
     .join('; ')}`;
 
 function fail(msg: string, code = 2): never {
@@ -112,6 +119,7 @@ function fail(msg: string, code = 2): never {
 async function main(argv: string[]): Promise<void> {
   let json = false;
   let count: number | undefined;
+  let only: string[] | null = null;
   const names: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -120,6 +128,10 @@ async function main(argv: string[]): Promise<void> {
       const v = a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[++i];
       if (v === undefined || !/^\d+$/.test(v) || Number(v) < 1) fail(`--count needs a positive integer, got ${v ?? 'nothing'}`);
       count = Number(v);
+    } else if (a === '--only' || a.startsWith('--only=')) {
+      const v = a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[++i];
+      if (v === undefined || v === '') fail('--only needs a comma-separated list of parts');
+      only = v.split(',');
     } else if (a === '--help' || a === '-h') {
       process.stdout.write(USAGE + '\n');
       return;
@@ -129,8 +141,13 @@ async function main(argv: string[]): Promise<void> {
   if (names.length !== 1) fail(`name one benchmark (available: ${Object.keys(BENCHES).join(', ')})\n${USAGE}`);
   const bench = BENCHES[names[0]!];
   if (!bench) fail(`unknown benchmark "${names[0]}" (available: ${Object.keys(BENCHES).join(', ')})`);
+  if (only) {
+    if (!bench.parts) fail(`--only: ${names[0]} has no parts to choose from`);
+    const unknown = only.filter((p) => !bench.parts!.includes(p));
+    if (unknown.length) fail(`--only: ${names[0]} has no part ${unknown.map((p) => JSON.stringify(p)).join(', ')} (parts: ${bench.parts.join(', ')})`);
+  }
   if (process.getuid?.() !== 0) fail(`${names[0]} needs root: run it as root`, 1);
-  await bench.run({ count: count ?? bench.count.default, json });
+  await bench.run({ count: count ?? bench.count.default, json, only });
 }
 
 main(process.argv.slice(2)).then(

@@ -4,9 +4,11 @@
 // service around them: validation, idle end, retention, not-found commands.
 
 import assert from 'node:assert/strict';
+import { PassThrough } from 'node:stream';
 import { afterEach, describe, it, mock } from 'node:test';
 import { LxrError } from '../../proto/shared/errors.js';
 import { scriptedExec, type AttachedExec, type ExecExitStatus, type ScriptedExec } from '../../agent/runtime/exec-io.js';
+import type { OnChunk } from '../../agent/runtime/recycled-reads.js';
 import { ExecSession, type ClientMessage, type SessionClient } from '../../agent/exec/exec-session.js';
 import { ExecService, type ExecServiceOptions, type ExecStartRequest, type ExecTarget } from '../../agent/exec/exec-service.js';
 
@@ -100,6 +102,40 @@ class Client implements SessionClient {
     const last = this.msgs[this.msgs.length - 1];
     return last?.kind === 'exit' ? last.status : undefined;
   }
+}
+
+/**
+ * An exec whose stdout lends its chunks, as a socket from connectRecycled
+ * does (chunkTaker): `give` hands one over with its release.
+ */
+function recycledExec(): { io: AttachedExec; give(d: Buffer, release: () => void): void; end(): void } {
+  let taker: OnChunk | null = null;
+  const stdout = Object.assign(new PassThrough(), {
+    takeChunks(f: OnChunk) {
+      taker = f;
+    },
+  });
+  const stderr = new PassThrough();
+  let exit!: (st: ExecExitStatus) => void;
+  const io: AttachedExec = {
+    pid: 4343,
+    stdout,
+    stderr,
+    stdin: new PassThrough(),
+    closeStdin: () => {},
+    resize: () => {},
+    signal: () => {},
+    exited: new Promise((resolve) => (exit = resolve)),
+  };
+  return {
+    io,
+    give: (d, release) => taker!(d, release),
+    end: () => {
+      stdout.destroy();
+      stderr.destroy();
+      exit({ exitCode: 0, signal: 0 });
+    },
+  };
 }
 
 function started(ringBytes = 1024, tty = false): { s: ExecSession; io: ScriptedExec; proc: ScriptedExec['proc'] } {
@@ -260,13 +296,51 @@ describe('ExecSession', () => {
     for (let i = 0; i < 10; i++) await out(proc, 'stdout', 'x'.repeat(6));
     assert.equal(proc.stdout.isPaused(), true);
     assert.ok(fast.bytes().length < 60, 'the fast client waits too');
-    detachSlow();
+    detachSlow(true); // its stream is gone: what it had in flight will never be written
     await settle();
     assert.equal(proc.stdout.isPaused(), false, 'resumed once nobody slow is attached');
     assert.equal(fast.bytes().length, 60);
     fast.assertContiguous(0);
-    detachSlow(); // twice is harmless
+    detachSlow(true); // twice is harmless
     assert.equal(s.clients, 1);
+  });
+
+  it('keeps the data of messages in flight of a client that detached until they are written', async () => {
+    const { s, proc } = started(16);
+    const slow = new Client(true);
+    const detachSlow = s.attach(slow, 0);
+    for (let i = 0; i < 10; i++) await out(proc, 'stdout', 'x'.repeat(6));
+    assert.equal(proc.stdout.isPaused(), true);
+    assert.ok(slow.pending > 0);
+    detachSlow(); // its stream still writes what it was given
+    await settle();
+    assert.equal(s.clients, 0);
+    assert.equal(proc.stdout.isPaused(), true, 'still held: the messages in flight are views of the ring');
+    assert.ok(s.ring.start <= (slow.msgs[0] as { offset: number }).offset, 'the first message in flight is still in the ring');
+    slow.release();
+    await settle();
+    assert.equal(proc.stdout.isPaused(), false, 'let go once they were written');
+  });
+
+  it('releases lent output (recycled reads) only once no message in flight refers to it', async () => {
+    const released: number[] = [];
+    const lent = recycledExec();
+    const s = new ExecSession({ id: 'sess-2', container: 'web', args: ['cat'], tty: false, ringBytes: 16 });
+    s.run(lent.io);
+    const slow = new Client(true);
+    s.attach(slow, 0);
+    for (let i = 0; i < 6; i++) lent.give(Buffer.from(`${i}`.repeat(8)), () => released.push(i));
+    // Messages are at most a quarter of the ring, at least 64 KiB: the first two chunks are in flight.
+    assert.equal(slow.pending, 2);
+    assert.deepEqual(released, [], 'nothing in flight is released');
+    slow.release();
+    await settle();
+    assert.ok(released.length > 0, 'released once written and over capacity');
+    assert.deepEqual(released, [...released].sort(), 'oldest first');
+    const sent = slow.bytes().toString();
+    assert.ok(sent.startsWith('00000000'), 'what was sent is what was read');
+    lent.end();
+    s.removeAllListeners();
   });
 
   it('does not pause for a client that keeps up', async () => {

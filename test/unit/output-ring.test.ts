@@ -158,4 +158,24 @@ describe('OutputRing', () => {
     assert.deepEqual(show(r.read(r.end - 2, 100)), { kind: 'data', stream: 'stdout', offset: r.end - 2, data: '99' });
     assert.deepEqual(r.read(0, 1), { kind: 'gap', until: r.start });
   });
+
+  it('releases lent chunks when it drops them, oldest first, and never one it keeps', () => {
+    const r = new OutputRing(10);
+    const released: string[] = [];
+    for (const d of ['aaaa', 'bbbb', 'cccc', 'dddd']) r.append('stdout', Buffer.from(d), () => released.push(d));
+    assert.deepEqual(released, [], 'appending drops nothing');
+    r.evict(4); // over capacity (16 > 10), but the limit keeps all after offset 4
+    assert.deepEqual(released, ['aaaa']);
+    r.evict(Infinity);
+    assert.deepEqual(released, ['aaaa', 'bbbb'], 'only down to the capacity');
+    assert.deepEqual(show(r.read(r.start, 100)), { kind: 'data', stream: 'stdout', offset: 8, data: 'ccccdddd' }, 'what is kept is intact');
+  });
+
+  it('releases an empty lent chunk at once (it is never kept)', () => {
+    const r = new OutputRing(10);
+    let released = 0;
+    r.append('stdout', Buffer.alloc(0), () => released++);
+    assert.equal(released, 1);
+    assert.equal(r.end, 0);
+  });
 });
