@@ -31,6 +31,7 @@ export function containersHandlers(ctx: AdapterContext, svc: ContainerService): 
           tty: req.tty ?? false,
           requestId: req.requestId ?? '',
           ide: req.ide ?? '',
+          start: req.start ?? false,
         },
         ac.signal,
       );

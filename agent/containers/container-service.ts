@@ -82,6 +82,8 @@ export interface CreateRequest {
   requestId?: string;
   /** An IDE to run in it ("" = none): see agent/ide/. */
   ide?: string;
+  /** Start it as well, in the same call (`docker run`). */
+  start?: boolean;
 }
 
 /** What is kept on disk per container. */
@@ -532,6 +534,7 @@ export class ContainerService {
       const tools = ide ? (requireGlibc([...layers].reverse(), req.image, ide), await this.o.ideTools.ensure(signal)) : null;
       const containerDir = path.join(this.dir, name);
       const cleanups: Array<() => Promise<void>> = [];
+      let made: ContainerRecordFile;
       try {
         try {
           mkdirSync(containerDir, { mode: 0o700 });
@@ -609,14 +612,20 @@ export class ContainerService {
           this.crashPoint('network');
         }
         delete rec.phase;
+        // With start, written before the process runs (see start()): one write for both.
+        if (req.start) rec.startedAt = new Date().toISOString();
         await this.writeRecord(rec);
         if (ide) this.ideNames.add(name);
         this.emit('created', name);
         this.watch(name);
-        return await this.info(rec);
+        if (!req.start) return await this.info(rec);
+        made = rec;
       } catch (e) {
         return failAfterCleanup(e, cleanups);
       }
+      // Created, whatever happens now: a failed start leaves it created, as `docker run` does.
+      await this.runStart(made);
+      return await this.info(made);
     });
   }
 
@@ -630,17 +639,25 @@ export class ContainerService {
       const before = rec.startedAt;
       rec.startedAt = new Date().toISOString();
       await this.writeRecord(rec);
-      try {
-        await this.o.runtime.start(name);
-      } catch (e) {
-        if (before === undefined) delete rec.startedAt;
-        else rec.startedAt = before;
-        await this.writeRecord(rec).catch(() => {});
-        throw e;
-      }
-      this.emit('started', name);
+      await this.runStart(rec, before);
       return this.info(await this.record(name));
     });
+  }
+
+  /**
+   * Runs the created init of `rec`, whose record already says when it
+   * started; on failure the record gets back `before` (when it last started).
+   */
+  private async runStart(rec: ContainerRecordFile, before?: string): Promise<void> {
+    try {
+      await this.o.runtime.start(rec.name);
+    } catch (e) {
+      if (before === undefined) delete rec.startedAt;
+      else rec.startedAt = before;
+      await this.writeRecord(rec).catch(() => {});
+      throw e;
+    }
+    this.emit('started', rec.name);
   }
 
   /**

@@ -260,6 +260,8 @@ export class WorkspaceService extends EventEmitter {
       hostname: s.name,
       requestId: rec.uid,
       ...(s.ide ? { ide: s.ide } : {}),
+      // Started in the same call; a container adopted as created is started by drive().
+      start: true,
     };
   }
 

@@ -152,6 +152,7 @@ export interface CreateContainerRequest {
   tty?: boolean;
   requestId?: string;
   ide?: string;
+  start?: boolean;
 }
 export interface Container {
   name: string;

@@ -5,8 +5,8 @@
 // - exec throughput: 1 GiB of stdout through an exec session over the
 //   agent's unix socket, against a plain pipe out of the same container
 //   through `nsenter` (into `wc -c`);
-// - create-and-start from an image: Create + Start on the agent against
-//   `podman run -d`.
+// - create-and-start from an image: one Create with start on the agent
+//   (as `podman run -d` is one command), against `podman run -d`.
 // LXR's agent runs as its own process, as in production; the client is this
 // process. Podman runs with --runtime runc, --network none (nothing of the
 // host's network is touched) and the ulimits this machine needs; its
@@ -33,10 +33,16 @@ const NSENTER_BIN = '/usr/bin/nsenter';
 const PODMAN_RUN = ['--runtime', 'runc', 'run', '-d', '--network', 'none', '--ulimit', 'nofile=20000:20000', '--ulimit', 'nproc=4096:4096'];
 const GIB = 1 << 30;
 
+/** The parts of this benchmark, each run alone with `--only`. */
+export const AGENT_PARTS = ['latency', 'throughput', 'create'] as const;
+export type AgentPart = (typeof AGENT_PARTS)[number];
+
 export interface AgentBenchOptions {
   /** Samples per contender for latency and create-and-start. */
   count: number;
   log: (line: string) => void;
+  /** The parts to run (default: all). */
+  only?: readonly AgentPart[];
 }
 
 interface Stat {
@@ -136,6 +142,7 @@ async function nsenterThroughput(pid: number): Promise<number> {
 
 export async function agentBench(o: AgentBenchOptions): Promise<AgentBenchResult> {
   const { count, log } = o;
+  const want = (p: AgentPart): boolean => !o.only || o.only.includes(p);
   const notes: string[] = [];
   const rand = Math.random().toString(16).slice(2, 8);
   const cgroupParent = `lxr-bench-${rand}`;
@@ -149,10 +156,10 @@ export async function agentBench(o: AgentBenchOptions): Promise<AgentBenchResult
   const runcId = `lxrbench-${rand}-runc`;
   let runcMade = false;
   let podmanImage: string | null = null;
-  const havePodman = existsSync(PODMAN_BIN);
-  const haveRunc = existsSync(RUNC_BIN);
-  if (!havePodman) notes.push(`${PODMAN_BIN} not found: podman skipped`);
-  if (!haveRunc) notes.push(`${RUNC_BIN} not found: runc skipped`);
+  const havePodman = existsSync(PODMAN_BIN) && (want('latency') || want('create'));
+  const haveRunc = existsSync(RUNC_BIN) && want('latency');
+  if (!existsSync(PODMAN_BIN)) notes.push(`${PODMAN_BIN} not found: podman skipped`);
+  if (!existsSync(RUNC_BIN)) notes.push(`${RUNC_BIN} not found: runc skipped`);
   try {
     let image: string;
     ({ reg, image } = await busyboxRegistry(work));
@@ -173,42 +180,52 @@ export async function agentBench(o: AgentBenchOptions): Promise<AgentBenchResult
     if (havePodman) {
       podmanImage = image;
       await run(PODMAN_BIN, ['pull', '-q', '--tls-verify=false', image]);
-      podmanExec = `lxrbench-${rand}-pexec`;
-      podmanNames.add(podmanExec);
-      await run(PODMAN_BIN, [...PODMAN_RUN, '--name', podmanExec, image, 'sleep', '1000000']);
+      if (want('latency')) {
+        podmanExec = `lxrbench-${rand}-pexec`;
+        podmanNames.add(podmanExec);
+        await run(PODMAN_BIN, [...PODMAN_RUN, '--name', podmanExec, image, 'sleep', '1000000']);
+      }
     }
 
     // Exec latency, contenders alternating.
-    log(`agent bench: exec latency (${count} per contender), throughput (3 x 1 GiB), create-and-start (${count} per contender)`);
+    log(
+      `agent bench: ${[
+        want('latency') && `exec latency (${count} per contender)`,
+        want('throughput') && 'throughput (3 x 1 GiB)',
+        want('create') && `create-and-start (${count} per contender)`,
+      ]
+        .filter(Boolean)
+        .join(', ')}`,
+    );
     const lat: Record<string, number[]> = { lxr: [], ...(haveRunc ? { 'runc exec': [] } : {}), ...(podmanExec ? { 'podman exec': [] } : {}) };
-    for (let i = 0; i < count + 2; i++) {
+    for (let i = 0; want('latency') && i < count + 2; i++) {
       const warm = i < 2;
       const add = (k: string, v: number) => !warm && lat[k]!.push(v);
       add('lxr', await lxrFirstByte(a, target));
       if (haveRunc) add('runc exec', await firstByte(RUNC_BIN, ['--root', runcRoot, 'exec', runcId, 'echo', 'hi']));
       if (podmanExec) add('podman exec', await firstByte(PODMAN_BIN, ['exec', podmanExec, 'echo', 'hi']));
     }
-    log(`  exec latency medians (ms): ${Object.entries(lat).map(([k, v]) => `${k} ${summarize(v).median.toFixed(2)}`).join(', ')}`);
+    if (want('latency')) log(`  exec latency medians (ms): ${Object.entries(lat).map(([k, v]) => `${k} ${summarize(v).median.toFixed(2)}`).join(', ')}`);
 
     // Throughput.
     const tp: Record<string, number[]> = { lxr: [], 'nsenter pipe': [] };
-    for (let i = 0; i < 3; i++) {
+    for (let i = 0; want('throughput') && i < 3; i++) {
       tp['lxr']!.push(await lxrThroughput(a, target));
       tp['nsenter pipe']!.push(await nsenterThroughput(lxrPid));
     }
-    log(`  throughput (GB/s): ${Object.entries(tp).map(([k, v]) => `${k} ${v.map((x) => x.toFixed(2)).join(' ')}`).join('; ')}`);
+    if (want('throughput')) log(`  throughput (GB/s): ${Object.entries(tp).map(([k, v]) => `${k} ${v.map((x) => x.toFixed(2)).join(' ')}`).join('; ')}`);
 
     // Create-and-start from an image.
     const cs: Record<string, number[]> = { lxr: [], ...(havePodman ? { 'podman run': [] } : {}) };
-    for (let i = 0; i < count + 1; i++) {
+    for (let i = 0; want('create') && i < count + 1; i++) {
       const warm = i < 1;
       checkInterrupted();
       const name = `lxrbench-${rand}-c${i}`;
       lxrNames.add(name);
       const t0 = process.hrtime.bigint();
-      await unary(a.ctrs, a.ctrs.Create, { name, image, command: ['sleep', '1000000'] });
-      await unary(a.ctrs, a.ctrs.Start, { name });
+      const made = await unary(a.ctrs, a.ctrs.Create, { name, image, command: ['sleep', '1000000'], start: true });
       const t1 = process.hrtime.bigint();
+      if (made.container?.state !== 'running') throw new Error(`lxr create with start: ${name} is ${made.container?.state}`);
       if (!warm) cs['lxr']!.push(Number(t1 - t0) / 1e6);
       await unary(a.ctrs, a.ctrs.Remove, { name, force: true });
       lxrNames.delete(name);
@@ -223,29 +240,36 @@ export async function agentBench(o: AgentBenchOptions): Promise<AgentBenchResult
         podmanNames.delete(pname);
       }
     }
-    log(`  create-and-start medians (ms): ${Object.entries(cs).map(([k, v]) => `${k} ${summarize(v).median.toFixed(1)}`).join(', ')}`);
+    if (want('create')) log(`  create-and-start medians (ms): ${Object.entries(cs).map(([k, v]) => `${k} ${summarize(v).median.toFixed(1)}`).join(', ')}`);
 
+    const stats = (m: Record<string, number[]>): Record<string, Stat> => Object.fromEntries(Object.entries(m).filter(([, v]) => v.length > 0).map(([k, v]) => [k, stat(v)]));
     const result: AgentBenchResult = {
-      latencyMs: Object.fromEntries(Object.entries(lat).map(([k, v]) => [k, stat(v)])),
-      throughputGBps: Object.fromEntries(Object.entries(tp).map(([k, v]) => [k, round(summarize(v).median)])),
-      createStartMs: Object.fromEntries(Object.entries(cs).map(([k, v]) => [k, stat(v)])),
+      latencyMs: stats(lat),
+      throughputGBps: Object.fromEntries(Object.entries(tp).filter(([, v]) => v.length > 0).map(([k, v]) => [k, round(summarize(v).median)])),
+      createStartMs: stats(cs),
       targets: {},
       notes,
     };
-    const lxrLat = result.latencyMs['lxr']!.median;
-    const runcLat = result.latencyMs['runc exec']?.median;
-    result.targets['exec latency below runc exec'] = {
-      met: runcLat === undefined ? null : lxrLat < runcLat,
-      text: runcLat === undefined ? 'runc not measured' : speedRatio('lxr', lxrLat, 'runc exec', runcLat).text,
-    };
-    const gbps = result.throughputGBps['lxr']!;
-    result.targets['exec throughput at least 1 GB/s'] = { met: gbps >= 1, text: `${gbps.toFixed(2)} GB/s (plain nsenter pipe ${result.throughputGBps['nsenter pipe']!.toFixed(2)} GB/s)` };
-    const lxrCs = result.createStartMs['lxr']!.median;
-    const podCs = result.createStartMs['podman run']?.median;
-    result.targets['create-and-start at least 10x faster than podman run'] = {
-      met: podCs === undefined ? null : podCs / lxrCs >= 10,
-      text: podCs === undefined ? 'podman not measured' : speedRatio('lxr', lxrCs, 'podman run', podCs).text,
-    };
+    if (want('latency')) {
+      const lxrLat = result.latencyMs['lxr']!.median;
+      const runcLat = result.latencyMs['runc exec']?.median;
+      result.targets['exec latency below runc exec'] = {
+        met: runcLat === undefined ? null : lxrLat < runcLat,
+        text: runcLat === undefined ? 'runc not measured' : speedRatio('lxr', lxrLat, 'runc exec', runcLat).text,
+      };
+    }
+    if (want('throughput')) {
+      const gbps = result.throughputGBps['lxr']!;
+      result.targets['exec throughput at least 1 GB/s'] = { met: gbps >= 1, text: `${gbps.toFixed(2)} GB/s (plain nsenter pipe ${result.throughputGBps['nsenter pipe']!.toFixed(2)} GB/s)` };
+    }
+    if (want('create')) {
+      const lxrCs = result.createStartMs['lxr']!.median;
+      const podCs = result.createStartMs['podman run']?.median;
+      result.targets['create-and-start at least 10x faster than podman run'] = {
+        met: podCs === undefined ? null : podCs / lxrCs >= 10,
+        text: podCs === undefined ? 'podman not measured' : speedRatio('lxr', lxrCs, 'podman run', podCs).text,
+      };
+    }
     return result;
   } finally {
     release();
@@ -272,16 +296,13 @@ export async function agentBench(o: AgentBenchOptions): Promise<AgentBenchResult
 
 export function formatAgentReport(r: AgentBenchResult): string {
   const rows = (m: Record<string, Stat>) => Object.entries(m).map(([k, s]) => [k, s.median.toFixed(2), s.p90.toFixed(2), s.min.toFixed(2), String(s.n)]);
+  const section = (title: string, table: string): string[] => [title, table, ''];
   return [
-    'exec latency: request to first output byte of `echo` (ms)',
-    formatTable(['contender', 'median', 'p90', 'min', 'n'], rows(r.latencyMs)),
-    '',
-    'exec stdout throughput, 1 GiB (GB/s, median of 3)',
-    formatTable(['contender', 'GB/s'], Object.entries(r.throughputGBps).map(([k, v]) => [k, v.toFixed(2)])),
-    '',
-    'create-and-start from an image (ms)',
-    formatTable(['contender', 'median', 'p90', 'min', 'n'], rows(r.createStartMs)),
-    '',
+    ...(Object.keys(r.latencyMs).length ? section('exec latency: request to first output byte of `echo` (ms)', formatTable(['contender', 'median', 'p90', 'min', 'n'], rows(r.latencyMs))) : []),
+    ...(Object.keys(r.throughputGBps).length
+      ? section('exec stdout throughput, 1 GiB (GB/s, median of 3)', formatTable(['contender', 'GB/s'], Object.entries(r.throughputGBps).map(([k, v]) => [k, v.toFixed(2)])))
+      : []),
+    ...(Object.keys(r.createStartMs).length ? section('create-and-start from an image (ms)', formatTable(['contender', 'median', 'p90', 'min', 'n'], rows(r.createStartMs))) : []),
     'targets:',
     ...Object.entries(r.targets).map(([k, t]) => `  ${t.met === null ? '?' : t.met ? 'met' : 'NOT met'}  ${k}: ${t.text}`),
     ...r.notes.map((n) => `note: ${n}`),

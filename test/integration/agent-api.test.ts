@@ -4,7 +4,7 @@
 // from, and real containers.
 import assert from 'node:assert/strict';
 import { existsSync, statSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
@@ -71,6 +71,27 @@ describe('agent gRPC API', { skip, timeout: 180_000 }, () => {
     done('agent-api');
   });
 
+  /** The events of container `name` from now on; stop() ends the stream and gives them. */
+  async function watchEvents(name: string): Promise<{ stop(): Promise<Event[]> }> {
+    const events: Event[] = [];
+    const stream = ctrs.Events({ names: [name] });
+    stream.on('data', (e: Event) => events.push(e));
+    const ended = new Promise<void>((resolve) => {
+      stream.on('error', () => resolve());
+      stream.on('end', () => resolve());
+    });
+    // The stream is registered before the first event.
+    await new Promise((r) => setTimeout(r, 200));
+    return {
+      async stop() {
+        await new Promise((r) => setTimeout(r, 100));
+        stream.cancel();
+        await ended;
+        return events;
+      },
+    };
+  }
+
   test('socket is 0600 and health says SERVING', async () => {
     assert.equal(statSync(socket).mode & 0o777, 0o600);
     assert.ok(statSync(socket).isSocket());
@@ -126,15 +147,7 @@ describe('agent gRPC API', { skip, timeout: 180_000 }, () => {
   test('Containers: lifecycle, logs, stats, errors and events', async () => {
     const name = uniqueId('c');
     made.add(name);
-    const events: Event[] = [];
-    const evStream = ctrs.Events({ names: [name] });
-    evStream.on('data', (e: Event) => events.push(e));
-    const evDone = new Promise<void>((resolve) => {
-      evStream.on('error', () => resolve());
-      evStream.on('end', () => resolve());
-    });
-    // The stream is registered before the first event.
-    await new Promise((r) => setTimeout(r, 200));
+    const ev = await watchEvents(name);
 
     const req = { name, image, command: ['sh', '-c', 'echo hi; sleep 30'], labels: { app: 'test' }, requestId: 'req-1' };
     const created = (await unary(ctrs, ctrs.Create, req)).container!;
@@ -194,9 +207,7 @@ describe('agent gRPC API', { skip, timeout: 180_000 }, () => {
     assert.equal(existsSync(path.join(work, 'root', 'containers', name)), false);
     assert.equal(existsSync(path.join(work, 'root', 'containers', `${name}.json`)), false);
 
-    await new Promise((r) => setTimeout(r, 100));
-    evStream.cancel();
-    await evDone;
+    const events = await ev.stop();
     assert.deepEqual(
       events.map((e) => e.type),
       ['created', 'started', 'died', 'removed'],
@@ -204,6 +215,39 @@ describe('agent gRPC API', { skip, timeout: 180_000 }, () => {
     assert.ok(events.every((e) => e.name === name));
     const died = events.find((e) => e.type === 'died')!;
     assert.equal(died.exitCode, stopped.exitCode);
+  });
+
+  test('Containers: Create with start runs it in the same call', async () => {
+    const name = uniqueId('c');
+    made.add(name);
+    const ev = await watchEvents(name);
+    const req = { name, image, command: ['sleep', '30'], start: true, requestId: 'run-1' };
+    const c = (await unary(ctrs, ctrs.Create, req)).container!;
+    assert.equal(c.state, 'running');
+    assert.ok(c.pid > 0);
+    assert.ok(c.startedAt && c.createdAt);
+    assert.equal((await readFile(`/proc/${c.pid}/cmdline`, 'utf8')).split('\0')[0], 'sleep', 'its init runs the command');
+    // The same request again is the same container; Start says it already runs.
+    const again = (await unary(ctrs, ctrs.Create, req)).container!;
+    assert.equal(again.createdAt, c.createdAt);
+    assert.equal(again.state, 'running');
+    await assert.rejects(unary(ctrs, ctrs.Start, { name }), grpcErr(grpc.status.FAILED_PRECONDITION, 'LXR_ILLEGAL_STATE', { message: /running/ }));
+    const stopped = (await unary(ctrs, ctrs.Stop, { name, graceSeconds: 1 })).container!;
+    assert.equal(stopped.state, 'stopped');
+    assert.equal(stopped.startedAt, c.startedAt, 'the start was recorded once');
+    await unary(ctrs, ctrs.Remove, { name });
+    made.delete(name);
+    const events = await ev.stop();
+    assert.deepEqual(
+      events.map((e) => e.type),
+      ['created', 'started', 'died', 'removed'],
+    );
+
+    // A create that fails fails the same with start, and leaves the name free.
+    const bad = uniqueId('c');
+    await assert.rejects(unary(ctrs, ctrs.Create, { name: bad, image, command: ['/no/such/binary'], start: true }), grpcErr(grpc.status.NOT_FOUND, 'LXR_EXEC_NOT_FOUND', { message: /\/no\/such\/binary/ }));
+    await assert.rejects(unary(ctrs, ctrs.Get, { name: bad }), grpcErr(grpc.status.NOT_FOUND, 'LXR_NOT_FOUND'));
+    await assert.rejects(unary(ctrs, ctrs.Create, { name: '-bad/name', image, start: true }), grpcErr(grpc.status.INVALID_ARGUMENT, 'LXR_INVALID_ARGUMENT', { field: 'name' }));
   });
 
   test('Containers: followed logs end when the container exits; kill, force remove', async () => {
