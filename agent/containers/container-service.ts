@@ -425,8 +425,9 @@ export class ContainerService {
     return rec;
   }
 
-  private async writeRecord(rec: ContainerRecordFile): Promise<void> {
-    await writeAtomic(this.recordPath(rec.name), JSON.stringify(rec, null, 2) + '\n', 0o600, true);
+  /** Atomically; `durable` (the default) also fsyncs, for what must survive a power loss. */
+  private async writeRecord(rec: ContainerRecordFile, durable = true): Promise<void> {
+    await writeAtomic(this.recordPath(rec.name), JSON.stringify(rec, null, 2) + '\n', 0o600, durable);
   }
 
   private async records(): Promise<ContainerRecordFile[]> {
@@ -596,7 +597,11 @@ export class ContainerService {
           ...(ports.length > 0 ? { ports } : {}),
           ...(ide ? { ide } : {}),
         };
-        await this.writeRecord(rec);
+        // Not fsynced: it guides the repair after an agent crash, which the page cache
+        // survives; after a power loss nothing it describes (mounts, cgroups, links,
+        // processes) is left, and a container dir without a record is taken over by
+        // the next create of that name.
+        await this.writeRecord(rec, false);
         cleanups.unshift(() => rm(this.recordPath(name), { force: true }));
         this.crashPoint('record');
         const created = await this.o.runtime.create(name, containerDir, { overlay: plan, stdio: { mode: 'log', path: log } });

@@ -100,7 +100,7 @@ struct plan_src {
 };
 
 /* The child: the connections become its stdio, then the plan's process. */
-static void run_child(struct plan_src src, int in, int out, int err_fd, int sync_fd, int userns)
+static void run_child(struct plan_src src, const struct sock_fprog *filter, int in, int out, int err_fd, int sync_fd, int userns)
 {
 	struct lxr_err err = { 0 };
 	static struct plan p;
@@ -118,6 +118,7 @@ static void run_child(struct plan_src src, int in, int out, int err_fd, int sync
 		if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
 	}
 	if (plan_parse(src.buf, src.len, &p, &err) < 0) goto fail;
+	p.seccomp_compiled = filter;
 	if (userns && (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)) {
 		lxr_fail(&err, errno, "user namespace", "become root in the container's user namespace");
 		goto fail;
@@ -140,10 +141,12 @@ static void start(size_t ci, int userns)
 		report_error(c->fd, &err);
 		return;
 	}
+	/* Compiled once per profile, in this server (seccomp_cache.c). */
+	const struct sock_fprog *filter = seccomp_cached(c->plan, c->plan_len);
 	pid_t child = fork();
 	if (child == 0) {
 		close(sv[0]);
-		run_child((struct plan_src){ c->plan, c->plan_len }, conns[in].fd, conns[out].fd, conns[er].fd, sv[1], userns);
+		run_child((struct plan_src){ c->plan, c->plan_len }, filter, conns[in].fd, conns[out].fd, conns[er].fd, sv[1], userns);
 	}
 	close(sv[1]);
 	/* Drop the stdio connections: only the process holds them now. Highest index first. */

@@ -266,7 +266,10 @@ int finalize_and_exec(const struct plan *p, int sync_fd, int (*wait_go)(int), st
 {
 	char path[PATH_MAX];
 	struct sock_fprog filter = { 0 };
-	if (p->has_seccomp && compile_seccomp(p, &filter, err) < 0) return -1;
+	if (p->has_seccomp) {
+		if (p->seccomp_compiled) filter = *p->seccomp_compiled;
+		else if (compile_seccomp(p, &filter, err) < 0) return -1;
+	}
 	if (apply_rlimits(p, err) < 0) return -1;
 	if (enter_cwd(p, err) < 0) return -1;
 	if (p->has_seccomp && !p->no_new_privs && install_seccomp(&filter, err) < 0) return -1;

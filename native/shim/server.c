@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 int cmd_server(int report_fd)
@@ -28,27 +29,47 @@ int cmd_server(int report_fd)
 			report(report_fd, "{\"type\":\"error\",\"step\":\"server\",\"errno\":\"EINVAL\",\"errnum\":22,\"message\":\"bad request\"}");
 			continue;
 		}
-		fflush(NULL);
-		pid_t c = fork();
-		if (c < 0) {
-			struct lxr_err err = { 0 };
-			lxr_fail(&err, errno, "server", "fork");
+		/* Read here, so that its seccomp filter is compiled once per profile
+		 * (seccomp_cache.c) and the child inherits it. */
+		struct lxr_err err = { 0 };
+		char *buf = NULL;
+		ssize_t len = -1;
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) lxr_fail(&err, errno, "read plan", "open %s", path);
+		else {
+			len = read_all(fd, &buf);
+			if (len < 0) lxr_fail(&err, errno, "read plan", "read %s", path);
+			close(fd);
+		}
+		if (len < 0) {
 			report_tag = tag;
 			report_error(report_fd, &err);
 			report_tag = NULL;
 			continue;
 		}
-		if (c > 0) continue;
+		const struct sock_fprog *filter = seccomp_cached(buf, (size_t)len);
+		fflush(NULL);
+		pid_t c = fork();
+		if (c < 0) {
+			lxr_fail(&err, errno, "server", "fork");
+			report_tag = tag;
+			report_error(report_fd, &err);
+			report_tag = NULL;
+		}
+		if (c != 0) {
+			free(buf);
+			continue;
+		}
 		signal(SIGCHLD, SIG_DFL);
 		int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
 		if (null >= 0) { dup2(null, 0); close(null); }
 		report_tag = tag;
 		static struct plan plan;
-		struct lxr_err err = { 0 };
-		if (plan_load(path, &plan, &err) < 0) {
+		if (plan_parse(buf, (size_t)len, &plan, &err) < 0) {
 			report_error(report_fd, &err);
 			_exit(1);
 		}
+		plan.seccomp_compiled = filter;
 		_exit(cmd_create(&plan, report_fd));
 	}
 	return 0;

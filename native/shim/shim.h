@@ -63,6 +63,8 @@ struct plan {
 	int has_seccomp; uint32_t seccomp_default;
 	VEC(const char *) seccomp_arches;
 	VEC(struct scmp_rule_op) seccomp_rules;
+	/* Set after parsing by whoever has the filter compiled already (seccomp_cache.c). */
+	const struct sock_fprog *seccomp_compiled;
 	const char *cwd;
 	VEC(char *) env;   /* NULL-terminated when used */
 	VEC(char *) args;  /* NULL-terminated when used */
@@ -104,6 +106,9 @@ int find_binary(const struct plan *p, char *out, size_t cap, struct lxr_err *err
 struct sock_fprog;
 int compile_seccomp(const struct plan *p, struct sock_fprog *prog, struct lxr_err *err);
 int install_seccomp(const struct sock_fprog *prog, struct lxr_err *err);
+/* The compiled filter of a plan's seccomp records (plan format, in memory), from a
+ * cache kept by the calling server; NULL when there is none to give. */
+const struct sock_fprog *seccomp_cached(const char *plan_buf, size_t len);
 int apply_no_new_privs(const struct plan *p, struct lxr_err *err);
 int exec_process(const struct plan *p, const char *path, struct lxr_err *err);
 int finalize_and_exec(const struct plan *p, int sync_fd, int (*wait_go)(int), struct lxr_err *err);

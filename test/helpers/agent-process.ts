@@ -7,6 +7,12 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:f
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
+
+/**
+ * Extra node flags for every agent spawned (space-separated), to profile a
+ * test or a benchmark: LXR_TEST_AGENT_NODE_FLAGS='--cpu-prof --cpu-prof-dir=DIR'.
+ */
+const NODE_FLAGS = (process.env.LXR_TEST_AGENT_NODE_FLAGS ?? '').split(' ').filter(Boolean);
 import { CLIENT_OPTIONS, ContainersClient, ExecClient, HealthClient, ImagesClient, repoRoot, unary } from '../../proto/shared/api.js';
 
 /** agent/main.js of the dist tree this file was compiled into (dist/, or another --outDir). */
@@ -57,7 +63,7 @@ export class AgentProcesses {
     let proc: ChildProcess;
     try {
       // `wrap` runs the agent under another command that execs it in place (e.g. unshare --net).
-      const [cmd, ...pre] = [...(this.o.wrap ?? []), process.execPath];
+      const [cmd, ...pre] = [...(this.o.wrap ?? []), process.execPath, ...NODE_FLAGS];
       proc = spawn(
         cmd!,
         [...pre, agentMain(), '--root', path.join(work, 'root'), '--socket', this.socket, '--run-root', path.join(work, 'runtime'), '--cgroup-parent', cgroupParent, ...(this.o.args ?? [])],
@@ -102,12 +108,16 @@ export class AgentProcesses {
     }
   }
 
-  /** SIGKILLs `a` (by pid) unless it already exited, and closes its clients. */
+  /**
+   * SIGKILLs `a` (by pid) unless it already exited, and closes its clients;
+   * SIGTERM when it runs with node flags (a profiler writes its output at a
+   * clean exit).
+   */
   async kill(a: AgentProc): Promise<void> {
     for (const c of [a.ctrs, a.images, a.health, a.exec]) c.close();
     if (!running(a.proc)) return;
     const exited = new Promise<void>((resolve) => a.proc.once('exit', () => resolve()));
-    process.kill(a.pid, 'SIGKILL');
+    process.kill(a.pid, NODE_FLAGS.length > 0 ? 'SIGTERM' : 'SIGKILL');
     await exited;
   }
 
