@@ -52,7 +52,9 @@ function stream(ctx: AdapterContext, svc: ExecService, rpc: string, opening: 'st
     const gone = (): void => detach?.(true);
     call.on('cancelled', gone);
     call.on('close', gone);
-    call.on('error', gone);
+    // grpc-js ends the stream gracefully on 'error' (our own fail() below):
+    // messages queued before it are still written, and keep their data.
+    call.on('error', () => detach?.(call.destroyed));
     const onShutdown = (): void => {
       detach?.();
       call.end();

@@ -518,7 +518,16 @@ export class ContainerService {
     return this.locked(name, async () => {
       const existing = await this.readRecord(name);
       if (existing) {
-        if (req.requestId && existing.requestId === req.requestId) return this.info(existing);
+        if (req.requestId && existing.requestId === req.requestId) {
+          // The same create again: with start, one whose start failed (still created) is started now.
+          if (req.start && !existing.phase && existing.startedAt === undefined && (await this.runtimeStatus(name)) === 'created') {
+            existing.startedAt = new Date().toISOString();
+            await this.writeRecord(existing);
+            await this.runStart(existing);
+            return this.info(await this.record(name));
+          }
+          return this.info(existing);
+        }
         throw alreadyExists('container', name);
       }
       if (ports.length > 0) {
@@ -630,7 +639,8 @@ export class ContainerService {
       }
       // Created, whatever happens now: a failed start leaves it created, as `docker run` does.
       await this.runStart(made);
-      return await this.info(made);
+      // Read again: a quick command's exit may be recorded already.
+      return await this.info(await this.record(name));
     });
   }
 

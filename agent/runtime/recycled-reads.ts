@@ -95,26 +95,35 @@ export class SlabReader {
 }
 
 /**
- * A unix socket connection that reads into a SlabReader. Until someone takes
- * its chunks (takeChunks) it behaves as any socket: what it reads is copied
- * and emitted as 'data'. Pausing and resuming work in both modes.
+ * A unix socket connection that reads into a SlabReader once someone takes
+ * its chunks (takeChunks). Until then it behaves as any socket: it reads into
+ * one small buffer of its own, and what it reads is copied and emitted as
+ * 'data' (so a socket nobody takes chunks from, or a short exec, holds no
+ * slab). Pausing and resuming work in both modes.
  */
 export function connectRecycled(path: string): net.Socket & { takeChunks(f: OnChunk): void } {
-  const slabs = new SlabReader();
+  let slabs: SlabReader | null = null;
   let taker: OnChunk | null = null;
+  const plain = Buffer.allocUnsafe(READ_MIN);
+  /** Whether the read in progress goes into `plain` (chosen before the read, by `buffer`). */
+  let intoPlain = true;
   const s = net.createConnection({
     path,
     onread: {
-      buffer: () => slabs.next(),
+      buffer: () => {
+        intoPlain = !taker;
+        return taker ? (slabs ??= new SlabReader()).next() : plain;
+      },
       callback: (n: number) => {
-        const c = slabs.take(n);
-        if (taker) {
-          taker(c.data, c.release);
+        if (intoPlain) {
+          const copy = Buffer.from(plain.subarray(0, n));
+          if (!taker) return Readable.prototype.push.call(s, copy);
+          taker(copy, noop);
           return true;
         }
-        const copy = Buffer.from(c.data);
-        c.release();
-        return Readable.prototype.push.call(s, copy);
+        const c = slabs!.take(n);
+        taker!(c.data, c.release);
+        return true;
       },
     },
   }) as net.Socket & { takeChunks(f: OnChunk): void };

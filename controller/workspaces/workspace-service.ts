@@ -276,7 +276,9 @@ export class WorkspaceService extends EventEmitter {
     let ctr: Container;
     try {
       ctr = await this.createOn(t, rec);
-      if (ctr.state !== 'running') ctr = await this.o.gateway.start(t, name);
+      // Created with start; one adopted as created (a crash, a failed start) is started here.
+      // Not one that already ran and exited: that would run its command again.
+      if (ctr.state === 'created') ctr = await this.o.gateway.start(t, name);
     } catch (e) {
       if (isTransient(e)) {
         // Tried again at the next reconcile; meanwhile the record says why it is still Creating.

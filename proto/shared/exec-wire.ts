@@ -64,11 +64,13 @@ const pool: Buffer[] = [];
 let framesMade = 0;
 const FRAME = Symbol('exec-wire frame');
 
-/** A frame of at least `bytes`: one from the pool, or a new one. */
+/** A frame of at least `bytes`: the smallest such in the pool, or a new one. */
 function takeFrame(bytes: number): Buffer {
-  for (let i = pool.length - 1; i >= 0; i--) {
-    if (pool[i]!.length >= bytes) return pool.splice(i, 1)[0]!;
+  let best = -1;
+  for (let i = 0; i < pool.length; i++) {
+    if (pool[i]!.length >= bytes && (best < 0 || pool[i]!.length < pool[best]!.length)) best = i;
   }
+  if (best >= 0) return pool.splice(best, 1)[0]!;
   framesMade++;
   return Buffer.allocUnsafeSlow(Math.ceil(bytes / FRAME_UNIT) * FRAME_UNIT);
 }
@@ -81,7 +83,11 @@ export function releaseFrame(value: object): void {
   const f = (value as { [FRAME]?: Buffer })[FRAME];
   if (!f) return;
   delete (value as { [FRAME]?: Buffer })[FRAME];
-  if (pool.length < POOL_MAX) pool.push(f);
+  if (pool.length < POOL_MAX) return void pool.push(f);
+  // Full: keep the larger frames (a pool of small ones would make every large message allocate).
+  let smallest = 0;
+  for (let i = 1; i < pool.length; i++) if (pool[i]!.length < pool[smallest]!.length) smallest = i;
+  if (pool[smallest]!.length < f.length) pool[smallest] = f;
 }
 
 /** Frames made so far and frames waiting in the pool (for tests). */

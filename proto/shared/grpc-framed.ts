@@ -63,26 +63,32 @@ function serializeMessage(this: Serializing, value: unknown): Buffer {
 }
 
 /**
+ * Replaces `proto.serializeMessage` with the framed-aware one if, on a probe
+ * message, the replacement frames exactly as it does; false (and nothing
+ * changed) otherwise. Exported for tests; servers use install().
+ */
+export function patch(proto: { serializeMessage?: unknown } | undefined): boolean {
+  const original = proto?.serializeMessage;
+  if (!proto || typeof original !== 'function') return false;
+  const probe = Buffer.from('lxr probe');
+  const that: Serializing = { handler: { serialize: () => probe } };
+  let theirs: unknown;
+  try {
+    theirs = (original as SerializeMessage).call(that, null);
+  } catch {
+    return false;
+  }
+  if (!Buffer.isBuffer(theirs) || !theirs.equals(serializeMessage.call(that, null))) return false;
+  proto.serializeMessage = serializeMessage;
+  return true;
+}
+
+/**
  * Puts the framed-response case into grpc-js's server, once per process;
  * false (and nothing changed) when this grpc-js does not frame the way the
  * replacement does.
  */
 export function install(): boolean {
-  if (installed !== null) return installed;
-  installed = false;
-  const proto = (BaseServerInterceptingCall as unknown as { prototype: { serializeMessage?: SerializeMessage } } | undefined)?.prototype;
-  const original = proto?.serializeMessage;
-  if (!proto || typeof original !== 'function') return false;
-  const probe = Buffer.from('lxr probe');
-  const that: Serializing = { handler: { serialize: () => probe } };
-  let theirs: Buffer;
-  try {
-    theirs = original.call(that, null);
-  } catch {
-    return false;
-  }
-  if (!theirs.equals(serializeMessage.call(that, null))) return false;
-  proto.serializeMessage = serializeMessage;
-  installed = true;
-  return true;
+  installed ??= patch((BaseServerInterceptingCall as unknown as { prototype?: { serializeMessage?: unknown } } | undefined)?.prototype);
+  return installed;
 }

@@ -243,6 +243,29 @@ describe('agent gRPC API', { skip, timeout: 180_000 }, () => {
       ['created', 'started', 'died', 'removed'],
     );
 
+    // A command that exits at once: it runs once; the same create again does not run it again.
+    const quick = uniqueId('c');
+    made.add(quick);
+    const qev = await watchEvents(quick);
+    const qreq = { name: quick, image, command: ['true'], start: true, requestId: 'run-2' };
+    await unary(ctrs, ctrs.Create, qreq);
+    let q = (await unary(ctrs, ctrs.Get, { name: quick })).container!;
+    for (let i = 0; i < 100 && !q.finishedAt; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      q = (await unary(ctrs, ctrs.Get, { name: quick })).container!;
+    }
+    assert.equal(q.state, 'stopped');
+    assert.equal(q.exitCode, 0);
+    const retried = (await unary(ctrs, ctrs.Create, qreq)).container!;
+    assert.equal(retried.state, 'stopped', 'a retried create does not start it again');
+    assert.equal(retried.startedAt, q.startedAt);
+    await unary(ctrs, ctrs.Remove, { name: quick });
+    made.delete(quick);
+    assert.deepEqual(
+      (await qev.stop()).map((e) => e.type),
+      ['created', 'started', 'died', 'removed'],
+    );
+
     // A create that fails fails the same with start, and leaves the name free.
     const bad = uniqueId('c');
     await assert.rejects(unary(ctrs, ctrs.Create, { name: bad, image, command: ['/no/such/binary'], start: true }), grpcErr(grpc.status.NOT_FOUND, 'LXR_EXEC_NOT_FOUND', { message: /\/no\/such\/binary/ }));

@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { CLIENT_OPTIONS, ExecClient, services, type ExecResponse } from '../../proto/shared/api.js';
 import { frameStats, FRAME_MIN, releaseFrame, type ExecResponseOut } from '../../proto/shared/exec-wire.js';
-import { framed, install } from '../../proto/shared/grpc-framed.js';
+import { frame, framed, install, patch } from '../../proto/shared/grpc-framed.js';
 import { bind, newServer } from '../../proto/shared/grpc-server.js';
 
 /** Message i of a stream: `size` bytes that depend on i, so a reused frame shows as wrong bytes. */
@@ -95,10 +95,42 @@ describe('framed responses', () => {
     assert.equal(got[got.length - 1]?.exit?.code, 0);
   }
 
-  test('install() puts the framed case in once, and says so', () => {
-    assert.equal(install(), true);
-    assert.equal(install(), true);
+  test('install() put the framed case into this grpc-js, once', () => {
     assert.equal(framed(), true);
+    assert.equal(install(), true);
+  });
+
+  test('patch() replaces only a method that frames as grpc-js does, and then passes marked frames through', () => {
+    const grpcLike = function (this: { handler: { serialize: (v: unknown) => Buffer } }, v: unknown): Buffer {
+      const m = this.handler.serialize(v);
+      const out = Buffer.alloc(m.length + 5);
+      out.writeUInt32BE(m.length, 1);
+      m.copy(out, 5);
+      return out;
+    };
+    const compressing = function (this: { handler: { serialize: (v: unknown) => Buffer } }, v: unknown): Buffer {
+      const out = grpcLike.call(this, v);
+      out[0] = 1;
+      return out;
+    };
+    for (const [what, proto] of [
+      ['no such method', {}],
+      ['not a function', { serializeMessage: 42 }],
+      ['a different frame (compressed flag)', { serializeMessage: compressing }],
+      ['one that throws', { serializeMessage: () => { throw new Error('no'); } }],
+      ['one that returns no buffer', { serializeMessage: () => 'x' }],
+    ] as const) {
+      const before = (proto as { serializeMessage?: unknown }).serializeMessage;
+      assert.equal(patch(proto), false, what);
+      assert.equal((proto as { serializeMessage?: unknown }).serializeMessage, before, `${what}: left as it was`);
+    }
+    const proto: { serializeMessage?: unknown } = { serializeMessage: grpcLike };
+    assert.equal(patch(proto), true);
+    const call = (m: Buffer): Buffer => (proto.serializeMessage as (this: unknown, v: unknown) => Buffer).call({ handler: { serialize: () => m } }, null);
+    assert.deepEqual(call(Buffer.from('ab')), Buffer.from([0, 0, 0, 0, 2, 0x61, 0x62]), 'a plain message gets the prefix');
+    const f = Buffer.from([0, 0, 0, 0, 1, 0x7a]);
+    assert.equal(call(frame(f)), f, 'a marked frame is sent as it is');
+    assert.notEqual(call(f), f, 'once: the mark is used up');
   });
 
   test('large output messages arrive intact while their frames are reused', async () => {

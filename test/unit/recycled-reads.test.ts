@@ -177,11 +177,18 @@ describe('connectRecycled', () => {
     s.destroy();
   });
 
-  test('with nobody taking chunks it is a plain socket: copies as data', async () => {
+  test('with nobody taking chunks it is a plain socket: copies as data, with backpressure', async () => {
     const data = randomBytes(2 << 20);
     const { s, ended } = connect(data);
     const got: Buffer[] = [];
-    s.on('data', (d: Buffer) => got.push(d));
+    s.on('data', (d: Buffer) => {
+      got.push(d);
+      // A slow consumer now and then: what was read meanwhile waits in the stream.
+      if (got.length % 8 === 0) {
+        s.pause();
+        setTimeout(() => s.resume(), 5);
+      }
+    });
     await ended;
     assert.ok(Buffer.concat(got).equals(data));
     // Copies: none of them shares memory with another.
