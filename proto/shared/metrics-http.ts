@@ -49,7 +49,9 @@ export async function serveMetrics(registry: Registry, listen: string, log?: Log
     registry.metrics().then(
       (body) => {
         res.writeHead(200, { 'content-type': registry.contentType });
-        res.end(req.method === 'HEAD' ? undefined : body);
+        // prom-client writes not-a-number as "Nan" (e.g. the event-loop lag before its first
+        // sample); the text format spells it "NaN", and stricter parsers refuse anything else.
+        res.end(req.method === 'HEAD' ? undefined : body.replace(/ Nan$/gm, ' NaN'));
       },
       (e: unknown) => {
         log?.warn({ err: e }, 'metrics scrape failed');
