@@ -521,9 +521,7 @@ export class ContainerService {
         if (req.requestId && existing.requestId === req.requestId) {
           // The same create again: with start, one whose start failed (still created) is started now.
           if (req.start && !existing.phase && existing.startedAt === undefined && (await this.runtimeStatus(name)) === 'created') {
-            existing.startedAt = new Date().toISOString();
-            await this.writeRecord(existing);
-            await this.runStart(existing);
+            await this.recordAndStart(existing);
             return this.info(await this.record(name));
           }
           return this.info(existing);
@@ -649,14 +647,19 @@ export class ContainerService {
       const rec = await this.record(name);
       const rt = await this.runtimeState(name);
       if (!rt || rt.status === 'stopped' || rec.phase === 'restarting') await this.recreate(rec);
-      // Written before the process runs: once it runs, its watcher may record its exit at any
-      // moment, and a write of this copy afterwards would lose that exit.
-      const before = rec.startedAt;
-      rec.startedAt = new Date().toISOString();
-      await this.writeRecord(rec);
-      await this.runStart(rec, before);
+      await this.recordAndStart(rec);
       return this.info(await this.record(name));
     });
+  }
+
+  /** Writes the start time into the record, then runs the created init (see runStart). */
+  private async recordAndStart(rec: ContainerRecordFile): Promise<void> {
+    // Written before the process runs: once it runs, its watcher may record its exit at any
+    // moment, and a write of this copy afterwards would lose that exit.
+    const before = rec.startedAt;
+    rec.startedAt = new Date().toISOString();
+    await this.writeRecord(rec);
+    await this.runStart(rec, before);
   }
 
   /**

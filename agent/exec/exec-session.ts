@@ -61,8 +61,7 @@ export interface SessionInfo {
 interface Attachment {
   client: SessionClient;
   cursor: number;
-  inFlight: number;
-  /** Where each message in flight starts, oldest first: the ring keeps them until sent. */
+  /** Where each message in flight starts, oldest first (as many as are in flight): the ring keeps them until sent. */
   pinned: number[];
   done: boolean;
 }
@@ -215,7 +214,7 @@ export class ExecSession extends EventEmitter {
    * closed); a later call with `gone` lets them go.
    */
   attach(client: SessionClient, offset: number): (gone?: boolean) => void {
-    const a: Attachment = { client, cursor: Math.max(0, Math.min(offset, this.ring.end)), inFlight: 0, pinned: [], done: false };
+    const a: Attachment = { client, cursor: Math.max(0, Math.min(offset, this.ring.end)), pinned: [], done: false };
     this.attached.add(a);
     this.lastActivity = new Date();
     this.emit('attached', this.attached.size);
@@ -234,10 +233,10 @@ export class ExecSession extends EventEmitter {
 
   /** Sends `a` what it has not had yet, at most MAX_IN_FLIGHT messages ahead of its transport. */
   private pump(a: Attachment): void {
-    while (!a.done && a.inFlight < MAX_IN_FLIGHT) {
+    while (!a.done && a.pinned.length < MAX_IN_FLIGHT) {
       const piece = this.ring.read(a.cursor, this.messageBytes);
       if (!piece) {
-        if (this.exit && a.inFlight === 0) {
+        if (this.exit && a.pinned.length === 0) {
           a.done = true;
           a.client.send({ kind: 'exit', status: this.exit }, () => {});
           a.client.end();
@@ -253,10 +252,8 @@ export class ExecSession extends EventEmitter {
         msg = { kind: 'output', stream: piece.stream, pieces: piece.pieces, length: piece.length, offset: piece.offset };
         a.cursor = piece.offset + piece.length;
       }
-      a.inFlight++;
       a.pinned.push(msg.kind === 'output' ? msg.offset : a.cursor);
       a.client.send(msg, () => {
-        a.inFlight--;
         a.pinned.shift();
         if (a.done && a.pinned.length === 0) this.leaving.delete(a);
         if (this.paused || a.done) this.flowControl();

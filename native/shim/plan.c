@@ -158,48 +158,94 @@ static int apply(struct plan *p, const char *op, int argc, char **a, struct lxr_
 	return 0;
 }
 
-int plan_load(const char *path, struct plan *p, struct lxr_err *err)
+ssize_t plan_read(const char *path, char **buf, struct lxr_err *err)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) return lxr_fail(err, errno, "read plan", "open %s", path);
-	char *buf;
-	ssize_t len = read_all(fd, &buf);
+	ssize_t len = read_all(fd, buf);
 	int saved = errno;
 	close(fd);
 	if (len < 0) return lxr_fail(err, saved, "read plan", "read %s", path);
+	return len;
+}
+
+int plan_load(const char *path, struct plan *p, struct lxr_err *err)
+{
+	char *buf;
+	ssize_t len = plan_read(path, &buf, err);
+	if (len < 0) return -1;
 	return plan_parse(buf, (size_t)len, p, err);
+}
+
+/* The record at `cur` (name NUL, field count NUL, that many NUL-terminated
+ * fields): its name, count and first field, and where the next one starts. */
+static int split_record(const char *cur, const char *end, const char **op, unsigned long long *n, const char **fields, const char **next, struct lxr_err *err)
+{
+	*op = cur;
+	const char *z = memchr(cur, 0, (size_t)(end - cur));
+	if (!z) return lxr_fail(err, EINVAL, "read plan", "truncated record");
+	cur = z + 1;
+	const char *nz = memchr(cur, 0, (size_t)(end - cur));
+	if (!nz) return lxr_fail(err, EINVAL, "read plan", "%s: truncated record", *op);
+	if (num(cur, n, *op, err) < 0) return -1;
+	if (*n > (unsigned long long)(end - cur)) return lxr_fail(err, EINVAL, "read plan", "%s: truncated record", *op);
+	cur = *fields = nz + 1;
+	for (unsigned long long i = 0; i < *n; i++) {
+		const char *fz = memchr(cur, 0, (size_t)(end - cur));
+		if (!fz) return lxr_fail(err, EINVAL, "read plan", "%s: truncated record", *op);
+		cur = fz + 1;
+	}
+	*next = cur;
+	return 0;
+}
+
+ssize_t plan_select(const char *buf, size_t len, const char *prefix, char **out)
+{
+	const char *cur = buf, *end = buf + len;
+	char *keep = NULL;
+	size_t n_keep = 0, plen = strlen(prefix);
+	struct lxr_err err = { 0 };
+	while (cur < end) {
+		const char *op, *fields, *next;
+		unsigned long long n;
+		if (split_record(cur, end, &op, &n, &fields, &next, &err) < 0) { free(keep); return -1; }
+		if (!strncmp(op, prefix, plen)) {
+			char *grown = realloc(keep, n_keep + (size_t)(next - cur));
+			if (!grown) { free(keep); return -1; }
+			keep = grown;
+			memcpy(keep + n_keep, cur, (size_t)(next - cur));
+			n_keep += (size_t)(next - cur);
+		}
+		cur = next;
+	}
+	*out = keep;
+	return (ssize_t)n_keep;
 }
 
 /* Parses a plan in memory; the plan points into buf, which must outlive it. */
 int plan_parse(char *buf, size_t len, struct plan *p, struct lxr_err *err)
 {
 	memset(p, 0, sizeof *p);
-	char *cur = buf, *end = buf + len;
+	const char *cur = buf, *end = buf + len;
 	char **fields = NULL;
 	size_t fields_cap = 0;
 	while (cur < end) {
-		char *op = cur;
-		char *z = memchr(cur, 0, end - cur);
-		if (!z) return lxr_fail(err, EINVAL, "read plan", "truncated record");
-		cur = z + 1;
-		char *nz = memchr(cur, 0, end - cur);
-		if (!nz) return lxr_fail(err, EINVAL, "read plan", "%s: truncated record", op);
+		const char *op, *first, *next;
 		unsigned long long n;
-		if (num(cur, &n, op, err) < 0) return -1;
-		if (n > (unsigned long long)(end - cur)) return lxr_fail(err, EINVAL, "read plan", "%s: truncated record", op);
+		if (split_record(cur, end, &op, &n, &first, &next, err) < 0) return -1;
 		if (n > fields_cap) {
 			fields_cap = (size_t)n;
 			fields = realloc(fields, fields_cap * sizeof *fields);
 			if (!fields) abort();
 		}
-		cur = nz + 1;
+		/* The buffer is the caller's and writable: fields point into it. */
+		char *f = (char *)first;
 		for (unsigned long long i = 0; i < n; i++) {
-			char *fz = memchr(cur, 0, end - cur);
-			if (!fz) return lxr_fail(err, EINVAL, "read plan", "%s: truncated record", op);
-			fields[i] = cur;
-			cur = fz + 1;
+			fields[i] = f;
+			f += strlen(f) + 1;
 		}
 		if (apply(p, op, (int)n, fields, err) < 0) return -1;
+		cur = next;
 	}
 	PUSH(p->env, NULL); p->env.n--;
 	PUSH(p->args, NULL); p->args.n--;

@@ -26,51 +26,12 @@ struct entry {
 static struct entry cache[CACHE_MAX];
 static size_t cached;
 
-/* The records of `buf` whose name starts with "seccomp_", back to back, in
- * plan format (so they parse as a plan of their own); 0 with *out NULL when
- * there are none, < 0 when the plan is malformed. */
-static int seccomp_records(const char *buf, size_t len, char **out, size_t *out_len)
-{
-	const char *cur = buf, *end = buf + len;
-	char *keep = NULL;
-	size_t n_keep = 0;
-	*out = NULL;
-	*out_len = 0;
-	while (cur < end) {
-		const char *rec = cur;
-		const char *z = memchr(cur, 0, (size_t)(end - cur));
-		if (!z) goto bad;
-		const char *nz = memchr(z + 1, 0, (size_t)(end - z - 1));
-		if (!nz) goto bad;
-		char *stop;
-		unsigned long long n = strtoull(z + 1, &stop, 0);
-		if (stop != nz) goto bad;
-		cur = nz + 1;
-		for (unsigned long long i = 0; i < n; i++) {
-			const char *fz = memchr(cur, 0, (size_t)(end - cur));
-			if (!fz) goto bad;
-			cur = fz + 1;
-		}
-		if (strncmp(rec, "seccomp_", 8)) continue;
-		char *grown = realloc(keep, n_keep + (size_t)(cur - rec));
-		if (!grown) goto bad;
-		keep = grown;
-		memcpy(keep + n_keep, rec, (size_t)(cur - rec));
-		n_keep += (size_t)(cur - rec);
-	}
-	*out = keep;
-	*out_len = n_keep;
-	return 0;
-bad:
-	free(keep);
-	return -1;
-}
-
 const struct sock_fprog *seccomp_cached(const char *plan_buf, size_t len)
 {
 	char *key;
-	size_t klen;
-	if (seccomp_records(plan_buf, len, &key, &klen) < 0 || !key) return NULL;
+	ssize_t got = plan_select(plan_buf, len, "seccomp_", &key);
+	if (got <= 0) return NULL;
+	size_t klen = (size_t)got;
 	for (size_t i = 0; i < cached; i++)
 		if (cache[i].len == klen && !memcmp(cache[i].key, key, klen)) {
 			free(key);

@@ -33,14 +33,7 @@ int cmd_server(int report_fd)
 		 * (seccomp_cache.c) and the child inherits it. */
 		struct lxr_err err = { 0 };
 		char *buf = NULL;
-		ssize_t len = -1;
-		int fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0) lxr_fail(&err, errno, "read plan", "open %s", path);
-		else {
-			len = read_all(fd, &buf);
-			if (len < 0) lxr_fail(&err, errno, "read plan", "read %s", path);
-			close(fd);
-		}
+		ssize_t len = plan_read(path, &buf, &err);
 		if (len < 0) {
 			report_tag = tag;
 			report_error(report_fd, &err);

@@ -82,6 +82,11 @@ struct plan {
 
 int plan_load(const char *path, struct plan *p, struct lxr_err *err);
 int plan_parse(char *buf, size_t len, struct plan *p, struct lxr_err *err);
+/* A plan file's bytes (malloc'd into *buf): its length, < 0 on failure. */
+ssize_t plan_read(const char *path, char **buf, struct lxr_err *err);
+/* The records whose name starts with `prefix`, back to back in plan format
+ * (malloc'd into *out, NULL when none): their length; < 0 for a malformed plan. */
+ssize_t plan_select(const char *buf, size_t len, const char *prefix, char **out);
 
 /* util.c */
 int write_file(const char *path, const char *data, struct lxr_err *err);

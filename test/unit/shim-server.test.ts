@@ -1,0 +1,54 @@
+// The native create server (`lxr-shim server`, native/shim/server.c) refuses
+// what it cannot read before it forks anything: each bad request is answered
+// on fd 3 with the request's tag and an error naming the problem, and the
+// server goes on serving. No root needed: nothing here gets as far as a clone.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { test } from 'node:test';
+import { findNativeBinary } from '../../agent/native-bin.js';
+
+/** A plan record as the agent encodes it: name, field count, fields, each NUL-terminated. */
+const record = (op: string, ...fields: string[]): string => [op, String(fields.length), ...fields].map((f) => f + '\0').join('');
+
+test('the create server answers unreadable and malformed plans by tag, and goes on', async (t) => {
+  const shim = findNativeBinary('lxr-shim', 'LXR_SHIM');
+  if (!shim) return t.skip('native/build/lxr-shim is not built (make -C native)');
+  const dir = mkdtempSync(path.join(tmpdir(), 'lxr-shim-server-'));
+  const server = spawn(shim, ['server'], { stdio: ['pipe', 'ignore', 'ignore', 'pipe'] });
+  try {
+    // Seccomp records first (the server looks them up before it forks), then a record cut short.
+    const cut = path.join(dir, 'cut');
+    writeFileSync(cut, record('seccomp_default', '2147418112') + record('seccomp_arch', 'x86_64') + 'id\x001\x00abc');
+    const badCount = path.join(dir, 'bad-count');
+    writeFileSync(badCount, record('seccomp_default', '2147418112') + 'id\x00many\x00abc\x00');
+    const lines: string[] = [];
+    let text = '';
+    (server.stdio[3] as Readable).setEncoding('utf8').on('data', (d: string) => {
+      text += d;
+      for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n')) {
+        lines.push(text.slice(0, i));
+        text = text.slice(i + 1);
+      }
+    });
+    server.stdin!.write(`create t1 ${path.join(dir, 'missing')}\ncreate t2 ${cut}\ncreate t3 ${badCount}\nnonsense\n`);
+    const until = Date.now() + 10_000;
+    while (lines.length < 4 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    const byTag = new Map(lines.map((l) => [l.slice(0, l.indexOf(' ')), JSON.parse(l.slice(l.indexOf(' ') + 1)) as { type: string; step: string; message: string }]));
+    assert.deepEqual([...byTag.keys()].sort(), ['-', 't1', 't2', 't3'], lines.join('\n'));
+    assert.equal(byTag.get('t1')!.type, 'error');
+    assert.equal(byTag.get('t1')!.step, 'read plan');
+    assert.match(byTag.get('t1')!.message, /open .*missing/);
+    assert.equal(byTag.get('t2')!.step, 'read plan');
+    assert.match(byTag.get('t2')!.message, /id: truncated record/);
+    assert.match(byTag.get('t3')!.message, /id: many is not a number/);
+    assert.match(byTag.get('-')!.message, /bad request/);
+  } finally {
+    server.stdin!.end();
+    await new Promise((r) => (server.exitCode !== null ? r(null) : server.once('exit', r)));
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
