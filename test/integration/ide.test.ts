@@ -119,15 +119,22 @@ describe('IDE workspaces in the lab', { skip: agentTestSkip, timeout: 1_800_000 
     // Its remote connection is up: the explorer lists the folder.
     await page.waitForSelector('.explorer-folders-view, .monaco-workbench .part.sidebar', { timeout: 120_000 });
 
-    // A terminal in the IDE, from the command palette.
+    // A terminal in the IDE, from the command palette. The workbench may still
+    // be loading: an Enter while the palette refilters is lost (the palette
+    // stays open with the command highlighted), so it is pressed again until
+    // the terminal is there, once the command is the highlighted row.
+    const terminal = '.terminal-wrapper .xterm-helper-textarea';
     await page.keyboard.press('F1');
     await page.waitForSelector('.quick-input-widget input', { timeout: 30_000 });
     await page.keyboard.type('Terminal: Create New Terminal');
-    await sleep(500);
-    await page.keyboard.press('Enter');
-    await page.waitForSelector('.terminal-wrapper .xterm-helper-textarea', { timeout: 60_000 });
+    for (let i = 0; ; i++) {
+      await page.waitForSelector('.quick-input-widget .monaco-list-row.focused', { timeout: 30_000 }).catch(() => null);
+      if (await page.locator('.quick-input-widget').isVisible()) await page.keyboard.press('Enter');
+      if (await page.waitForSelector(terminal, { timeout: 10_000 }).then(() => true, () => false)) break;
+      assert.ok(i < 6, 'no terminal after 6 tries of "Terminal: Create New Terminal"');
+    }
     await sleep(2000);
-    await page.locator('.terminal-wrapper .xterm-helper-textarea').last().focus();
+    await page.locator(terminal).last().focus();
     await page.keyboard.type('echo "made in the IDE on $(hostname)" > /root/from-ide.txt\n');
     // Seen by `lxrctl exec`, the command line a person uses.
     const lxrctl = (...args: string[]) => run(LXRCTL, args, { env: { ...process.env, LXR_SERVER: `unix://${lab.controller!.socket}`, LXR_CONFIG: path.join(work, 'lxrctl.json') } }).then((r) => r.stdout);
