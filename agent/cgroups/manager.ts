@@ -76,37 +76,18 @@ export class HierarchyCgroupManager implements CgroupManager {
     validateLimits(limits);
     this.checkSupported(limits);
     const cg = new HierarchyCgroup(this.cfg, rel);
-    const { fs } = this.cfg;
-
-    // Reuse is only safe for an empty cgroup: a populated one belongs to a live container.
-    // Hierarchies are independent: checking and placing them concurrently
-    // keeps container start from paying ~10 sequential filesystem round trips.
-    const existing = await Promise.all(cg.placements.map((p) => readPids(fs, posix.join(p.dir, 'cgroup.procs'))));
-    const children = await Promise.all(cg.placements.map((p) => fs.subdirs(p.dir).catch(() => [] as string[])));
-    for (const [i, p] of cg.placements.entries()) {
-      // A cgroup with children is someone's parent (a slice, another
-      // container's parent): limits written there and the kill/remove on
-      // delete would reach everything below it.
-      if (children[i]!.length > 0) {
-        throw new LxrError('LXR_ALREADY_EXISTS', `cgroup ${JSON.stringify(rel)} already exists and has child cgroups (${children[i]!.slice(0, 3).join(', ')}) in the ${hierarchyLabel(p.hierarchy)} hierarchy: a container needs a leaf of its own`, {
-          field: 'linux.cgroupsPath',
-        });
-      }
-      const pids = existing[i]!;
-      if (pids.length > 0) {
-        throw new LxrError('LXR_ALREADY_EXISTS', `cgroup ${JSON.stringify(rel)} already exists and has processes (${pids.join(', ')}) in the ${hierarchyLabel(p.hierarchy)} hierarchy`, {
-          field: 'linux.cgroupsPath',
-        });
-      }
-    }
 
     const created: string[] = [];
     const leaves = new Set(cg.placements.map((p) => p.dir));
     try {
+      // Hierarchies are independent: placing them concurrently keeps container
+      // start from paying ~10 sequential filesystem round trips.
       // allSettled, not all: cleanup must not start while a sibling is still making directories.
       const placed = await Promise.allSettled(cg.placements.map((p) => this.place(p.hierarchy, rel, created)));
       const failed = placed.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed) throw failed.reason;
+      // A leaf that was there already is checked before anything is written to it.
+      for (const [i, p] of cg.placements.entries()) if (!(placed[i] as PromiseFulfilledResult<boolean>).value) await this.checkReusable(rel, p);
       await this.delegateV2(rel, limits);
       await cg.apply(limits);
     } catch (e) {
@@ -135,14 +116,55 @@ export class HierarchyCgroupManager implements CgroupManager {
     }
   }
 
-  /** mkdir each missing level of `rel` in one hierarchy, recording what it made. */
-  private async place(h: Hierarchy, rel: string, created: string[]): Promise<void> {
+  /**
+   * Reuse is only safe for an empty cgroup: a populated one belongs to a
+   * live container, and one with children is someone's parent (a slice,
+   * another container's parent): limits written there and the kill/remove
+   * on delete would reach everything below it.
+   */
+  private async checkReusable(rel: string, p: Placement): Promise<void> {
+    const { fs } = this.cfg;
+    const children = await fs.subdirs(p.dir).catch(() => [] as string[]);
+    if (children.length > 0) {
+      throw new LxrError('LXR_ALREADY_EXISTS', `cgroup ${JSON.stringify(rel)} already exists and has child cgroups (${children.slice(0, 3).join(', ')}) in the ${hierarchyLabel(p.hierarchy)} hierarchy: a container needs a leaf of its own`, {
+        field: 'linux.cgroupsPath',
+      });
+    }
+    const pids = await readPids(fs, posix.join(p.dir, 'cgroup.procs'));
+    if (pids.length > 0) {
+      throw new LxrError('LXR_ALREADY_EXISTS', `cgroup ${JSON.stringify(rel)} already exists and has processes (${pids.join(', ')}) in the ${hierarchyLabel(p.hierarchy)} hierarchy`, {
+        field: 'linux.cgroupsPath',
+      });
+    }
+  }
+
+  /**
+   * mkdir the leaf of `rel` in one hierarchy (each missing level above it
+   * first, when there are any), recording what it made; false when the leaf
+   * was there already. The leaf first: its parents usually exist.
+   */
+  private async place(h: Hierarchy, rel: string, created: string[]): Promise<boolean> {
     const { fs } = this.cfg;
     const inheritsCpuset = h.version === 1 && h.controllers.includes('cpuset');
+    const leaf = posix.join(h.mountpoint, rel);
+    let parentMissing = false;
+    try {
+      await fs.mkdir(leaf);
+    } catch (e) {
+      if (errnoOf(e) === 'EEXIST') return false;
+      if (errnoOf(e) !== 'ENOENT') throw hostFailure(`mkdir ${leaf}`, e);
+      parentMissing = true;
+    }
+    if (!parentMissing) {
+      created.push(leaf);
+      if (inheritsCpuset) await this.inheritCpuset(posix.dirname(leaf), leaf);
+      return true;
+    }
     let parent = h.mountpoint;
+    let made = false;
     for (const segment of rel.split('/')) {
       const dir = posix.join(parent, segment);
-      let made = true;
+      made = true;
       try {
         await fs.mkdir(dir);
         created.push(dir);
@@ -153,6 +175,7 @@ export class HierarchyCgroupManager implements CgroupManager {
       if (made && inheritsCpuset) await this.inheritCpuset(parent, dir);
       parent = dir;
     }
+    return made;
   }
 
   /** A new v1 cpuset cgroup starts with empty cpus/mems and refuses tasks until they are set. */

@@ -38,7 +38,7 @@ import type { Mount, Process, Spec, Status } from '../runtime/oci.js';
 import type { BridgeNetwork } from '../net/bridge-network.js';
 import { containerFiles, parseResolvConf, type PortMapping } from '../net/net-plan.js';
 import type { ExitStatus, Runtime } from '../runtime/runtime.js';
-import { writeAtomic } from '../runtime/store.js';
+import { writeAtomic, writeAtomicSync } from '../runtime/store.js';
 import { checkIde, IDE_MOUNTS, IDE_PORT, type Ide } from '../../proto/shared/ide.js';
 import { requireGlibc } from '../ide/libc.js';
 import { ENTRY, type IdeTools, type ToolPaths } from '../ide/tools.js';
@@ -410,12 +410,29 @@ export class ContainerService {
 
   /** Read synchronously, as the runtime's state is: a small local file, read by every call. */
   private async readRecord(name: string): Promise<ContainerRecordFile | null> {
+    return this.readRecordSync(name);
+  }
+
+  private readRecordSync(name: string): ContainerRecordFile | null {
     try {
       return JSON.parse(readFileSync(this.recordPath(name), 'utf8')) as ContainerRecordFile;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw e;
     }
+  }
+
+  /**
+   * Reads the record, lets `change` alter it and writes it back (durably),
+   * all without yielding: writers that do not hold the name's lock (the
+   * exit watcher) never overwrite each other's fields. `change` returns
+   * false to leave the record as it is. Null when there is no record.
+   */
+  private updateRecord(name: string, change: (rec: ContainerRecordFile) => boolean | void): ContainerRecordFile | null {
+    const rec = this.readRecordSync(name);
+    if (!rec || change(rec) === false) return rec;
+    writeAtomicSync(this.recordPath(rec.name), JSON.stringify(rec, null, 2) + '\n', 0o600, true);
+    return rec;
   }
 
   private async record(name: string): Promise<ContainerRecordFile> {
@@ -473,11 +490,14 @@ export class ContainerService {
         this.o.log?.debug({ container: name, err: e }, 'wait ended without an exit');
         return;
       }
-      const rec = await this.readRecord(name).catch(() => null);
-      if (rec && !rec.exit) {
-        rec.exit = { exitCode: exit.exitCode, signal: exit.signal, oomKilled: exit.oomKilled };
-        rec.finishedAt = new Date().toISOString();
-        await this.writeRecord(rec).catch((e: unknown) => this.o.log?.warn({ container: name, err: e }, 'cannot record the exit'));
+      try {
+        this.updateRecord(name, (rec) => {
+          if (rec.exit) return false;
+          rec.exit = { exitCode: exit.exitCode, signal: exit.signal, oomKilled: exit.oomKilled };
+          rec.finishedAt = new Date().toISOString();
+        });
+      } catch (e) {
+        this.o.log?.warn({ container: name, err: e }, 'cannot record the exit');
       }
       if (exit.oomKilled) this.emit('oom', name, exit);
       this.emit('died', name, exit);
@@ -543,6 +563,7 @@ export class ContainerService {
       const containerDir = path.join(this.dir, name);
       const cleanups: Array<() => Promise<void>> = [];
       let made: ContainerRecordFile;
+      let startsNow = false;
       try {
         try {
           mkdirSync(containerDir, { mode: 0o700 });
@@ -611,7 +632,10 @@ export class ContainerService {
         await this.writeRecord(rec, false);
         cleanups.unshift(() => rm(this.recordPath(name), { force: true }));
         this.crashPoint('record');
-        const created = await this.o.runtime.create(name, containerDir, { overlay: plan, stdio: { mode: 'log', path: log } });
+        // With start and nothing to attach before the process runs (no network),
+        // the monitor starts it as soon as it is ready: no start round trip.
+        const startsItself = req.start === true && !address;
+        const created = await this.o.runtime.create(name, containerDir, { overlay: plan, stdio: { mode: 'log', path: log }, ...(startsItself ? { start: true } : {}) });
         this.crashPoint('created');
         if (address && network) {
           // attach and publish undo their own half-made work; registered once they succeeded.
@@ -632,11 +656,12 @@ export class ContainerService {
         this.watch(name);
         if (!req.start) return await this.info(rec);
         made = rec;
+        startsNow = startsItself;
       } catch (e) {
         return failAfterCleanup(e, cleanups);
       }
       // Created, whatever happens now: a failed start leaves it created, as `docker run` does.
-      await this.runStart(made);
+      await this.runStart(made, undefined, startsNow ? () => this.o.runtime.started(name) : undefined);
       // Read again: a quick command's exit may be recorded already.
       return await this.info(await this.record(name));
     });
@@ -664,15 +689,22 @@ export class ContainerService {
 
   /**
    * Runs the created init of `rec`, whose record already says when it
-   * started; on failure the record gets back `before` (when it last started).
+   * started (`start`: how; default the runtime's start, or the outcome of a
+   * start the create began); on failure the record gets back `before` (when
+   * it last started).
    */
-  private async runStart(rec: ContainerRecordFile, before?: string): Promise<void> {
+  private async runStart(rec: ContainerRecordFile, before?: string, start = () => this.o.runtime.start(rec.name)): Promise<void> {
     try {
-      await this.o.runtime.start(rec.name);
+      await start();
     } catch (e) {
-      if (before === undefined) delete rec.startedAt;
-      else rec.startedAt = before;
-      await this.writeRecord(rec).catch(() => {});
+      // The record as it is now: the watcher may have recorded the exit of the failed start.
+      const undo = (r: ContainerRecordFile) => void (before === undefined ? delete r.startedAt : (r.startedAt = before));
+      undo(rec);
+      try {
+        this.updateRecord(rec.name, undo);
+      } catch (werr) {
+        this.o.log?.warn({ container: rec.name, err: werr }, 'cannot record that the start failed');
+      }
       throw e;
     }
     this.emit('started', rec.name);

@@ -36,6 +36,11 @@ export interface CreatePlanInput {
   consoleSocket?: string | undefined;
   controlSocket: string;
   exitFile: string;
+  /**
+   * Started as part of create: the monitor releases the init as soon as it
+   * is ready (no control socket, so nobody can start it twice).
+   */
+  start?: boolean;
 }
 
 const NS_NAMES: Record<NamespaceType, string> = {
@@ -230,7 +235,7 @@ export function planCreate(input: CreatePlanInput): PlanRecord[] {
   }
   out.push(...planProcess(proc, spec, { consoleSocket: input.consoleSocket }));
   out.push(input.stdio.mode === 'log' ? ['stdio', 'log', input.stdio.path] : ['stdio', 'inherit']);
-  out.push(['control', input.controlSocket]);
+  out.push(input.start ? ['autostart'] : ['control', input.controlSocket]);
   out.push(['exit_file', input.exitFile]);
   if (input.cgroup?.oomCounter) out.push(['oom_counter', input.cgroup.oomCounter.file, input.cgroup.oomCounter.key]);
   return out;

@@ -45,6 +45,12 @@ export interface CreateOptions {
   stdioFds?: ShimStdio;
   /** An overlay rootfs mounted inside the container's mount namespace. */
   overlay?: RootfsOverlay;
+  /**
+   * Started as part of create (`docker run`): the monitor releases the init
+   * as soon as it is ready, without a start round trip. create resolves once
+   * the container is recorded; started() then tells how its start went.
+   */
+  start?: boolean;
 }
 
 export interface ExecOptions {
@@ -103,8 +109,14 @@ export function cgroupLimitsFromSpec(spec: Spec): CgroupLimits {
     // A spec's list starts with "deny all": the devices every container gets
     // are allowed after it, as runc does; otherwise the init cannot even open
     // /dev/null. A device the spec adds in linux.devices needs its own rule
-    // in resources.devices (runc 1.1 adds none either).
-    limits.devices.push(...ALWAYS_ALLOWED_DEVICE_RULES.map((d) => ({ ...d, type: d.type ?? 'a' })));
+    // in resources.devices (runc 1.1 adds none either). A rule the spec
+    // already allows after its last deny (LXR's own default lists them all)
+    // is not written twice: each is a write to the device cgroup.
+    let lastDeny = -1;
+    limits.devices.forEach((d, i) => !d.allow && (lastDeny = i));
+    const key = (d: { allow: boolean; type?: string; major?: number; minor?: number; access?: string }) => `${d.allow} ${d.type ?? 'a'} ${d.major ?? '*'} ${d.minor ?? '*'} ${d.access ?? 'rwm'}`;
+    const allowed = new Set(limits.devices.slice(lastDeny + 1).map(key));
+    limits.devices.push(...ALWAYS_ALLOWED_DEVICE_RULES.map((d) => ({ ...d, type: d.type ?? 'a' })).filter((d) => !allowed.has(key(d))));
   }
   return limits;
 }
@@ -155,6 +167,8 @@ export class Runtime {
   private readonly waitEnds = new Map<string, Set<(exit: ExitRecord | null) => void>>();
   /** Exec server sockets by container (null: none to be had). */
   private readonly execServers = new Map<string, Promise<string | null>>();
+  /** The starts of containers created with `start`, until they are deleted. */
+  private readonly starts = new Map<string, Promise<void>>();
 
   constructor(private readonly opts: RuntimeOptions) {
     this.store = new StateStore(opts.root);
@@ -291,10 +305,14 @@ export class Runtime {
         consoleSocket: o.consoleSocket,
         controlSocket: paths.control,
         exitFile: paths.exit,
+        ...(o.start ? { start: true } : {}),
       });
       writeFileSync(paths.plan, encodePlan(records), { mode: 0o600 });
       const ownPidNs = (spec.linux?.namespaces ?? []).some((n) => n.type === 'pid' && !n.path);
-      const shim = await this.launcher.create(paths.plan, o.stdioFds ?? ['ignore', 'ignore', 'ignore'], { viaServer: ownPidNs && !o.consoleSocket });
+      const shim = await this.launcher.create(paths.plan, o.stdioFds ?? ['ignore', 'ignore', 'ignore'], {
+        viaServer: ownPidNs && !o.consoleSocket,
+        ...(o.start ? { startsItself: true } : {}),
+      });
       const pid = shim.first.pid!;
       this.crashPoint('monitor');
       const rec: ContainerRecord = {
@@ -312,8 +330,10 @@ export class Runtime {
       };
       this.exits.set(id, shim.exited);
       this.shims.set(id, shim);
+      if (shim.started) this.starts.set(id, this.startOutcome(id, shim.started));
       cleanups.unshift(async () => {
         this.exits.delete(id);
+        this.starts.delete(id);
         shim.detach();
         await this.killAndWait(rec);
       });
@@ -326,6 +346,27 @@ export class Runtime {
     } catch (e) {
       return failAfterCleanup(e, cleanups);
     }
+  }
+
+  /**
+   * How the start of a container created with `start` went: resolves once
+   * its process runs; rejects with why it did not (the container then
+   * exists, stopped, with that error in its exit record).
+   */
+  async started(id: string): Promise<void> {
+    const p = this.starts.get(id);
+    if (!p) throw new LxrError('LXR_INTERNAL', `container ${id} was not created with start by this runtime`);
+    return p;
+  }
+
+  /** A start report as started() tells it; never an unhandled rejection while nobody asks. */
+  private startOutcome(id: string, report: Promise<ShimReport | null>): Promise<void> {
+    const p = report.then((r) => {
+      if (r?.type === 'started') return;
+      throw r ? reportToError(r, `start ${id}`) : new LxrError('LXR_UNAVAILABLE', `start ${id}: the container's monitor went away before it reported the start`);
+    });
+    p.catch(() => {});
+    return p;
   }
 
   async start(id: string): Promise<void> {
@@ -533,6 +574,7 @@ export class Runtime {
     this.waitEnds.delete(id);
     for (const end of waiting ?? []) end(exit);
     this.exits.delete(id);
+    this.starts.delete(id);
     this.records.delete(id);
     this.execServers.delete(id);
     this.shims.get(id)?.detach();

@@ -28,6 +28,11 @@ export type ShimStdio = [number | 'ignore', number | 'ignore', number | 'ignore'
 export interface ShimProcess {
   /** The first report: created/started, or the error (already thrown as LxrError). */
   readonly first: ShimReport;
+  /**
+   * A plan that starts itself (`autostart`): the report after `created`,
+   * `started` or the start's `error`; null when the reporter went away first.
+   */
+  readonly started?: Promise<ShimReport | null>;
   /** Resolves with the exit report, or null when the reporter went away before it. */
   readonly exited: Promise<ShimReport | null>;
   /** Stop listening (the process keeps running). */
@@ -41,6 +46,8 @@ export interface CreateHints {
    * fork its monitor, the fast path.
    */
   viaServer?: boolean;
+  /** The plan starts itself (`autostart`): a `started` or `error` report follows `created`. */
+  startsItself?: boolean;
 }
 
 export interface ShimLauncher {
@@ -239,14 +246,14 @@ export class LinuxShimLauncher implements ShimLauncher {
   constructor(private readonly shimPath: string = defaultShimPath()) {}
 
   async create(planFile: string, stdio: ShimStdio, hints: CreateHints = {}): Promise<ShimProcess> {
-    if (!hints.viaServer || stdio.some((s) => s !== 'ignore')) return this.run('create', planFile, stdio);
+    if (!hints.viaServer || stdio.some((s) => s !== 'ignore')) return this.run('create', planFile, stdio, hints);
     if (!this.server || this.server.dead) this.server = new ShimServer(this.shimPath);
     const { first, rest, release } = await this.server.create(planFile);
     if (!first || first.type === 'error') {
       throw reportToError(first ?? { type: 'error', message: 'the helper server exited without a report' }, 'create');
     }
-    const exited = rest.next().finally(release);
-    return { first, exited, detach: release };
+    const { started, exited } = laterReports(rest, hints);
+    return { first, ...(started ? { started } : {}), exited: exited.finally(release), detach: release };
   }
 
   exec(planFile: string, stdio: ShimStdio): Promise<ShimProcess> {
@@ -279,7 +286,7 @@ export class LinuxShimLauncher implements ShimLauncher {
     this.server = null;
   }
 
-  private async run(mode: 'create' | 'exec', planFile: string, stdio: ShimStdio): Promise<ShimProcess> {
+  private async run(mode: 'create' | 'exec', planFile: string, stdio: ShimStdio, hints: CreateHints = {}): Promise<ShimProcess> {
     const child = spawn(this.shimPath, [mode, planFile], { stdio: [...stdio, 'pipe'] as StdioOptions });
     const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
     const reader = new ReportReader(child.stdio[3] as Readable);
@@ -293,8 +300,9 @@ export class LinuxShimLauncher implements ShimLauncher {
     }
     let exitCode: number | null = null;
     const childExit = new Promise<void>((resolve) => child.once('exit', (code) => { exitCode = code; resolve(); }));
+    const later = laterReports(reader, hints);
     const exited = (async () => {
-      const r = await reader.next();
+      const r = await later.exited;
       if (r) return r;
       if (mode === 'exec') {
         // The exec helper's own exit status is the process's.
@@ -306,33 +314,45 @@ export class LinuxShimLauncher implements ShimLauncher {
     child.unref();
     return {
       first,
+      ...(later.started ? { started: later.started } : {}),
       exited,
       detach: () => reader.close(),
     };
   }
 }
 
+/** The reports after `created`: the start's (a plan that starts itself), then the exit. */
+function laterReports(q: ReportQueue, hints: CreateHints): { started: Promise<ShimReport | null> | null; exited: Promise<ShimReport | null> } {
+  if (!hints.startsItself) return { started: null, exited: q.next() };
+  const started = q.next();
+  return { started, exited: started.then(() => q.next()) };
+}
+
 /** Records what the runtime asked for; answers with scripted reports. */
 export class FakeShimLauncher implements ShimLauncher {
-  readonly calls: Array<{ mode: 'create' | 'exec'; planFile: string; stdio: ShimStdio }> = [];
+  readonly calls: Array<{ mode: 'create' | 'exec'; planFile: string; stdio: ShimStdio; hints?: CreateHints }> = [];
   /** Attached execs handed out, for the test to drive as the process. */
   readonly attached: ScriptedExec[] = [];
   nextPid = 4242;
   failWith: ShimReport | null = null;
 
-  private answer(mode: 'create' | 'exec', planFile: string, stdio: ShimStdio): Promise<ShimProcess> {
-    this.calls.push({ mode, planFile, stdio });
+  /** With a plan that starts itself: the start's report (default: started). */
+  startWith: ShimReport | null = null;
+
+  private answer(mode: 'create' | 'exec', planFile: string, stdio: ShimStdio, hints: CreateHints = {}): Promise<ShimProcess> {
+    this.calls.push({ mode, planFile, stdio, ...(mode === 'create' ? { hints } : {}) });
     if (this.failWith) return Promise.reject(reportToError(this.failWith, mode));
     const pid = this.nextPid++;
     return Promise.resolve({
       first: { type: mode === 'create' ? 'created' : 'started', pid, monitor: pid - 1 },
+      ...(hints.startsItself ? { started: Promise.resolve(this.startWith ?? { type: 'started', pid }) } : {}),
       exited: new Promise<ShimReport | null>(() => {}),
       detach: () => {},
     });
   }
 
-  create(planFile: string, stdio: ShimStdio, _hints?: CreateHints) {
-    return this.answer('create', planFile, stdio);
+  create(planFile: string, stdio: ShimStdio, hints?: CreateHints) {
+    return this.answer('create', planFile, stdio, hints);
   }
 
   exec(planFile: string, stdio: ShimStdio) {

@@ -1,7 +1,8 @@
 /* The monitor: one per container. It detaches from whoever started it,
  * becomes a subreaper, clones the container's init into new namespaces,
- * places it in its cgroups, waits for `start` on its control socket, writes
- * the container's output to the log (CRI format) when there is no terminal,
+ * places it in its cgroups, waits for `start` on its control socket (or,
+ * with `autostart`, starts it as soon as it is ready), writes the
+ * container's output to the log (CRI format) when there is no terminal,
  * and records how the container ended. */
 #include "shim.h"
 
@@ -206,12 +207,14 @@ static int listen_control(const char *path, struct lxr_err *err)
 	return fd;
 }
 
-int cmd_create(struct plan *p, int report_fd)
+int cmd_create(struct plan *p, int report_fd, int forked)
 {
 	struct lxr_err err = { 0 };
-	pid_t m = fork();
-	if (m < 0) { lxr_fail(&err, errno, "monitor", "fork"); report_error(report_fd, &err); return 1; }
-	if (m > 0) _exit(0); /* the monitor is nobody's child: it outlives its caller */
+	if (!forked) {
+		pid_t m = fork();
+		if (m < 0) { lxr_fail(&err, errno, "monitor", "fork"); report_error(report_fd, &err); return 1; }
+		if (m > 0) _exit(0); /* the monitor is nobody's child: it outlives its caller */
+	}
 	setsid();
 	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 	signal(SIGPIPE, SIG_IGN);
@@ -289,18 +292,25 @@ int cmd_create(struct plan *p, int report_fd)
 	int r = sync_recv(sv[0], &k, payload, sizeof payload);
 	if (r == 1 && k == 'E') { parse_child_error(payload, &err); goto fail_child; }
 	if (r != 1 || k != 'R') { lxr_fail(&err, 0, "create", "the container's init died during setup"); goto fail_child; }
+	/* With autostart nobody asks: the init goes on at once, and its exec
+	 * (or failure) is reported where `created` was. */
+	int started = 0, awaiting = 0;
+	if (p->autostart) {
+		started = awaiting = 1;
+		if (sync_send(sv[0], 'S', NULL) < 0) { /* init already gone; SIGCHLD answers */ }
+	}
 	report(report_fd, "{\"type\":\"created\",\"pid\":%d,\"monitor\":%d}", child, getpid());
 
 	struct logbuf lo = { .stream = "stdout" }, le = { .stream = "stderr" };
 	if (logfd >= 0) { fcntl(out[0], F_SETFL, O_NONBLOCK); fcntl(errp[0], F_SETFL, O_NONBLOCK); }
-	int client = -1, started = 0, status = 0;
+	int client = -1, status = 0;
 	char exec_error[800] = "";
 	for (;;) {
 		struct pollfd pf[5];
 		int n = 0, i_sig, i_ctl = -1, i_sync = -1, i_out = -1, i_err = -1;
 		pf[i_sig = n++] = (struct pollfd){ sfd, POLLIN, 0 };
 		if (ctl >= 0 && client < 0) pf[i_ctl = n++] = (struct pollfd){ ctl, POLLIN, 0 };
-		if (client >= 0) pf[i_sync = n++] = (struct pollfd){ sv[0], POLLIN, 0 };
+		if (awaiting) pf[i_sync = n++] = (struct pollfd){ sv[0], POLLIN, 0 };
 		if (out[0] >= 0) pf[i_out = n++] = (struct pollfd){ out[0], POLLIN, 0 };
 		if (errp[0] >= 0) pf[i_err = n++] = (struct pollfd){ errp[0], POLLIN, 0 };
 		if (poll(pf, (nfds_t)n, -1) < 0) { if (errno == EINTR) continue; break; }
@@ -323,28 +333,31 @@ int cmd_create(struct plan *p, int report_fd)
 					report(c, "{\"type\":\"error\",\"step\":\"start\",\"errno\":\"EALREADY\",\"errnum\":114,\"message\":\"the container was already started\"}");
 					close(c);
 				} else {
-					started = 1;
+					started = awaiting = 1;
 					client = c;
 					if (sync_send(sv[0], 'S', NULL) < 0) { /* init already gone; SIGCHLD answers */ }
 				}
 			}
 		}
 		if (i_sync >= 0 && pf[i_sync].revents) {
-			unlink(p->control);
+			if (p->control) unlink(p->control);
+			/* The one who asked for the start hears how it went. */
+			int to = client >= 0 ? client : report_fd;
 			r = sync_recv(sv[0], &k, payload, sizeof payload);
 			if (r == 1 && k == 'E') {
 				struct lxr_err e2 = { 0 };
 				parse_child_error(payload, &e2);
-				report_error(client, &e2);
+				report_error(to, &e2);
 				snprintf(exec_error, sizeof exec_error, "%s", e2.msg);
 			} else {
-				report(client, "{\"type\":\"started\",\"pid\":%d}", child);
+				report(to, "{\"type\":\"started\",\"pid\":%d}", child);
 			}
-			close(client);
+			if (client >= 0) close(client);
 			client = -1;
+			awaiting = 0;
 			close(sv[0]);
 			sv[0] = -1;
-			close(ctl);
+			if (ctl >= 0) close(ctl);
 			ctl = -1;
 		}
 		if (pf[i_sig].revents) {
@@ -359,17 +372,17 @@ int cmd_create(struct plan *p, int report_fd)
 	}
 	if (out[0] >= 0) log_pump(out[0], logfd, &lo);
 	if (errp[0] >= 0) log_pump(errp[0], logfd, &le);
-	if (client >= 0) {
+	if (awaiting) {
 		if (exec_error[0] == 0) {
 			/* The init died before it could exec. */
 			r = sv[0] >= 0 ? sync_recv(sv[0], &k, payload, sizeof payload) : 0;
 			struct lxr_err e2 = { 0 };
 			if (r == 1 && k == 'E') parse_child_error(payload, &e2);
 			else lxr_fail(&e2, 0, "start", "the container exited before it started");
-			report_error(client, &e2);
+			report_error(client >= 0 ? client : report_fd, &e2);
 			snprintf(exec_error, sizeof exec_error, "%s", e2.msg);
 		}
-		close(client);
+		if (client >= 0) close(client);
 	}
 	long long oom_after = oom_count(p);
 	int oom = oom_before >= 0 && oom_after > oom_before && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;

@@ -54,5 +54,5 @@ int main(int argc, char **argv)
 		}
 	}
 	if (exec_server) return cmd_exec_server(&plan, report_fd, argv[3]);
-	return !strcmp(argv[1], "create") ? cmd_create(&plan, report_fd) : cmd_exec(&plan, report_fd);
+	return !strcmp(argv[1], "create") ? cmd_create(&plan, report_fd, 0) : cmd_exec(&plan, report_fd);
 }

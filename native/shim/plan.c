@@ -150,6 +150,7 @@ static int apply(struct plan *p, const char *op, int argc, char **a, struct lxr_
 		else return lxr_fail(err, EINVAL, "read plan", "stdio: expected 'inherit' or 'log PATH'");
 	}
 	else if (!strcmp(op, "control")) { NEED(1); p->control = a[0]; }
+	else if (!strcmp(op, "autostart")) { NEED(0); p->autostart = 1; }
 	else if (!strcmp(op, "exit_file")) { NEED(1); p->exit_file = a[0]; }
 	else if (!strcmp(op, "oom_counter")) { NEED(2); p->oom_file = a[0]; p->oom_key = a[1]; }
 	else if (!strcmp(op, "target")) { NEED(1); NUM(0, p->target); }

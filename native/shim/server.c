@@ -1,6 +1,7 @@
 /* Server mode: one long-lived helper per agent that forks a container
- * monitor per request, so starting a container costs a fork of this small
- * process instead of a fork of the agent plus an exec. Requests are lines on
+ * monitor per request, so starting a container costs one fork of this small
+ * process instead of a fork of the agent plus an exec (and the fork is the
+ * monitor: with SIGCHLD ignored here, nobody waits on it). Requests are lines on
  * stdin, "create TAG PLANFILE"; reports go to the shared report descriptor,
  * each line prefixed with its TAG (lines under PIPE_BUF never interleave).
  * Only plans that need no sealed re-exec come here (the agent decides). */
@@ -63,7 +64,7 @@ int cmd_server(int report_fd)
 			_exit(1);
 		}
 		plan.seccomp_compiled = filter;
-		_exit(cmd_create(&plan, report_fd));
+		_exit(cmd_create(&plan, report_fd, 1));
 	}
 	return 0;
 }

@@ -73,6 +73,7 @@ struct plan {
 	const char *report_socket;
 	int stdio_log; const char *log_path;
 	const char *control;
+	int autostart;
 	const char *exit_file;
 	const char *oom_file, *oom_key;
 	/* exec mode */
@@ -160,7 +161,9 @@ int sync_send(int fd, char kind, const char *payload);
 int sync_recv(int fd, char *kind, char *payload, size_t cap);
 int send_child_error(int fd, const struct lxr_err *err);
 
-int cmd_create(struct plan *p, int report_fd);
+/* forked: the caller forked this process for it (server mode), so the
+ * monitor need not fork again to be nobody's waiting child. */
+int cmd_create(struct plan *p, int report_fd, int forked);
 int cmd_exec(struct plan *p, int report_fd);
 int cmd_server(int report_fd);
 int cmd_exec_server(struct plan *p, int report_fd, const char *sock_path);

@@ -10,11 +10,12 @@ import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { hostPlatform } from '../../agent/image/registry/platform.js';
 import { startAgent, type Agent } from '../../agent/server.js';
-import { ContainersClient, HealthClient, HostClient, ImagesClient, unary, type Event, type LogsResponse, type PullResponse } from '../../proto/shared/api.js';
+import { ContainersClient, HealthClient, HostClient, ImagesClient, unary, type Container, type Event, type LogsResponse, type PullResponse } from '../../proto/shared/api.js';
 import { rootLogger } from '../../proto/shared/log.js';
 import { removeCgroupTree } from '../helpers/cgroups.js';
-import type { TestImage } from '../helpers/oci-image.js';
-import type { TestRegistry } from '../helpers/registry.js';
+import { tarLayer } from '../helpers/layers.js';
+import { ociImageOf, type TestImage } from '../helpers/oci-image.js';
+import { TestPusher, type TestRegistry } from '../helpers/registry.js';
 import { agentTestSkip, busyboxRegistry, cleanupSteps, collect, grpcErr } from '../helpers/agent.js';
 import { ownedTempDir, uniqueId } from '../helpers/tmp.js';
 
@@ -70,6 +71,16 @@ describe('agent gRPC API', { skip, timeout: 180_000 }, () => {
     await step(() => work && rm(work, { recursive: true, force: true }));
     done('agent-api');
   });
+
+  /** Container `name` once its exit is recorded (or as it is after 2.5 s). */
+  async function finished(name: string): Promise<Container> {
+    let c = (await unary(ctrs, ctrs.Get, { name })).container!;
+    for (let i = 0; i < 50 && !c.finishedAt; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      c = (await unary(ctrs, ctrs.Get, { name })).container!;
+    }
+    return c;
+  }
 
   /** The events of container `name` from now on; stop() ends the stream and gives them. */
   async function watchEvents(name: string): Promise<{ stop(): Promise<Event[]> }> {
@@ -249,11 +260,7 @@ describe('agent gRPC API', { skip, timeout: 180_000 }, () => {
     const qev = await watchEvents(quick);
     const qreq = { name: quick, image, command: ['true'], start: true, requestId: 'run-2' };
     await unary(ctrs, ctrs.Create, qreq);
-    let q = (await unary(ctrs, ctrs.Get, { name: quick })).container!;
-    for (let i = 0; i < 100 && !q.finishedAt; i++) {
-      await new Promise((r) => setTimeout(r, 20));
-      q = (await unary(ctrs, ctrs.Get, { name: quick })).container!;
-    }
+    const q = await finished(quick);
     assert.equal(q.state, 'stopped');
     assert.equal(q.exitCode, 0);
     const retried = (await unary(ctrs, ctrs.Create, qreq)).container!;
@@ -271,6 +278,38 @@ describe('agent gRPC API', { skip, timeout: 180_000 }, () => {
     await assert.rejects(unary(ctrs, ctrs.Create, { name: bad, image, command: ['/no/such/binary'], start: true }), grpcErr(grpc.status.NOT_FOUND, 'LXR_EXEC_NOT_FOUND', { message: /\/no\/such\/binary/ }));
     await assert.rejects(unary(ctrs, ctrs.Get, { name: bad }), grpcErr(grpc.status.NOT_FOUND, 'LXR_NOT_FOUND'));
     await assert.rejects(unary(ctrs, ctrs.Create, { name: '-bad/name', image, start: true }), grpcErr(grpc.status.INVALID_ARGUMENT, 'LXR_INVALID_ARGUMENT', { field: 'name' }));
+  });
+
+  test('Containers: Create with start whose start fails (a program the kernel cannot execute) leaves the container, as docker run does', async () => {
+    // A file with the execute bit but neither ELF nor #!: found at create, refused by execve only at start.
+    const cfg = (JSON.parse(img.config.data.toString()) as { config: Record<string, unknown> }).config;
+    const bad = ociImageOf([...img.tars, tarLayer([{ path: 'bin/notelf', body: 'no program here\n', mode: 0o755 }])], hostPlatform(), cfg);
+    const pusher = new TestPusher(reg.host);
+    try {
+      await pusher.pushImage('lxr/notelf', bad, 'v1');
+    } finally {
+      pusher.close();
+    }
+    const name = uniqueId('c');
+    made.add(name);
+    const ev = await watchEvents(name);
+    const req = { name, image: `${reg.host}/lxr/notelf:v1`, command: ['/bin/notelf'], start: true, requestId: 'run-notelf' };
+    await assert.rejects(unary(ctrs, ctrs.Create, req), grpcErr(grpc.status.PERMISSION_DENIED, 'LXR_EXEC_NOT_EXECUTABLE', { message: /start .*\/bin\/notelf/ }));
+    const c = await finished(name);
+    assert.equal(c.state, 'stopped');
+    assert.equal(c.exitCode, 126);
+    assert.equal(c.startedAt, '', 'a start that failed is not a start');
+    // The same request again answers with it as it is; it is not run again.
+    const again = (await unary(ctrs, ctrs.Create, req)).container!;
+    assert.equal(again.createdAt, c.createdAt);
+    assert.equal(again.state, 'stopped');
+    await unary(ctrs, ctrs.Remove, { name });
+    made.delete(name);
+    assert.deepEqual(
+      (await ev.stop()).map((e) => e.type),
+      ['created', 'died', 'removed'],
+    );
+    await unary(images, images.Remove, { image: req.image });
   });
 
   test('Containers: followed logs end when the container exits; kill, force remove', async () => {
@@ -293,11 +332,7 @@ describe('agent gRPC API', { skip, timeout: 180_000 }, () => {
     assert.deepEqual((await collect<LogsResponse>(ctrs.Logs({ name, stderr: true }))).map((l) => l.line.toString()), ['b']);
     assert.deepEqual(await collect<LogsResponse>(ctrs.Logs({ name, since: '2999-01-01T00:00:00Z' })), []);
     await assert.rejects(collect(ctrs.Logs({ name, since: 'yesterday' })), grpcErr(grpc.status.INVALID_ARGUMENT, 'LXR_INVALID_ARGUMENT', { field: 'since' }));
-    let c = (await unary(ctrs, ctrs.Get, { name })).container!;
-    for (let i = 0; i < 50 && !c.finishedAt; i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      c = (await unary(ctrs, ctrs.Get, { name })).container!;
-    }
+    let c = await finished(name);
     assert.equal(c.state, 'stopped');
     assert.equal(c.exitCode, 0);
     assert.ok(c.finishedAt);

@@ -48,14 +48,17 @@ describe('agent crash during create: repaired at the next start', { skip: agentT
     done('agent-crash');
   });
 
-  // This agent has no container network: its step never comes.
-  for (const crashAt of CREATE_STEPS.filter((s) => s !== 'network')) {
-    test(`killed after "${crashAt}": nothing is left half made, and the retry works`, async () => {
+  // This agent has no container network: its step never comes. With start, the
+  // monitor starts the process itself once it is made (no network to attach
+  // first): from "monitor" on, a crash leaves a running process to be ended.
+  const steps = CREATE_STEPS.filter((s) => s !== 'network');
+  for (const [start, crashAt] of [false, true].flatMap((s) => steps.map((c) => [s, c] as const))) {
+    test(`killed after "${crashAt}"${start ? ' of a create with start' : ''}: nothing is left half made, and the retry works`, async () => {
       const name = uniqueId('c');
-      const requestId = `req-${crashAt}`;
+      const requestId = `req-${crashAt}${start ? '-start' : ''}`;
       made.add(name);
       const doomed = await lab.spawn({ LXR_TEST_CRASH_AT: crashAt });
-      await assert.rejects(unary(doomed.ctrs, doomed.ctrs.Create, { name, image, command: ['sleep', '3600'], requestId }));
+      await assert.rejects(unary(doomed.ctrs, doomed.ctrs.Create, { name, image, command: ['sleep', '3600'], requestId, start }));
       await lab.exited(doomed);
       assert.equal(doomed.proc.signalCode, 'SIGKILL', `the agent did not crash at ${crashAt}:\n${lab.logs()}`);
       await lab.kill(doomed);
@@ -67,9 +70,12 @@ describe('agent crash during create: repaired at the next start', { skip: agentT
       assert.equal(existsSync(path.join(work, 'runtime', name)), false, 'runtime state left');
       assert.deepEqual(await cgroupDirs(`${cgroupParent}/${name}`), [], 'cgroup left');
 
-      const c = (await unary(a.ctrs, a.ctrs.Create, { name, image, command: ['sleep', '3600'], requestId })).container!;
-      assert.equal(c.state, 'created');
-      assert.equal((await unary(a.ctrs, a.ctrs.Start, { name })).container!.state, 'running');
+      const c = (await unary(a.ctrs, a.ctrs.Create, { name, image, command: ['sleep', '3600'], requestId, start })).container!;
+      if (start) assert.equal(c.state, 'running');
+      else {
+        assert.equal(c.state, 'created');
+        assert.equal((await unary(a.ctrs, a.ctrs.Start, { name })).container!.state, 'running');
+      }
       const r = await ExecStream.start(a.exec, { container: name, args: ['echo', 'ok'] }).done;
       assert.equal(r.stdout.toString(), 'ok\n');
       await unary(a.ctrs, a.ctrs.Remove, { name, force: true });

@@ -141,8 +141,17 @@ describe('create: placement', () => {
     const cg = await manager.create('lxr/c1', {});
     assert.equal(manager.mode, 'hybrid');
     const subdirs = ['cpu', 'cpuacct', 'cpuset', 'memory', 'devices', 'freezer', 'blkio', 'pids', 'systemd', 'unified'];
-    assert.deepEqual(sorted(fs.pathsOf('mkdir')), sorted(subdirs.flatMap((s) => [`${ROOT}/${s}/lxr`, `${ROOT}/${s}/lxr/c1`])));
-    assertOrderedPerHierarchy(fs.pathsOf('mkdir'), false);
+    // The leaf is tried first (its parent usually exists); here it does not: parent, then leaf.
+    for (const s of subdirs) {
+      assert.deepEqual(fs.pathsOf('mkdir').filter((p) => p.startsWith(`${ROOT}/${s}/`)), [`${ROOT}/${s}/lxr/c1`, `${ROOT}/${s}/lxr`, `${ROOT}/${s}/lxr/c1`]);
+      assert.equal(fs.hasDir(`${ROOT}/${s}/lxr/c1`), true);
+    }
+    // With the parent there, one mkdir per hierarchy and nothing read before it.
+    const before = fs.calls.length;
+    await manager.create('lxr/c2', {});
+    const second = fs.calls.slice(before);
+    assert.deepEqual(sorted(second.filter((c) => c.op === 'mkdir').map((c) => c.path)), sorted(subdirs.map((s) => `${ROOT}/${s}/lxr/c2`)));
+    assert.deepEqual(second.filter((c) => c.op === 'subdirs' || c.path.endsWith('/cgroup.procs')), []);
     assert.deepEqual(cg.procsFiles, subdirs.map((s) => `${ROOT}/${s}/lxr/c1/cgroup.procs`));
     assert.deepEqual(cg.mountSources, subdirs.map((s) => ({ hostDir: `${ROOT}/${s}/lxr/c1`, subdir: s })));
     assert.deepEqual(cg.oomCounter, { file: `${ROOT}/memory/lxr/c1/memory.oom_control`, key: 'oom_kill' });
@@ -514,6 +523,18 @@ describe('destroy and open', () => {
 });
 
 describe('reuse of an existing cgroup', () => {
+  it('refused in one hierarchy: the leaves made in the others are removed, the existing one stays untouched', async () => {
+    const { fs, manager } = await setup(MOUNTINFO_HYBRID_SEPARATE);
+    await fs.mkdir(`${ROOT}/memory/lxr`);
+    await fs.mkdir(`${ROOT}/memory/lxr/c1`);
+    fs.setFile(`${ROOT}/memory/lxr/c1/cgroup.procs`, '42\n');
+    await assert.rejects(manager.create('lxr/c1', { pids: { limit: 5 } }), (e: unknown) => e instanceof LxrError && e.reason === 'LXR_ALREADY_EXISTS' && /42/.test(e.message) && /memory hierarchy/.test(e.message));
+    assert.equal(fs.hasDir(`${ROOT}/memory/lxr/c1`), true);
+    for (const s of ['cpu', 'pids', 'unified']) assert.equal(fs.hasDir(`${ROOT}/${s}/lxr`), false, `${s} left`);
+    // Only the cpuset inheritance of the dirs it made: no limit, nothing in the existing cgroup.
+    assert.deepEqual(fs.writes().filter(([p]) => !/\/cpuset\/lxr(\/c1)?\/cpuset\.(cpus|mems)$/.test(p)), []);
+  });
+
   it('is refused when it has child cgroups (a parent is not a container leaf)', async () => {
     const { fs, manager } = await setup(MOUNTINFO_V2);
     await manager.create('slice/c1', {});

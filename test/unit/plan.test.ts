@@ -219,6 +219,14 @@ describe('planCreate', () => {
     assert.deepEqual(ops(recs, 'rootfs_readonly'), [['rootfs_readonly']]);
   });
 
+  it('started as part of create: autostart instead of a control socket (nobody can start it twice)', () => {
+    const recs = planCreate({ ...base, spec: spec(), start: true });
+    assert.deepEqual(ops(recs, 'autostart'), [['autostart']]);
+    assert.deepEqual(ops(recs, 'control'), []);
+    assert.deepEqual(ops(recs, 'exit_file'), [['exit_file', '/s/exit.json']]);
+    assert.deepEqual(ops(planCreate({ ...base, spec: spec(), start: false }), 'autostart'), []);
+  });
+
   it('a spec without process cannot be created', () => {
     assert.throws(() => planCreate({ ...base, spec: { ...spec(), process: undefined } as Spec }), (e: LxrError) => e.field === 'process');
   });

@@ -9,7 +9,9 @@ import { describe, it } from 'node:test';
 import { LxrError } from '../../proto/shared/errors.js';
 import type { CgroupHandle, CgroupLimits, CgroupManager } from '../../agent/cgroups/cgroup.js';
 import { assertLegal, isLegal, type Operation } from '../../agent/runtime/lifecycle.js';
-import type { Spec, Status } from '../../agent/runtime/oci.js';
+import { DEFAULT_DEVICE_RULES } from '../../agent/runtime/defaults.js';
+import { ALWAYS_ALLOWED_DEVICE_RULES } from '../../agent/runtime/devices.js';
+import type { DeviceRule, Spec, Status } from '../../agent/runtime/oci.js';
 import { decodePlan } from '../../agent/runtime/plan.js';
 import { cgroupLimitsFromSpec, Runtime } from '../../agent/runtime/runtime.js';
 import { FakeShimLauncher, reportToError } from '../../agent/runtime/shim.js';
@@ -150,6 +152,45 @@ describe('Runtime.create over fakes', () => {
     await assert.rejects(rt.create('c1', bundle), (e: LxrError) => e.reason === 'LXR_ALREADY_EXISTS');
   });
 
+  it('with start: the plan starts itself, started() tells how it went, and it reads as running at once', async () => {
+    const launcher = new FakeShimLauncher();
+    launcher.nextPid = process.pid;
+    const rt = new Runtime({ root: path.join(await tempDir('rt'), 's'), cgroups: new FakeCgroups(), launcher });
+    const bundle = await bundleWith(goodConfig());
+    await rt.create('s1', bundle, { start: true });
+    assert.deepEqual(launcher.calls[0]!.hints, { viaServer: true, startsItself: true });
+    const plan = decodePlan(await readFile(launcher.calls[0]!.planFile));
+    assert.deepEqual(plan.filter((r) => r[0] === 'autostart' || r[0] === 'control'), [['autostart']]);
+    await rt.started('s1');
+    assert.equal((await rt.state('s1')).status, 'running');
+    // Without start: a control socket, and nothing to ask started() about.
+    await rt.create('s2', bundle);
+    assert.deepEqual(launcher.calls[1]!.hints, { viaServer: true });
+    assert.equal(decodePlan(await readFile(launcher.calls[1]!.planFile)).filter((r) => r[0] === 'control').length, 1);
+    await assert.rejects(rt.started('s2'), (e: LxrError) => e.reason === 'LXR_INTERNAL' && /not created with start/.test(e.message));
+    await assert.rejects(rt.started('nope'), (e: LxrError) => e.reason === 'LXR_INTERNAL');
+  });
+
+  it('with start: a start that fails is the start’s error, and the container stays', async () => {
+    const launcher = new FakeShimLauncher();
+    launcher.nextPid = process.pid;
+    launcher.startWith = { type: 'error', step: 'exec', errno: 'ENOEXEC', errnum: 8, exitCode: 126, message: '/bin/x' };
+    const rt = new Runtime({ root: path.join(await tempDir('rt'), 's'), cgroups: new FakeCgroups(), launcher });
+    const st = await rt.create('f1', await bundleWith(goodConfig()), { start: true });
+    assert.equal(st.id, 'f1');
+    await assert.rejects(rt.started('f1'), (e: LxrError) => e.reason === 'LXR_EXEC_NOT_EXECUTABLE' && /start f1: exec: \/bin\/x/.test(e.message));
+    assert.equal((await rt.store.read('f1')).id, 'f1', 'still recorded');
+    // No report at all (the monitor went away): UNAVAILABLE, not a hang.
+    launcher.startWith = null;
+    const gone = new FakeShimLauncher();
+    gone.nextPid = process.pid;
+    const rt2 = new Runtime({ root: path.join(await tempDir('rt'), 's'), cgroups: new FakeCgroups(), launcher: gone });
+    const original = gone.create.bind(gone);
+    gone.create = async (plan, stdio, hints) => ({ ...(await original(plan, stdio, hints)), started: Promise.resolve(null) });
+    await rt2.create('f2', await bundleWith(goodConfig()), { start: true });
+    await assert.rejects(rt2.started('f2'), (e: LxrError) => e.reason === 'LXR_UNAVAILABLE' && /went away before it reported the start/.test(e.message));
+  });
+
   it('an explicit cgroupsPath is used as given (leading slash dropped)', async () => {
     const cgroups = new FakeCgroups();
     const rt = new Runtime({ root: path.join(await tempDir('rt'), 's'), cgroups, launcher: new FakeShimLauncher() });
@@ -218,6 +259,21 @@ describe('cgroupLimitsFromSpec', () => {
       { memory: { limit: 100, swap: 200 }, cpu: { shares: 512, quota: 50000, period: 100000, cpus: '0' }, pids: { limit: 5 } },
     );
   });
+
+  // Every container gets the always-allowed devices after the spec's rules, each written once.
+  const always = ALWAYS_ALLOWED_DEVICE_RULES.map((d) => ({ ...d, type: d.type ?? 'a' }));
+  const null13 = { allow: true, type: 'c', major: 1, minor: 3, access: 'rwm' };
+  const cases: Array<[string, DeviceRule[], DeviceRule[]]> = [
+    ['deny all: all appended', [{ allow: false, access: 'rwm' }], [{ allow: false, access: 'rwm' }, ...always]],
+    ["LXR's default (deny all, then every one of them): nothing appended", [...DEFAULT_DEVICE_RULES], [...DEFAULT_DEVICE_RULES]],
+    ['one of them allowed after the deny: the others appended', [{ allow: false, access: 'rwm' }, null13], [{ allow: false, access: 'rwm' }, null13, ...always.filter((d) => !(d.major === 1 && d.minor === 3))]],
+    ['allowed, then denied again: appended after the deny', [null13, { allow: false, type: 'c', major: 1, minor: 3, access: 'rwm' }], [null13, { allow: false, type: 'c', major: 1, minor: 3, access: 'rwm' }, ...always]],
+  ];
+  for (const [name, devices, want] of cases) {
+    it(`device rules: ${name}`, () => {
+      assert.deepEqual(cgroupLimitsFromSpec({ ociVersion: '1', linux: { resources: { devices } } }).devices, want);
+    });
+  }
 });
 
 describe('what the host cannot enforce is refused, not dropped', () => {
