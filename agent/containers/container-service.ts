@@ -635,7 +635,7 @@ export class ContainerService {
         // With start and nothing to attach before the process runs (no network),
         // the monitor starts it as soon as it is ready: no start round trip.
         const startsItself = req.start === true && !address;
-        const created = await this.o.runtime.create(name, containerDir, { overlay: plan, stdio: { mode: 'log', path: log }, ...(startsItself ? { start: true } : {}) });
+        const created = await this.o.runtime.create(name, containerDir, { overlay: plan, stdio: { mode: 'log', path: log }, spec, ...(startsItself ? { start: true } : {}) });
         this.crashPoint('created');
         if (address && network) {
           // attach and publish undo their own half-made work; registered once they succeeded.

@@ -51,6 +51,11 @@ export interface CreateOptions {
    * the container is recorded; started() then tells how its start went.
    */
   start?: boolean;
+  /**
+   * The bundle's config.json as the caller just wrote it: validated as one
+   * read from the bundle would be, without reading it back.
+   */
+  spec?: Spec;
 }
 
 export interface ExecOptions {
@@ -119,6 +124,10 @@ export function cgroupLimitsFromSpec(spec: Spec): CgroupLimits {
     limits.devices.push(...ALWAYS_ALLOWED_DEVICE_RULES.map((d) => ({ ...d, type: d.type ?? 'a' })).filter((d) => !allowed.has(key(d))));
   }
   return limits;
+}
+
+function checkBundle(bundle: string): void {
+  if (!path.isAbsolute(bundle)) throw invalidArgument('bundle', `${bundle} must be an absolute path`);
 }
 
 /** Two namespace files name the same namespace (nsfs device and inode). */
@@ -207,7 +216,7 @@ export class Runtime {
   }
 
   async loadBundle(bundle: string): Promise<Spec> {
-    if (!path.isAbsolute(bundle)) throw invalidArgument('bundle', `${bundle} must be an absolute path`);
+    checkBundle(bundle);
     let text: string;
     try {
       text = readFileSync(path.join(bundle, 'config.json'), 'utf8');
@@ -277,7 +286,7 @@ export class Runtime {
 
   async create(id: string, bundle: string, o: CreateOptions = {}): Promise<State> {
     checkId(id);
-    const spec = await this.loadBundle(bundle);
+    const spec = o.spec ? (checkBundle(bundle), validateSpec(o.spec)) : await this.loadBundle(bundle);
     const rootfs = path.resolve(bundle, spec.root?.path ?? 'rootfs');
     this.checkSupported(spec);
     await this.store.claim(id);

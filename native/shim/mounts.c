@@ -43,7 +43,18 @@ static int mkpath_in_root(int rootfd, const char *path, int want_file, struct lx
 		return lxr_fail(err, ENAMETOOLONG, "resolve path", "%s", path);
 	char *comp = buf;
 	while (*comp == '/') comp++;
-	int parent = open_in_root(rootfd, "/", O_PATH | O_DIRECTORY);
+	/* Usually only the last component is missing (its parent is a mount
+	 * made just before, such as /sys/fs/cgroup): start there when the
+	 * parent resolves, instead of walking down from the root. */
+	int parent = -1;
+	char *last = strrchr(comp, '/');
+	if (last && last[1]) {
+		*last = 0;
+		parent = open_in_root(rootfd, buf, O_PATH | O_DIRECTORY);
+		*last = '/';
+		if (parent >= 0) comp = last + 1;
+	}
+	if (parent < 0) parent = open_in_root(rootfd, "/", O_PATH | O_DIRECTORY);
 	if (parent < 0) return lxr_fail(err, errno, "resolve path", "/");
 	for (;;) {
 		char *slash = strchr(comp, '/');

@@ -191,6 +191,19 @@ describe('Runtime.create over fakes', () => {
     await assert.rejects(rt2.started('f2'), (e: LxrError) => e.reason === 'LXR_UNAVAILABLE' && /went away before it reported the start/.test(e.message));
   });
 
+  it('a spec handed over is validated like config.json, not read from the bundle', async () => {
+    const launcher = new FakeShimLauncher();
+    const rt = new Runtime({ root: path.join(await tempDir('rt'), 's'), cgroups: new FakeCgroups(), launcher });
+    const bundle = await tempDir('nocfg'); // no config.json at all
+    await rt.create('m1', bundle, { spec: goodConfig() });
+    assert.deepEqual(decodePlan(await readFile(launcher.calls[0]!.planFile)).find((r) => r[0] === 'rootfs'), ['rootfs', path.join(bundle, 'rootfs')]);
+    const bad = goodConfig();
+    bad.process!.args = [];
+    await assert.rejects(rt.create('m2', bundle, { spec: bad }), (e: LxrError) => e.reason === 'LXR_INVALID_SPEC' && e.field === 'process.args');
+    await assert.rejects(rt.create('m3', 'relative/dir', { spec: goodConfig() }), (e: LxrError) => e.reason === 'LXR_INVALID_ARGUMENT' && e.field === 'bundle');
+    assert.equal(launcher.calls.length, 1);
+  });
+
   it('an explicit cgroupsPath is used as given (leading slash dropped)', async () => {
     const cgroups = new FakeCgroups();
     const rt = new Runtime({ root: path.join(await tempDir('rt'), 's'), cgroups, launcher: new FakeShimLauncher() });
