@@ -38,7 +38,7 @@ import type { Mount, Process, Spec, Status } from '../runtime/oci.js';
 import type { BridgeNetwork } from '../net/bridge-network.js';
 import { containerFiles, parseResolvConf, type PortMapping } from '../net/net-plan.js';
 import type { ExitStatus, Runtime } from '../runtime/runtime.js';
-import { writeAtomic, writeAtomicSync } from '../runtime/store.js';
+import { stageAtomic, writeAtomic, writeAtomicSync } from '../runtime/store.js';
 import { checkIde, IDE_MOUNTS, IDE_PORT, type Ide } from '../../proto/shared/ide.js';
 import { requireGlibc } from '../ide/libc.js';
 import { ENTRY, type IdeTools, type ToolPaths } from '../ide/tools.js';
@@ -431,7 +431,7 @@ export class ContainerService {
   private updateRecord(name: string, change: (rec: ContainerRecordFile) => boolean | void): ContainerRecordFile | null {
     const rec = this.readRecordSync(name);
     if (!rec || change(rec) === false) return rec;
-    writeAtomicSync(this.recordPath(rec.name), JSON.stringify(rec, null, 2) + '\n', 0o600, true);
+    writeAtomicSync(this.recordPath(rec.name), this.recordText(rec), 0o600, true);
     return rec;
   }
 
@@ -444,7 +444,11 @@ export class ContainerService {
 
   /** Atomically; `durable` (the default) also fsyncs, for what must survive a power loss. */
   private async writeRecord(rec: ContainerRecordFile, durable = true): Promise<void> {
-    await writeAtomic(this.recordPath(rec.name), JSON.stringify(rec, null, 2) + '\n', 0o600, durable);
+    await writeAtomic(this.recordPath(rec.name), this.recordText(rec), 0o600, durable);
+  }
+
+  private recordText(rec: ContainerRecordFile): string {
+    return JSON.stringify(rec, null, 2) + '\n';
   }
 
   private async records(): Promise<ContainerRecordFile[]> {
@@ -632,6 +636,14 @@ export class ContainerService {
         await this.writeRecord(rec, false);
         cleanups.unshift(() => rm(this.recordPath(name), { force: true }));
         this.crashPoint('record');
+        // The record as it will be once created, fsynced on the thread pool while the
+        // runtime makes the container; put in place (a rename) when it is made.
+        const done: ContainerRecordFile = { ...rec };
+        delete done.phase;
+        // With start, the start time goes into the same write (see start()).
+        if (req.start) done.startedAt = new Date().toISOString();
+        const staged = stageAtomic(this.recordPath(name), this.recordText(done));
+        cleanups.unshift(() => staged.discard());
         // With start and nothing to attach before the process runs (no network),
         // the monitor starts it as soon as it is ready: no start round trip.
         const startsItself = req.start === true && !address;
@@ -647,15 +659,12 @@ export class ContainerService {
           }
           this.crashPoint('network');
         }
-        delete rec.phase;
-        // With start, written before the process runs (see start()): one write for both.
-        if (req.start) rec.startedAt = new Date().toISOString();
-        await this.writeRecord(rec);
+        await staged.commit();
         if (ide) this.ideNames.add(name);
         this.emit('created', name);
         this.watch(name);
-        if (!req.start) return await this.info(rec);
-        made = rec;
+        if (!req.start) return await this.info(done);
+        made = done;
         startsNow = startsItself;
       } catch (e) {
         return failAfterCleanup(e, cleanups);

@@ -7,7 +7,7 @@
 // a thread-pool round trip costs more than the call on the container start
 // path.
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { startTimeSync } from '../../proto/shared/proc.js';
 import { alreadyExists, invalidArgument, LxrError, notFound } from '../../proto/shared/errors.js';
@@ -67,6 +67,52 @@ export function writeAtomicSync(file: string, data: string | Buffer, mode = 0o60
     closeSync(fd);
   }
   renameSync(tmp, file);
+}
+
+/** A record written ahead of its time: see stageAtomic. */
+export interface StagedWrite {
+  /** Puts the content in place (rename), once it is on disk. */
+  commit(): Promise<void>;
+  /** Drops it (nothing was put in place). */
+  discard(): Promise<void>;
+}
+
+/**
+ * writeAtomic (durable) in two halves, for a record whose content is known
+ * before it may be put in place: written to a temporary name now and
+ * fsynced on the thread pool while the caller goes on with other work;
+ * commit() waits for the fsync and renames it into place. The temporary
+ * name is writeAtomic's, so a crash in between leaves what a repair
+ * already removes.
+ */
+export function stageAtomic(file: string, data: string | Buffer, mode = 0o600): StagedWrite {
+  const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
+  const fd = openSync(tmp, 'w', mode);
+  try {
+    writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
+  } catch (e) {
+    closeSync(fd);
+    rmSync(tmp, { force: true });
+    throw e;
+  }
+  const durable = new Promise<void>((resolve, reject) =>
+    fsync(fd, (err) => {
+      closeSync(fd);
+      if (err) reject(err);
+      else resolve();
+    }),
+  );
+  durable.catch(() => {}); // commit() reports it
+  return {
+    async commit() {
+      await durable;
+      renameSync(tmp, file);
+    },
+    async discard() {
+      await durable.catch(() => {});
+      rmSync(tmp, { force: true });
+    },
+  };
 }
 
 export { startTimeSync };

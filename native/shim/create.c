@@ -238,7 +238,9 @@ int cmd_create(struct plan *p, int report_fd, int forked)
 		 * cgroups (see container_init): created at clone, its root would be
 		 * the monitor's cgroup and the container would see host paths. */
 		if (!p->ns.v[i].path) {
-			if (p->ns.v[i].type != CLONE_NEWCGROUP) flags |= (unsigned long)p->ns.v[i].type;
+			/* The server put this process in a fresh one already (server.c). */
+			int ready = p->ns.v[i].type == CLONE_NEWNET && p->netns_ready;
+			if (p->ns.v[i].type != CLONE_NEWCGROUP && !ready) flags |= (unsigned long)p->ns.v[i].type;
 			continue;
 		}
 		if (p->ns.v[i].type != CLONE_NEWPID) continue;

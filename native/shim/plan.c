@@ -223,6 +223,27 @@ ssize_t plan_select(const char *buf, size_t len, const char *prefix, char **out)
 	return (ssize_t)n_keep;
 }
 
+int plan_new_netns(const char *buf, size_t len, int *new_user)
+{
+	const char *cur = buf, *end = buf + len;
+	struct lxr_err err = { 0 };
+	int net = 0;
+	*new_user = 0;
+	while (cur < end) {
+		const char *op, *fields, *next;
+		unsigned long long n;
+		if (split_record(cur, end, &op, &n, &fields, &next, &err) < 0) return -1;
+		/* ns TYPE PATH: an empty PATH is a new namespace. */
+		if (!strcmp(op, "ns") && n == 2) {
+			const char *path = fields + strlen(fields) + 1;
+			if (!*path && !strcmp(fields, "net")) net = 1;
+			if (!*path && !strcmp(fields, "user")) *new_user = 1;
+		}
+		cur = next;
+	}
+	return net;
+}
+
 /* Parses a plan in memory; the plan points into buf, which must outlive it. */
 int plan_parse(char *buf, size_t len, struct plan *p, struct lxr_err *err)
 {

@@ -74,6 +74,9 @@ struct plan {
 	int stdio_log; const char *log_path;
 	const char *control;
 	int autostart;
+	/* Set by the server: this process already sits in a fresh network
+	 * namespace made for it, which the init keeps instead of a new one. */
+	int netns_ready;
 	const char *exit_file;
 	const char *oom_file, *oom_key;
 	/* exec mode */
@@ -88,6 +91,10 @@ ssize_t plan_read(const char *path, char **buf, struct lxr_err *err);
 /* The records whose name starts with `prefix`, back to back in plan format
  * (malloc'd into *out, NULL when none): their length; < 0 for a malformed plan. */
 ssize_t plan_select(const char *buf, size_t len, const char *prefix, char **out);
+/* Whether a plan (in memory) asks for a new network namespace (1) or not
+ * (0), from its ns records alone; *new_user is set when it asks for a new
+ * user namespace too. < 0 for a malformed plan. */
+int plan_new_netns(const char *buf, size_t len, int *new_user);
 
 /* util.c */
 int write_file(const char *path, const char *data, struct lxr_err *err);

@@ -15,6 +15,19 @@ import { tempDir, uniqueId } from '../helpers/tmp.js';
 import { assertNothingLeft, rejectsWith, sh, startContainer, statusFields, T, until } from './runtime-common.js';
 
 const execFileP = promisify(execFile);
+
+/** The runtime's helper server: the `lxr-shim server` child of this process. */
+async function helperServerPid(): Promise<number> {
+  for (const d of await readdir('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    const stat = await readFile(`/proc/${d}/stat`, 'utf8').catch(() => '');
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    if (ppid !== process.pid) continue;
+    const argv = (await readFile(`/proc/${d}/cmdline`, 'utf8').catch(() => '')).split('\0');
+    if (argv[1] === 'server' && path.basename(argv[0]!) === 'lxr-shim') return Number(d);
+  }
+  throw new Error('no lxr-shim server runs for this process');
+}
 const fx = await runtimeFixture();
 
 const NS = ['pid', 'uts', 'ipc', 'net', 'mnt', 'cgroup'] as const;
@@ -119,6 +132,49 @@ describe('joining namespaces by path', () => {
       assert.notEqual(lines[5], '1', 'a process that joined a pid namespace is not its init');
     } finally {
       await fx.rt.delete(a.id, { force: true });
+    }
+  });
+
+  // The helper server keeps a fresh network namespace ready for the next
+  // container (native/shim/server.c): it sits in it while idle, each goes to
+  // exactly one container, and a container that asks for none, or joins one,
+  // is not handed it.
+  test('every container gets a network namespace of its own; one without keeps the host\'s; one joined by path is that one', T, async () => {
+    const host = await readlink('/proc/self/ns/net');
+    const idle = () => new Promise((r) => setTimeout(r, 100));
+    await fx.run(sh('true')); // the server runs from here on
+    const server = await helperServerPid();
+    await idle();
+    const spare = await readlink(`/proc/${server}/ns/net`);
+    assert.notEqual(spare, host, 'an idle server sits in a spare network namespace');
+    const a = await startContainer(fx, sh('sleep 30'));
+    const na = await readlink(`/proc/${a.pid}/ns/net`);
+    assert.equal(na, spare, 'the spare went to the next container');
+    assert.notEqual(await readlink(`/proc/${server}/ns/net`), na, 'the server left it');
+    await idle();
+    const b = await startContainer(fx, sh('sleep 30'));
+    // Without a pause: no spare is ready yet, and clone makes one.
+    const c = await startContainer(fx, sh('sleep 30'));
+    try {
+      const [nb, nc] = await Promise.all([readlink(`/proc/${b.pid}/ns/net`), readlink(`/proc/${c.pid}/ns/net`)]);
+      assert.equal(new Set([host, na, nb, nc]).size, 4, `all apart: ${[host, na, nb, nc].join(' ')}`);
+      for (const pid of [a.pid, b.pid, c.pid]) {
+        const links = (await readFile(`/proc/${pid}/net/dev`, 'utf8')).split('\n').slice(2).map((l) => l.split(':')[0]!.trim()).filter(Boolean);
+        assert.deepEqual(links, ['lo'], 'a fresh namespace has only lo');
+      }
+      await idle();
+      const noNet = sh('readlink /proc/self/ns/net');
+      noNet.linux!.namespaces = noNet.linux!.namespaces!.filter((n) => n.type !== 'network');
+      const shared = await fx.run(noNet);
+      assert.equal(shared.exitCode, 0, shared.stderr);
+      assert.equal(shared.stdout.trim(), host, 'no network namespace asked for: the host\'s, not the spare');
+      const joins = sh('readlink /proc/self/ns/net');
+      joins.linux!.namespaces = joins.linux!.namespaces!.map((n) => (n.type === 'network' ? { type: 'network', path: `/proc/${a.pid}/ns/net` } : n));
+      const joined = await fx.run(joins);
+      assert.equal(joined.exitCode, 0, joined.stderr);
+      assert.equal(joined.stdout.trim(), na);
+    } finally {
+      for (const x of [a, b, c]) await fx.rt.delete(x.id, { force: true });
     }
   });
 

@@ -15,7 +15,7 @@ import type { DeviceRule, Spec, Status } from '../../agent/runtime/oci.js';
 import { decodePlan } from '../../agent/runtime/plan.js';
 import { cgroupLimitsFromSpec, Runtime } from '../../agent/runtime/runtime.js';
 import { FakeShimLauncher, reportToError } from '../../agent/runtime/shim.js';
-import { checkId, startTimeSync, StateStore } from '../../agent/runtime/store.js';
+import { checkId, stageAtomic, startTimeSync, StateStore } from '../../agent/runtime/store.js';
 import { tempDir } from '../helpers/tmp.js';
 
 describe('lifecycle', () => {
@@ -59,6 +59,27 @@ describe('ids and the store', () => {
     assert.deepEqual(await store.list(), ['a']);
     await store.remove('a');
     assert.deepEqual(await store.list(), []);
+  });
+
+  it('a staged write: on disk under a temporary name until commit, which puts it in place; discard drops it', async () => {
+    const dir = await tempDir('stage');
+    const file = path.join(dir, 'c1.json');
+    await writeFile(file, 'old');
+    const staged = stageAtomic(file, 'new', 0o600);
+    const tmps = (await readdir(dir)).filter((f) => f !== 'c1.json');
+    assert.equal(tmps.length, 1);
+    assert.match(tmps[0]!, /^c1\.json\.[0-9a-f]{8}\.tmp$/, 'a name the repair removes');
+    assert.equal(await readFile(path.join(dir, tmps[0]!), 'utf8'), 'new');
+    assert.equal(await readFile(file, 'utf8'), 'old', 'nothing in place before commit');
+    await staged.commit();
+    assert.equal(await readFile(file, 'utf8'), 'new');
+    assert.deepEqual(await readdir(dir), ['c1.json']);
+    const dropped = stageAtomic(file, 'newer');
+    await dropped.discard();
+    assert.equal(await readFile(file, 'utf8'), 'new');
+    assert.deepEqual(await readdir(dir), ['c1.json']);
+    // Where the temporary file cannot be made, the stage fails at once.
+    assert.throws(() => stageAtomic(path.join(dir, 'no', 'such.json'), 'x'), (e: NodeJS.ErrnoException) => e.code === 'ENOENT');
   });
 });
 
