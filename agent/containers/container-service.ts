@@ -38,18 +38,20 @@ import type { Mount, Process, Spec, Status } from '../runtime/oci.js';
 import type { BridgeNetwork } from '../net/bridge-network.js';
 import { containerFiles, parseResolvConf, type PortMapping } from '../net/net-plan.js';
 import type { ExitStatus, Runtime } from '../runtime/runtime.js';
-import { stageAtomic, writeAtomic, writeAtomicSync } from '../runtime/store.js';
+import { stageAtomic, writeAtomic, writeAtomicSync, type StagedWrite } from '../runtime/store.js';
 import { checkIde, IDE_MOUNTS, IDE_PORT, type Ide } from '../../proto/shared/ide.js';
 import { requireGlibc } from '../ide/libc.js';
 import { ENTRY, type IdeTools, type ToolPaths } from '../ide/tools.js';
 
 /**
  * The steps of a create, in order, as crash points name them: the
- * container's dir, its overlay dirs, its spec, its record, then the
- * runtime's claim, cgroup, monitor and state, the runtime's answer, and
- * the container's network (only with a container network).
+ * container's dir, its overlay dirs, its record, then the runtime's claim
+ * and cgroup; its spec (written while the helper makes the container, so
+ * before or after "monitor"); the runtime's monitor and state, the
+ * runtime's answer, and the container's network (only with a container
+ * network).
  */
-export const CREATE_STEPS = ['dir', 'overlay-dirs', 'spec', 'record', 'runtime-claim', 'cgroup', 'monitor', 'runtime-state', 'created', 'network'] as const;
+export const CREATE_STEPS = ['dir', 'overlay-dirs', 'record', 'runtime-claim', 'cgroup', 'spec', 'monitor', 'runtime-state', 'created', 'network'] as const;
 /** Steps of starting a stopped container again (recreate), each a crash point for tests. */
 export const RESTART_STEPS = ['restart-marked', 'restart-created', 'restart-network'] as const;
 
@@ -609,8 +611,6 @@ export class ContainerService {
           spec.mounts = [...(spec.mounts ?? []), ...(await this.networkFiles(containerDir, spec.hostname ?? name, address))];
         }
         if (tools) spec.mounts = [...(spec.mounts ?? []), ...ideMounts(tools)];
-        await writeAtomic(path.join(containerDir, 'config.json'), JSON.stringify(spec, null, 2) + '\n', 0o600, false);
-        this.crashPoint('spec');
         const log = path.join(containerDir, 'container.log');
         const rec: ContainerRecordFile = {
           name,
@@ -636,18 +636,24 @@ export class ContainerService {
         await this.writeRecord(rec, false);
         cleanups.unshift(() => rm(this.recordPath(name), { force: true }));
         this.crashPoint('record');
-        // The record as it will be once created, fsynced on the thread pool while the
-        // runtime makes the container; put in place (a rename) when it is made.
         const done: ContainerRecordFile = { ...rec };
         delete done.phase;
         // With start, the start time goes into the same write (see start()).
         if (req.start) done.startedAt = new Date().toISOString();
-        const staged = stageAtomic(this.recordPath(name), this.recordText(done));
-        cleanups.unshift(() => staged.discard());
+        let staged: StagedWrite | null = null;
+        cleanups.unshift(async () => staged?.discard());
+        // While the helper makes the container: the bundle's config.json (exec reads it),
+        // and the record as it will be once created, fsynced on the thread pool and
+        // put in place (a rename) when it is made.
+        const meanwhile = async (): Promise<void> => {
+          await writeAtomic(path.join(containerDir, 'config.json'), JSON.stringify(spec, null, 2) + '\n', 0o600, false);
+          this.crashPoint('spec');
+          staged = stageAtomic(this.recordPath(name), this.recordText(done));
+        };
         // With start and nothing to attach before the process runs (no network),
         // the monitor starts it as soon as it is ready: no start round trip.
         const startsItself = req.start === true && !address;
-        const created = await this.o.runtime.create(name, containerDir, { overlay: plan, stdio: { mode: 'log', path: log }, spec, ...(startsItself ? { start: true } : {}) });
+        const created = await this.o.runtime.create(name, containerDir, { overlay: plan, stdio: { mode: 'log', path: log }, spec, meanwhile, ...(startsItself ? { start: true } : {}) });
         this.crashPoint('created');
         if (address && network) {
           // attach and publish undo their own half-made work; registered once they succeeded.
@@ -659,7 +665,7 @@ export class ContainerService {
           }
           this.crashPoint('network');
         }
-        await staged.commit();
+        await staged!.commit();
         if (ide) this.ideNames.add(name);
         this.emit('created', name);
         this.watch(name);

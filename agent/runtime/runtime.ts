@@ -56,6 +56,12 @@ export interface CreateOptions {
    * read from the bundle would be, without reading it back.
    */
   spec?: Spec;
+  /**
+   * The caller's own work while the helper makes the container (on another
+   * CPU): begun once the plan is handed over, finished before create goes
+   * on; its failure fails the create.
+   */
+  meanwhile?: () => Promise<void>;
 }
 
 export interface ExecOptions {
@@ -318,9 +324,15 @@ export class Runtime {
       });
       writeFileSync(paths.plan, encodePlan(records), { mode: 0o600 });
       const ownPidNs = (spec.linux?.namespaces ?? []).some((n) => n.type === 'pid' && !n.path);
-      const shim = await this.launcher.create(paths.plan, o.stdioFds ?? ['ignore', 'ignore', 'ignore'], {
+      const launching = this.launcher.create(paths.plan, o.stdioFds ?? ['ignore', 'ignore', 'ignore'], {
         viaServer: ownPidNs && !o.consoleSocket,
         ...(o.start ? { startsItself: true } : {}),
+      });
+      // The plan is with the helper now (the request is written before the first await).
+      const alongside = o.meanwhile ? o.meanwhile().then(() => null, (e: unknown) => ({ failed: e })) : null;
+      const shim = await launching.catch(async (e: unknown) => {
+        await alongside; // nothing of it may still run while the caller cleans up
+        throw e;
       });
       const pid = shim.first.pid!;
       this.crashPoint('monitor');
@@ -346,6 +358,8 @@ export class Runtime {
         shim.detach();
         await this.killAndWait(rec);
       });
+      const side = await alongside;
+      if (side) throw side.failed;
       await this.store.write(rec);
       this.crashPoint('runtime-state');
       const st = statSync(paths.state);

@@ -333,7 +333,8 @@ export class FakeShimLauncher implements ShimLauncher {
   readonly calls: Array<{ mode: 'create' | 'exec'; planFile: string; stdio: ShimStdio; hints?: CreateHints }> = [];
   /** Attached execs handed out, for the test to drive as the process. */
   readonly attached: ScriptedExec[] = [];
-  nextPid = 4242;
+  /** Past the largest pid_max (2^22): a signal for it can never reach a real process. */
+  nextPid = 4_194_304 + 4242;
   failWith: ShimReport | null = null;
 
   /** With a plan that starts itself: the start's report (default: started). */

@@ -35,6 +35,12 @@ static int go_wait(int fd)
 	return r == 1 && k == 'S' ? 0 : -1;
 }
 
+/* With autostart: ready, and on to exec without waiting to be told. */
+static int go_on(int fd)
+{
+	return sync_send(fd, 'R', NULL);
+}
+
 static int new_userns(const struct plan *p)
 {
 	for (size_t i = 0; i < p->ns.n; i++)
@@ -42,14 +48,16 @@ static int new_userns(const struct plan *p)
 	return 0;
 }
 
-static void __attribute__((noreturn)) container_init(const struct plan *p, struct cgroup_join *cg, int sync, int console_fd, int out_w, int err_w)
+/* need_go: the monitor has work to do on the init (id maps, oom_score_adj,
+ * cgroups it places it in) before it may go on. */
+static void __attribute__((noreturn)) container_init(const struct plan *p, struct cgroup_join *cg, int need_go, int sync, int console_fd, int out_w, int err_w)
 {
 	struct lxr_err err = { 0 };
 	char k;
 	/* Nothing may ptrace the init or open its /proc files while it runs
 	 * LXR's code; execve restores dumpability for the user's program. */
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-	if (sync_recv(sync, &k, NULL, 0) != 1 || k != 'G') _exit(1);
+	if (need_go && (sync_recv(sync, &k, NULL, 0) != 1 || k != 'G')) _exit(1);
 	/* Into the v1 cgroups before anything else (see cgroups.c). */
 	if (cgroup_join_self(cg, &err) < 0) goto fail;
 	umask(0);
@@ -85,7 +93,7 @@ static void __attribute__((noreturn)) container_init(const struct plan *p, struc
 		goto fail;
 	}
 	if (p->terminal && setup_terminal(p, console_fd, &err) < 0) goto fail;
-	finalize_and_exec(p, sync, go_wait, &err);
+	finalize_and_exec(p, sync, p->autostart ? go_on : go_wait, &err);
 fail:
 	send_child_error(sync, &err);
 	_exit(err.exit_code ? err.exit_code : 1);
@@ -260,6 +268,10 @@ int cmd_create(struct plan *p, int report_fd, int forked)
 
 	pid_t child = cgroup_join_clone(&cg, flags, &err);
 	if (child < 0) goto fail_early;
+	/* Each message between the two is a wakeup (tens of microseconds on a
+	 * VM): none when the monitor has nothing to do first. Both sides decide
+	 * after the clone (a clone3 fallback leaves a cgroup to join by pid). */
+	int need_go = new_userns(p) || p->has_oom_score_adj || cg.nprocs > 0;
 	if (child == 0) {
 		/* The container starts with default dispositions and nothing
 		 * blocked, whatever the monitor or its caller had. */
@@ -272,7 +284,7 @@ int cmd_create(struct plan *p, int report_fd, int forked)
 		close(sv[0]); close(sfd);
 		if (ctl >= 0) close(ctl);
 		if (logfd >= 0) { close(logfd); close(out[0]); close(errp[0]); }
-		container_init(p, &cg, sv[1], cfd, out[1], errp[1]);
+		container_init(p, &cg, need_go, sv[1], cfd, out[1], errp[1]);
 	}
 	close(sv[1]);
 	if (cfd >= 0) close(cfd);
@@ -290,17 +302,14 @@ int cmd_create(struct plan *p, int report_fd, int forked)
 	}
 	if (cgroup_join_pid(&cg, child, &err) < 0) goto fail_child;
 	cgroup_join_close(&cg);
-	if (sync_send(sv[0], 'G', NULL) < 0) { lxr_fail(&err, errno, "monitor", "release init"); goto fail_child; }
+	if (need_go && sync_send(sv[0], 'G', NULL) < 0) { lxr_fail(&err, errno, "monitor", "release init"); goto fail_child; }
 	int r = sync_recv(sv[0], &k, payload, sizeof payload);
 	if (r == 1 && k == 'E') { parse_child_error(payload, &err); goto fail_child; }
 	if (r != 1 || k != 'R') { lxr_fail(&err, 0, "create", "the container's init died during setup"); goto fail_child; }
-	/* With autostart nobody asks: the init goes on at once, and its exec
+	/* With autostart nobody asks: the init went on by itself, and its exec
 	 * (or failure) is reported where `created` was. */
 	int started = 0, awaiting = 0;
-	if (p->autostart) {
-		started = awaiting = 1;
-		if (sync_send(sv[0], 'S', NULL) < 0) { /* init already gone; SIGCHLD answers */ }
-	}
+	if (p->autostart) started = awaiting = 1;
 	report(report_fd, "{\"type\":\"created\",\"pid\":%d,\"monitor\":%d}", child, getpid());
 
 	struct logbuf lo = { .stream = "stdout" }, le = { .stream = "stderr" };

@@ -3,6 +3,7 @@
 // a failure at any step removes what it made (and reports both errors when
 // cleanup fails too).
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
@@ -223,6 +224,36 @@ describe('Runtime.create over fakes', () => {
     await assert.rejects(rt.create('m2', bundle, { spec: bad }), (e: LxrError) => e.reason === 'LXR_INVALID_SPEC' && e.field === 'process.args');
     await assert.rejects(rt.create('m3', 'relative/dir', { spec: goodConfig() }), (e: LxrError) => e.reason === 'LXR_INVALID_ARGUMENT' && e.field === 'bundle');
     assert.equal(launcher.calls.length, 1);
+  });
+
+  it('the caller\'s work meanwhile: begun once the plan is handed over, finished before create returns, and its failure fails the create', async () => {
+    const launcher = new FakeShimLauncher();
+    const cgroups = new FakeCgroups();
+    const root = path.join(await tempDir('rt'), 's');
+    const rt = new Runtime({ root, cgroups, launcher });
+    const bundle = await bundleWith(goodConfig());
+    const seen: string[] = [];
+    await rt.create('w1', bundle, {
+      meanwhile: async () => {
+        seen.push(`begun after ${launcher.calls.length} launch`);
+        await new Promise((r) => setTimeout(r, 20));
+        seen.push('done');
+      },
+    });
+    assert.deepEqual(seen, ['begun after 1 launch', 'done']);
+    // The "container" of the failed create is a child of this test: the cleanup SIGKILLs it.
+    const victim = spawn('sleep', ['60'], { stdio: 'ignore' });
+    const died = new Promise<NodeJS.Signals | null>((r) => victim.once('exit', (_c, sig) => r(sig)));
+    launcher.nextPid = victim.pid!;
+    await assert.rejects(rt.create('w2', bundle, { meanwhile: async () => { throw new Error('disk full'); } }), /disk full/);
+    assert.equal(await died, 'SIGKILL');
+    assert.deepEqual(cgroups.destroyed, ['lxr/w2']);
+    assert.deepEqual(await readdir(root), ['w1'], 'the failed one is gone');
+    // A launch that fails waits for the work meanwhile before it reports.
+    launcher.failWith = { type: 'error', step: 'mount', errno: 'ENOENT', message: 'gone' };
+    let finished = false;
+    await assert.rejects(rt.create('w3', bundle, { meanwhile: async () => { await new Promise((r) => setTimeout(r, 20)); finished = true; } }), /gone/);
+    assert.equal(finished, true);
   });
 
   it('an explicit cgroupsPath is used as given (leading slash dropped)', async () => {
