@@ -60,4 +60,9 @@ export interface CgroupManager {
   create(path: string, limits: CgroupLimits): Promise<CgroupHandle>;
   /** A handle on an existing cgroup (after an agent restart), without changing it. */
   open(path: string): Promise<CgroupHandle>;
+  /**
+   * Where the cgroup at `path` is (or will be) in each hierarchy, touching
+   * nothing: for planning a container whose cgroup is made meanwhile.
+   */
+  handle(path: string): CgroupHandle;
 }

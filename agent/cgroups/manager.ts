@@ -101,6 +101,10 @@ export class HierarchyCgroupManager implements CgroupManager {
     return cg;
   }
 
+  handle(path: string): CgroupHandle {
+    return new HierarchyCgroup(this.cfg, normalizeCgroupPath(path));
+  }
+
   async open(path: string): Promise<CgroupHandle> {
     const rel = normalizeCgroupPath(path);
     const cg = new HierarchyCgroup(this.cfg, rel);

@@ -41,6 +41,12 @@ export interface CreatePlanInput {
    * is ready (no control socket, so nobody can start it twice).
    */
   start?: boolean;
+  /**
+   * The cgroup is still being made while the helper server forks the
+   * monitor: it waits for the server's go before it touches it (only
+   * through the server, which holds the gate).
+   */
+  gate?: boolean;
 }
 
 const NS_NAMES: Record<NamespaceType, string> = {
@@ -236,6 +242,7 @@ export function planCreate(input: CreatePlanInput): PlanRecord[] {
   out.push(...planProcess(proc, spec, { consoleSocket: input.consoleSocket }));
   out.push(input.stdio.mode === 'log' ? ['stdio', 'log', input.stdio.path] : ['stdio', 'inherit']);
   out.push(input.start ? ['autostart'] : ['control', input.controlSocket]);
+  if (input.gate) out.push(['gate']);
   out.push(['exit_file', input.exitFile]);
   if (input.cgroup?.oomCounter) out.push(['oom_counter', input.cgroup.oomCounter.file, input.cgroup.oomCounter.key]);
   return out;

@@ -300,14 +300,26 @@ export class Runtime {
     const paths = this.store.paths(id);
     const cleanups: Array<() => Promise<void>> = [() => this.store.remove(id)];
     let cgroup: CgroupHandle | null = null;
+    const ownPidNs = (spec.linux?.namespaces ?? []).some((n) => n.type === 'pid' && !n.path);
+    const viaServer = ownPidNs && !o.consoleSocket && (o.stdioFds ?? ['ignore', 'ignore', 'ignore']).every((s) => s === 'ignore');
+    const cgroups = this.opts.cgroups;
+    const cgPath = cgroups ? this.cgroupPath(id, spec) : '';
+    // Through the helper server, the cgroup is made while the monitor sets
+    // itself up (forked, its sockets and pipes made): the plan is gated, and
+    // the gate opens once the cgroup is there.
+    const gated = !!cgroups && viaServer;
+    let openGate: (ok: boolean) => void = () => {};
+    const gate = gated ? new Promise<boolean>((resolve) => (openGate = resolve)) : undefined;
+    const makeCgroup = async (): Promise<CgroupHandle> => {
+      const made = await cgroups!.create(cgPath, cgroupLimitsFromSpec(spec));
+      cleanups.unshift(() => made.destroy());
+      this.crashPoint('cgroup');
+      return made;
+    };
     try {
-      if (this.opts.cgroups) {
-        const cgPath = this.cgroupPath(id, spec);
+      if (cgroups) {
         this.store.note(id, 'cgroup', cgPath);
-        cgroup = await this.opts.cgroups.create(cgPath, cgroupLimitsFromSpec(spec));
-        const made = cgroup;
-        cleanups.unshift(() => made.destroy());
-        this.crashPoint('cgroup');
+        cgroup = gated ? cgroups.handle(cgPath) : await makeCgroup();
       }
       const records = planCreate({
         id,
@@ -321,14 +333,27 @@ export class Runtime {
         controlSocket: paths.control,
         exitFile: paths.exit,
         ...(o.start ? { start: true } : {}),
+        ...(gated ? { gate: true } : {}),
       });
       writeFileSync(paths.plan, encodePlan(records), { mode: 0o600 });
-      const ownPidNs = (spec.linux?.namespaces ?? []).some((n) => n.type === 'pid' && !n.path);
       const launching = this.launcher.create(paths.plan, o.stdioFds ?? ['ignore', 'ignore', 'ignore'], {
-        viaServer: ownPidNs && !o.consoleSocket,
+        viaServer,
         ...(o.start ? { startsItself: true } : {}),
+        ...(gate ? { gate } : {}),
       });
+      // Seen now, so a helper that fails early is no unhandled rejection; awaited below.
+      launching.catch(() => {});
       // The plan is with the helper now (the request is written before the first await).
+      if (gated) {
+        try {
+          cgroup = await makeCgroup();
+        } catch (e) {
+          openGate(false);
+          await launching.catch(() => {}); // the monitor is called off before anything of it is left
+          throw e;
+        }
+        openGate(true);
+      }
       const alongside = o.meanwhile ? o.meanwhile().then(() => null, (e: unknown) => ({ failed: e })) : null;
       const shim = await launching.catch(async (e: unknown) => {
         await alongside; // nothing of it may still run while the caller cleans up

@@ -48,6 +48,11 @@ export interface CreateHints {
   viaServer?: boolean;
   /** The plan starts itself (`autostart`): a `started` or `error` report follows `created`. */
   startsItself?: boolean;
+  /**
+   * The plan is gated (server only): the monitor goes on to the cgroups once
+   * this settles true, and is called off when it settles false.
+   */
+  gate?: Promise<boolean>;
 }
 
 export interface ShimLauncher {
@@ -216,7 +221,7 @@ class ShimServer {
     this.setRef(this.live > 0);
   }
 
-  async create(planFile: string): Promise<{ first: ShimReport | null; rest: ReportQueue; release: () => void }> {
+  async create(planFile: string, gate?: Promise<boolean>): Promise<{ first: ShimReport | null; rest: ReportQueue; release: () => void }> {
     const tag = `r${++this.seq}`;
     const q = new ReportQueue();
     this.queues.set(tag, q);
@@ -230,6 +235,7 @@ class ShimServer {
       }
     };
     this.proc.stdin!.write(`create ${tag} ${planFile}\n`);
+    if (gate) void gate.then((ok) => !this.dead && this.proc.stdin!.write(`${ok ? 'go' : 'abort'} ${tag}\n`));
     const first = await q.next();
     if (!first || first.type !== 'created') release();
     return { first, rest: q, release };
@@ -246,9 +252,11 @@ export class LinuxShimLauncher implements ShimLauncher {
   constructor(private readonly shimPath: string = defaultShimPath()) {}
 
   async create(planFile: string, stdio: ShimStdio, hints: CreateHints = {}): Promise<ShimProcess> {
-    if (!hints.viaServer || stdio.some((s) => s !== 'ignore')) return this.run('create', planFile, stdio, hints);
+    const viaServer = hints.viaServer && stdio.every((s) => s === 'ignore');
+    if (hints.gate && !viaServer) throw new LxrError('LXR_INTERNAL', 'a gated plan goes through the helper server only');
+    if (!viaServer) return this.run('create', planFile, stdio, hints);
     if (!this.server || this.server.dead) this.server = new ShimServer(this.shimPath);
-    const { first, rest, release } = await this.server.create(planFile);
+    const { first, rest, release } = await this.server.create(planFile, hints.gate);
     if (!first || first.type === 'error') {
       throw reportToError(first ?? { type: 'error', message: 'the helper server exited without a report' }, 'create');
     }
@@ -340,8 +348,10 @@ export class FakeShimLauncher implements ShimLauncher {
   /** With a plan that starts itself: the start's report (default: started). */
   startWith: ShimReport | null = null;
 
-  private answer(mode: 'create' | 'exec', planFile: string, stdio: ShimStdio, hints: CreateHints = {}): Promise<ShimProcess> {
+  private async answer(mode: 'create' | 'exec', planFile: string, stdio: ShimStdio, hints: CreateHints = {}): Promise<ShimProcess> {
     this.calls.push({ mode, planFile, stdio, ...(mode === 'create' ? { hints } : {}) });
+    // As the monitor: called off at a gate that opens false.
+    if (hints.gate && !(await hints.gate)) throw reportToError({ type: 'error', step: 'gate', errno: 'ECANCELED', message: 'the create was called off before its cgroups were made' }, mode);
     if (this.failWith) return Promise.reject(reportToError(this.failWith, mode));
     const pid = this.nextPid++;
     return Promise.resolve({

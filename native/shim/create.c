@@ -256,6 +256,15 @@ int cmd_create(struct plan *p, int report_fd, int forked)
 		if (fd < 0 || setns(fd, CLONE_NEWPID) < 0) { lxr_fail(&err, errno, "join namespace", "pid %s", p->ns.v[i].path); goto fail_early; }
 		close(fd);
 	}
+	/* Everything above needs nothing of the container's cgroups, which the
+	 * caller may still be making: with a gate, they are there once it opens. */
+	if (p->gate) {
+		char go;
+		ssize_t got = 0;
+		while (p->gate_fd >= 0 && (got = read(p->gate_fd, &go, 1)) < 0 && errno == EINTR) {}
+		if (p->gate_fd >= 0) close(p->gate_fd);
+		if (got != 1) { lxr_fail(&err, ECANCELED, "gate", "the create was called off before its cgroups were made"); goto fail_early; }
+	}
 	long long oom_before = oom_count(p);
 	if (cgroup_join_prepare(p, 1, &cg, &err) < 0) goto fail_early;
 

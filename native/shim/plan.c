@@ -151,6 +151,7 @@ static int apply(struct plan *p, const char *op, int argc, char **a, struct lxr_
 	}
 	else if (!strcmp(op, "control")) { NEED(1); p->control = a[0]; }
 	else if (!strcmp(op, "autostart")) { NEED(0); p->autostart = 1; }
+	else if (!strcmp(op, "gate")) { NEED(0); p->gate = 1; }
 	else if (!strcmp(op, "exit_file")) { NEED(1); p->exit_file = a[0]; }
 	else if (!strcmp(op, "oom_counter")) { NEED(2); p->oom_file = a[0]; p->oom_key = a[1]; }
 	else if (!strcmp(op, "target")) { NEED(1); NUM(0, p->target); }
@@ -223,12 +224,11 @@ ssize_t plan_select(const char *buf, size_t len, const char *prefix, char **out)
 	return (ssize_t)n_keep;
 }
 
-int plan_new_netns(const char *buf, size_t len, int *new_user)
+int plan_scan(const char *buf, size_t len, struct plan_scan *s)
 {
 	const char *cur = buf, *end = buf + len;
 	struct lxr_err err = { 0 };
-	int net = 0;
-	*new_user = 0;
+	memset(s, 0, sizeof *s);
 	while (cur < end) {
 		const char *op, *fields, *next;
 		unsigned long long n;
@@ -236,18 +236,20 @@ int plan_new_netns(const char *buf, size_t len, int *new_user)
 		/* ns TYPE PATH: an empty PATH is a new namespace. */
 		if (!strcmp(op, "ns") && n == 2) {
 			const char *path = fields + strlen(fields) + 1;
-			if (!*path && !strcmp(fields, "net")) net = 1;
-			if (!*path && !strcmp(fields, "user")) *new_user = 1;
+			if (!*path && !strcmp(fields, "net")) s->new_net = 1;
+			if (!*path && !strcmp(fields, "user")) s->new_user = 1;
 		}
+		if (!strcmp(op, "gate")) s->gate = 1;
 		cur = next;
 	}
-	return net;
+	return 0;
 }
 
 /* Parses a plan in memory; the plan points into buf, which must outlive it. */
 int plan_parse(char *buf, size_t len, struct plan *p, struct lxr_err *err)
 {
 	memset(p, 0, sizeof *p);
+	p->gate_fd = -1;
 	const char *cur = buf, *end = buf + len;
 	char **fields = NULL;
 	size_t fields_cap = 0;

@@ -6,6 +6,11 @@
  * each line prefixed with its TAG (lines under PIPE_BUF never interleave).
  * Only plans that need no sealed re-exec come here (the agent decides).
  *
+ * A plan with a `gate` is forked at once, and its monitor sets itself up
+ * while the agent makes the container's cgroups; "go TAG" then lets it on
+ * (one byte down a pipe only it and the server hold), and "abort TAG", or
+ * the server's end (the agent went away), calls it off.
+ *
  * A new network namespace is the costliest part of clone (about 0.4 ms:
  * every per-namespace init of the network stack), so the server keeps one
  * ready: while idle it sits in a fresh, unused network namespace of its
@@ -31,11 +36,36 @@
 #include <unistd.h>
 
 #define SPARE_IDLE_MS 10
+#define GATES_MAX 64
+
+/* The write ends of the gates of monitors not yet let on, by tag. */
+static struct { char tag[64]; int fd; } gates[GATES_MAX];
+static size_t ngates;
+
+/* "go TAG" or "abort TAG": opens or drops that gate; 0 when the line is neither. */
+static int gate_request(const char *line, int report_fd)
+{
+	char verb[8], tag[64];
+	if (sscanf(line, "%7s %63s", verb, tag) != 2 || (strcmp(verb, "go") && strcmp(verb, "abort"))) return 0;
+	for (size_t i = 0; i < ngates; i++) {
+		if (strcmp(gates[i].tag, tag)) continue;
+		/* The monitor reads EOF instead of the byte when it is called off. */
+		if (!strcmp(verb, "go") && write(gates[i].fd, "g", 1) != 1) { /* it is gone already; its report says why */ }
+		close(gates[i].fd);
+		gates[i] = gates[--ngates];
+		return 1;
+	}
+	report_tag = tag;
+	report(report_fd, "{\"type\":\"error\",\"step\":\"server\",\"errno\":\"ENOENT\",\"errnum\":2,\"message\":\"no create waits at that gate\"}");
+	report_tag = NULL;
+	return 1;
+}
 
 /* One request: forks its monitor. Returns 1 when the spare went with it. */
 static int serve(char *line, int report_fd, int host_net, int spare)
 {
 	char tag[64], path[4096];
+	if (gate_request(line, report_fd)) return 0;
 	if (sscanf(line, "create %63s %4095[^\n]", tag, path) != 2) {
 		/* Tagged so the waiting caller hears of it ("-" if no tag was read). */
 		if (sscanf(line, "%*s %63s", tag) != 1) snprintf(tag, sizeof tag, "-");
@@ -56,8 +86,21 @@ static int serve(char *line, int report_fd, int host_net, int spare)
 		return 0;
 	}
 	const struct sock_fprog *filter = seccomp_cached(buf, (size_t)len);
-	int new_user = 0;
-	int use_spare = spare && plan_new_netns(buf, (size_t)len, &new_user) == 1 && !new_user;
+	struct plan_scan scan;
+	int scanned = plan_scan(buf, (size_t)len, &scan) == 0;
+	int use_spare = spare && scanned && scan.new_net && !scan.new_user;
+	int gate[2] = { -1, -1 };
+	if (scanned && scan.gate) {
+		if (ngates == GATES_MAX) lxr_fail(&err, EAGAIN, "server", "%d creates wait at their gates already", GATES_MAX);
+		else if (pipe2(gate, O_CLOEXEC) < 0) lxr_fail(&err, errno, "server", "gate pipe");
+		if (gate[0] < 0) {
+			report_tag = tag;
+			report_error(report_fd, &err);
+			report_tag = NULL;
+			free(buf);
+			return 0;
+		}
+	}
 	fflush(NULL);
 	pid_t c = fork();
 	if (c < 0) {
@@ -68,10 +111,18 @@ static int serve(char *line, int report_fd, int host_net, int spare)
 	}
 	if (c != 0) {
 		free(buf);
+		if (gate[0] >= 0) close(gate[0]);
+		if (gate[1] >= 0 && c > 0) {
+			snprintf(gates[ngates].tag, sizeof gates[ngates].tag, "%s", tag);
+			gates[ngates++].fd = gate[1];
+		} else if (gate[1] >= 0) close(gate[1]);
 		return c > 0 && use_spare;
 	}
 	signal(SIGCHLD, SIG_DFL);
 	report_tag = tag;
+	/* Only the server may open a gate: the others' ends stay out of this monitor. */
+	for (size_t i = 0; i < ngates; i++) close(gates[i].fd);
+	if (gate[1] >= 0) close(gate[1]);
 	if (spare && !use_spare && setns(host_net, CLONE_NEWNET) < 0) {
 		lxr_fail(&err, errno, "server", "return to the original network namespace");
 		report_error(report_fd, &err);
@@ -87,13 +138,16 @@ static int serve(char *line, int report_fd, int host_net, int spare)
 	}
 	plan.seccomp_compiled = filter;
 	plan.netns_ready = use_spare;
+	plan.gate_fd = gate[0];
 	_exit(cmd_create(&plan, report_fd, 1));
 }
 
 int cmd_server(int report_fd)
 {
-	/* Monitors are the kernel's to reap. */
+	/* Monitors are the kernel's to reap; a gate whose monitor is gone, or an
+	 * agent that went away, is an EPIPE to note, not the server's end. */
 	signal(SIGCHLD, SIG_IGN);
+	signal(SIGPIPE, SIG_IGN);
 	report_tag_fd = report_fd;
 	int host_net = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
 	/* spare: the server sits in a fresh network namespace. Without the right

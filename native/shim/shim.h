@@ -77,6 +77,9 @@ struct plan {
 	/* Set by the server: this process already sits in a fresh network
 	 * namespace made for it, which the init keeps instead of a new one. */
 	int netns_ready;
+	/* `gate`: the monitor waits for the caller's go (one byte on gate_fd,
+	 * from the server) before it touches the container's cgroups. */
+	int gate; int gate_fd;
 	const char *exit_file;
 	const char *oom_file, *oom_key;
 	/* exec mode */
@@ -91,10 +94,12 @@ ssize_t plan_read(const char *path, char **buf, struct lxr_err *err);
 /* The records whose name starts with `prefix`, back to back in plan format
  * (malloc'd into *out, NULL when none): their length; < 0 for a malformed plan. */
 ssize_t plan_select(const char *buf, size_t len, const char *prefix, char **out);
-/* Whether a plan (in memory) asks for a new network namespace (1) or not
- * (0), from its ns records alone; *new_user is set when it asks for a new
- * user namespace too. < 0 for a malformed plan. */
-int plan_new_netns(const char *buf, size_t len, int *new_user);
+/* What the server must know of a plan (in memory) before it forks, read
+ * from its records without keeping anything: whether it asks for a new
+ * network and a new user namespace, and whether it is gated. < 0 for a
+ * malformed plan. */
+struct plan_scan { int new_net, new_user, gate; };
+int plan_scan(const char *buf, size_t len, struct plan_scan *s);
 
 /* util.c */
 int write_file(const char *path, const char *data, struct lxr_err *err);

@@ -109,14 +109,16 @@ class FakeCgroups implements CgroupManager {
   created: Array<[string, CgroupLimits]> = [];
   destroyed: string[] = [];
   failDestroy = false;
+  failCreate: LxrError | null = null;
   async create(p: string, limits: CgroupLimits): Promise<CgroupHandle> {
+    if (this.failCreate) throw this.failCreate;
     this.created.push([p, limits]);
     return this.handle(p);
   }
   async open(p: string): Promise<CgroupHandle> {
     return this.handle(p);
   }
-  private handle(p: string): CgroupHandle {
+  handle(p: string): CgroupHandle {
     return {
       path: p,
       procsFiles: [`/fake/memory/${p}/cgroup.procs`],
@@ -180,14 +182,16 @@ describe('Runtime.create over fakes', () => {
     const rt = new Runtime({ root: path.join(await tempDir('rt'), 's'), cgroups: new FakeCgroups(), launcher });
     const bundle = await bundleWith(goodConfig());
     await rt.create('s1', bundle, { start: true });
-    assert.deepEqual(launcher.calls[0]!.hints, { viaServer: true, startsItself: true });
+    const { gate, ...hints } = launcher.calls[0]!.hints!;
+    assert.deepEqual(hints, { viaServer: true, startsItself: true });
+    assert.equal(await gate, true, 'gated: the cgroup was made while the monitor set itself up');
     const plan = decodePlan(await readFile(launcher.calls[0]!.planFile));
     assert.deepEqual(plan.filter((r) => r[0] === 'autostart' || r[0] === 'control'), [['autostart']]);
     await rt.started('s1');
     assert.equal((await rt.state('s1')).status, 'running');
     // Without start: a control socket, and nothing to ask started() about.
     await rt.create('s2', bundle);
-    assert.deepEqual(launcher.calls[1]!.hints, { viaServer: true });
+    assert.deepEqual({ ...launcher.calls[1]!.hints, gate: undefined }, { viaServer: true, gate: undefined });
     assert.equal(decodePlan(await readFile(launcher.calls[1]!.planFile)).filter((r) => r[0] === 'control').length, 1);
     await assert.rejects(rt.started('s2'), (e: LxrError) => e.reason === 'LXR_INTERNAL' && /not created with start/.test(e.message));
     await assert.rejects(rt.started('nope'), (e: LxrError) => e.reason === 'LXR_INTERNAL');
@@ -254,6 +258,30 @@ describe('Runtime.create over fakes', () => {
     let finished = false;
     await assert.rejects(rt.create('w3', bundle, { meanwhile: async () => { await new Promise((r) => setTimeout(r, 20)); finished = true; } }), /gone/);
     assert.equal(finished, true);
+  });
+
+  it('through the helper server the plan is gated: the gate opens once the cgroup is made, and a cgroup that cannot be made calls the monitor off', async () => {
+    const launcher = new FakeShimLauncher();
+    const cgroups = new FakeCgroups();
+    const root = path.join(await tempDir('rt'), 's');
+    const rt = new Runtime({ root, cgroups, launcher });
+    const bundle = await bundleWith(goodConfig());
+    await rt.create('g1', bundle);
+    const plan = decodePlan(await readFile(launcher.calls[0]!.planFile));
+    assert.deepEqual(plan.filter((r) => r[0] === 'gate'), [['gate']]);
+    assert.deepEqual(plan.find((r) => r[0] === 'cgroup'), ['cgroup', '/fake/memory/lxr/g1/cgroup.procs'], 'planned before the cgroup was made');
+    assert.deepEqual(cgroups.created.map(([p]) => p), ['lxr/g1']);
+    cgroups.failCreate = new LxrError('LXR_INVALID_ARGUMENT', 'cgroup lxr/g2: the kernel refused pids.max', { field: 'linux.resources.pids.limit' });
+    await assert.rejects(rt.create('g2', bundle), (e: LxrError) => e === cgroups.failCreate, 'the cgroup\'s error, not the called-off monitor\'s');
+    assert.equal(await launcher.calls[1]!.hints!.gate, false, 'called off');
+    assert.deepEqual(await readdir(root), ['g1']);
+    // A process that joins a pid namespace is created by its own helper: no gate, the cgroup first.
+    cgroups.failCreate = null;
+    const joins = goodConfig();
+    joins.linux!.namespaces = [{ type: 'pid', path: '/proc/1/ns/pid' }, { type: 'mount' }];
+    await rt.create('g3', await bundleWith(joins));
+    assert.equal(launcher.calls[2]!.hints!.gate, undefined);
+    assert.deepEqual(decodePlan(await readFile(launcher.calls[2]!.planFile)).filter((r) => r[0] === 'gate'), []);
   });
 
   it('an explicit cgroupsPath is used as given (leading slash dropped)', async () => {

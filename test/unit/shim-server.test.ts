@@ -52,3 +52,51 @@ test('the create server answers unreadable and malformed plans by tag, and goes 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a gated create waits for go: abort calls it off, go lets it on, a gate nobody holds is refused, and the server ending calls the rest off', async (t) => {
+  const shim = findNativeBinary('lxr-shim', 'LXR_SHIM');
+  if (!shim) return t.skip('native/build/lxr-shim is not built (make -C native)');
+  const dir = mkdtempSync(path.join(tmpdir(), 'lxr-shim-gate-'));
+  const server = spawn(shim, ['server'], { stdio: ['pipe', 'ignore', 'ignore', 'pipe'] });
+  const lines: string[] = [];
+  let text = '';
+  (server.stdio[3] as Readable).setEncoding('utf8').on('data', (d: string) => {
+    text += d;
+    for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n')) {
+      lines.push(text.slice(0, i));
+      text = text.slice(i + 1);
+    }
+  });
+  const reportOf = async (tag: string): Promise<{ type: string; step: string; message: string }> => {
+    const until = Date.now() + 10_000;
+    for (;;) {
+      const l = lines.find((x) => x.startsWith(`${tag} `));
+      if (l) return JSON.parse(l.slice(tag.length + 1));
+      if (Date.now() > until) throw new Error(`no report for ${tag}: ${lines.join('\n')}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  try {
+    // No new mount namespace: once let on, the init refuses before it touches any mount.
+    const plan = path.join(dir, 'plan');
+    writeFileSync(plan, record('id', 'g') + record('rootfs', dir) + record('gate') + record('args', 'true') + record('exit_file', path.join(dir, 'exit.json')));
+    server.stdin!.write(`create g1 ${plan}\ncreate g2 ${plan}\ncreate g3 ${plan}\n`);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(lines, [], 'nothing happens before the gate opens');
+    server.stdin!.write('abort g1\ngo g2\ngo nobody\n');
+    const g1 = await reportOf('g1');
+    assert.equal(g1.step, 'gate');
+    assert.match(g1.message, /called off/);
+    const g2 = await reportOf('g2');
+    assert.equal(g2.type, 'error');
+    assert.equal(g2.step, 'make mounts private', 'let on: it went as far as the rootfs');
+    assert.match((await reportOf('nobody')).message, /no create waits at that gate/);
+    server.stdin!.end();
+    const g3 = await reportOf('g3');
+    assert.equal(g3.step, 'gate', 'the server ended: called off');
+  } finally {
+    server.stdin!.end();
+    await new Promise((r) => (server.exitCode !== null ? r(null) : server.once('exit', r)));
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
