@@ -151,6 +151,14 @@ const goodConfig = (): Spec => ({
   linux: { namespaces: [{ type: 'pid' }, { type: 'mount' }], resources: { memory: { limit: 1 << 26 }, pids: { limit: 10 } } },
 });
 
+/** A Runtime over a fake launcher and fake cgroups, with a good bundle. */
+async function fakeRuntime() {
+  const launcher = new FakeShimLauncher();
+  const cgroups = new FakeCgroups();
+  const root = path.join(await tempDir('rt'), 's');
+  return { launcher, cgroups, root, rt: new Runtime({ root, cgroups, launcher }), bundle: await bundleWith(goodConfig()) };
+}
+
 describe('Runtime.create over fakes', () => {
   it('creates the cgroup with the spec’s limits, writes the plan, records the state', async () => {
     const root = path.join(await tempDir('rt'), 'state');
@@ -231,11 +239,7 @@ describe('Runtime.create over fakes', () => {
   });
 
   it('the caller\'s work meanwhile: begun once the plan is handed over, finished before create returns, and its failure fails the create', async () => {
-    const launcher = new FakeShimLauncher();
-    const cgroups = new FakeCgroups();
-    const root = path.join(await tempDir('rt'), 's');
-    const rt = new Runtime({ root, cgroups, launcher });
-    const bundle = await bundleWith(goodConfig());
+    const { launcher, cgroups, root, rt, bundle } = await fakeRuntime();
     const seen: string[] = [];
     await rt.create('w1', bundle, {
       meanwhile: async () => {
@@ -261,11 +265,7 @@ describe('Runtime.create over fakes', () => {
   });
 
   it('through the helper server the plan is gated: the gate opens once the cgroup is made, and a cgroup that cannot be made calls the monitor off', async () => {
-    const launcher = new FakeShimLauncher();
-    const cgroups = new FakeCgroups();
-    const root = path.join(await tempDir('rt'), 's');
-    const rt = new Runtime({ root, cgroups, launcher });
-    const bundle = await bundleWith(goodConfig());
+    const { launcher, cgroups, root, rt, bundle } = await fakeRuntime();
     await rt.create('g1', bundle);
     const plan = decodePlan(await readFile(launcher.calls[0]!.planFile));
     assert.deepEqual(plan.filter((r) => r[0] === 'gate'), [['gate']]);

@@ -3,7 +3,7 @@
 // on fd 3 with the request's tag and an error naming the problem, and the
 // server goes on serving. No root needed: nothing here gets as far as a clone.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -13,6 +13,20 @@ import { findNativeBinary } from '../../agent/native-bin.js';
 
 /** A plan record as the agent encodes it: name, field count, fields, each NUL-terminated. */
 const record = (op: string, ...fields: string[]): string => [op, String(fields.length), ...fields].map((f) => f + '\0').join('');
+
+/** The server's report lines (fd 3) as they come. */
+function reportLines(server: ChildProcess): string[] {
+  const lines: string[] = [];
+  let text = '';
+  (server.stdio[3] as Readable).setEncoding('utf8').on('data', (d: string) => {
+    text += d;
+    for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n')) {
+      lines.push(text.slice(0, i));
+      text = text.slice(i + 1);
+    }
+  });
+  return lines;
+}
 
 test('the create server answers unreadable and malformed plans by tag, and goes on', async (t) => {
   const shim = findNativeBinary('lxr-shim', 'LXR_SHIM');
@@ -25,15 +39,7 @@ test('the create server answers unreadable and malformed plans by tag, and goes 
     writeFileSync(cut, record('seccomp_default', '2147418112') + record('seccomp_arch', 'x86_64') + 'id\x001\x00abc');
     const badCount = path.join(dir, 'bad-count');
     writeFileSync(badCount, record('seccomp_default', '2147418112') + 'id\x00many\x00abc\x00');
-    const lines: string[] = [];
-    let text = '';
-    (server.stdio[3] as Readable).setEncoding('utf8').on('data', (d: string) => {
-      text += d;
-      for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n')) {
-        lines.push(text.slice(0, i));
-        text = text.slice(i + 1);
-      }
-    });
+    const lines = reportLines(server);
     server.stdin!.write(`create t1 ${path.join(dir, 'missing')}\ncreate t2 ${cut}\ncreate t3 ${badCount}\nnonsense\n`);
     const until = Date.now() + 10_000;
     while (lines.length < 4 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
@@ -58,15 +64,7 @@ test('a gated create waits for go: abort calls it off, go lets it on, a gate nob
   if (!shim) return t.skip('native/build/lxr-shim is not built (make -C native)');
   const dir = mkdtempSync(path.join(tmpdir(), 'lxr-shim-gate-'));
   const server = spawn(shim, ['server'], { stdio: ['pipe', 'ignore', 'ignore', 'pipe'] });
-  const lines: string[] = [];
-  let text = '';
-  (server.stdio[3] as Readable).setEncoding('utf8').on('data', (d: string) => {
-    text += d;
-    for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n')) {
-      lines.push(text.slice(0, i));
-      text = text.slice(i + 1);
-    }
-  });
+  const lines = reportLines(server);
   const reportOf = async (tag: string): Promise<{ type: string; step: string; message: string }> => {
     const until = Date.now() + 10_000;
     for (;;) {
