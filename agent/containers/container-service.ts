@@ -243,8 +243,11 @@ const ideMounts = (t: ToolPaths): Mount[] => [
   { destination: IDE_MOUNTS.codeServer, type: 'bind', source: t.codeServer, options: ['rbind', 'ro', 'nosuid', 'nodev', 'rprivate'] },
 ];
 
-/** Where users are looked up: the topmost layer with an /etc/passwd (see the decisions above). */
-const userRootOf = (o: RootfsOverlay): string => o.lower.find((l) => existsSync(path.join(l, 'etc', 'passwd'))) ?? o.target;
+/** Where users are looked up: the topmost layer with an /etc/passwd (see the decisions above); an unpacked layer never changes. */
+function userRootOf(o: RootfsOverlay): { rootfs: string; rootfsImmutable: boolean } {
+  const layer = o.lower.find((l) => existsSync(path.join(l, 'etc', 'passwd')));
+  return layer ? { rootfs: layer, rootfsImmutable: true } : { rootfs: o.target, rootfsImmutable: false };
+}
 
 export function checkName(name: unknown): string {
   if (typeof name !== 'string' || !NAME_RE.test(name)) {
@@ -416,6 +419,8 @@ export class ContainerService {
   }
 
   private readRecordSync(name: string): ContainerRecordFile | null {
+    // A create asks first for one that is not there: no exception for that.
+    if (!existsSync(this.recordPath(name))) return null;
     try {
       return JSON.parse(readFileSync(this.recordPath(name), 'utf8')) as ContainerRecordFile;
     } catch (e) {
@@ -601,7 +606,7 @@ export class ContainerService {
           labels: req.labels ?? {},
         };
         // Users are resolved in the topmost layer that has /etc/passwd (see above).
-        const spec = buildSpec(image.config, creq, { rootfs: userRootOf(plan), cgroupsPath: cgroupPath });
+        const spec = buildSpec(image.config, creq, { ...userRootOf(plan), cgroupsPath: cgroupPath });
         spec.root = { path: plan.target, readonly: spec.root?.readonly ?? false };
         let address: string | undefined;
         if (mode === 'bridge' && network) {
@@ -643,8 +648,8 @@ export class ContainerService {
         let staged: StagedWrite | null = null;
         cleanups.unshift(async () => staged?.discard());
         // While the helper makes the container: the bundle's config.json (exec reads it),
-        // and the record as it will be once created, fsynced on the thread pool and
-        // put in place (a rename) when it is made.
+        // and the record as it will be once created, fsynced now and put in place (a
+        // rename) when it is made.
         const meanwhile = async (): Promise<void> => {
           await writeAtomic(path.join(containerDir, 'config.json'), JSON.stringify(spec, null, 2) + '\n', 0o600, false);
           this.crashPoint('spec');
@@ -813,7 +818,7 @@ export class ContainerService {
     if (req.user) {
       let u: ReturnType<typeof resolveUser>;
       try {
-        u = resolveUser(userRootOf(rec.overlay), req.user);
+        u = resolveUser(userRootOf(rec.overlay).rootfs, req.user);
       } catch (e) {
         if (e instanceof LxrError && e.field === 'process.user') throw invalidArgument('start.user', e.message);
         throw e;

@@ -307,29 +307,50 @@ function resources(limits: ContainerRequest['limits']): Resources {
  * CAP_SYS_RESOURCE, which some hosts withhold even from root, so the default
  * is capped at what the agent itself has.
  */
+let ownNofileHard: number | undefined;
 export function hostNofileHard(limitsText?: string): number {
   let text = limitsText;
   if (text === undefined) {
+    // This process's own limit: read once (the agent never changes it).
+    if (ownNofileHard !== undefined) return ownNofileHard;
     try {
       text = readFileSync('/proc/self/limits', 'utf8');
     } catch {
       return DEFAULT_NOFILE;
     }
+    return (ownNofileHard = hostNofileHard(text));
   }
   const m = /^Max open files\s+\S+\s+(\S+)/m.exec(text);
   const hard = m && m[1] !== 'unlimited' ? Number(m[1]) : DEFAULT_NOFILE;
   return Number.isFinite(hard) && hard > 0 ? hard : DEFAULT_NOFILE;
 }
 
+/** Users resolved in rootfs dirs that never change (unpacked image layers), by dir and user. */
+const usersOfImmutable = new Map<string, ResolvedUser>();
+const USERS_KEPT = 256;
+
+function resolveUserOnce(rootfs: string, userSpec: string): ResolvedUser {
+  const key = `${rootfs}\0${userSpec}`;
+  let u = usersOfImmutable.get(key);
+  if (!u) {
+    u = resolveUser(rootfs, userSpec);
+    if (usersOfImmutable.size >= USERS_KEPT) usersOfImmutable.delete(usersOfImmutable.keys().next().value!);
+    usersOfImmutable.set(key, u);
+  }
+  return { ...u, ...(u.additionalGids ? { additionalGids: [...u.additionalGids] } : {}) };
+}
+
 export function buildSpec(
   image: ImageConfig,
   req: ContainerRequest,
-  opts: { rootfs: string; cgroupsPath: string; nofileHard?: number },
+  /** rootfsImmutable: its files never change (an unpacked layer), so users looked up there are kept. */
+  opts: { rootfs: string; cgroupsPath: string; nofileHard?: number; rootfsImmutable?: boolean },
 ): Spec {
   const nofile = Math.min(DEFAULT_NOFILE, opts.nofileHard ?? hostNofileHard());
   const args = resolveArgs(image, req);
   const hostname = req.hostname ?? req.id.slice(0, HOSTNAME_MAX);
-  const user = resolveUser(opts.rootfs, req.user ?? image.User ?? '');
+  const userSpec = req.user ?? image.User ?? '';
+  const user = opts.rootfsImmutable ? resolveUserOnce(opts.rootfs, userSpec) : resolveUser(opts.rootfs, userSpec);
   const tty = req.tty ?? false;
 
   // Docker's order: its own defaults first, so the image and the request can override them.

@@ -295,15 +295,15 @@ export class Runtime {
     const spec = o.spec ? (checkBundle(bundle), validateSpec(o.spec)) : await this.loadBundle(bundle);
     const rootfs = path.resolve(bundle, spec.root?.path ?? 'rootfs');
     this.checkSupported(spec);
-    await this.store.claim(id);
+    const cgroups = this.opts.cgroups;
+    const cgPath = cgroups ? this.cgroupPath(id, spec) : '';
+    await this.store.claim(id, cgroups ? { cgroup: cgPath } : {});
     this.crashPoint('runtime-claim');
     const paths = this.store.paths(id);
     const cleanups: Array<() => Promise<void>> = [() => this.store.remove(id)];
     let cgroup: CgroupHandle | null = null;
     const ownPidNs = (spec.linux?.namespaces ?? []).some((n) => n.type === 'pid' && !n.path);
     const viaServer = ownPidNs && !o.consoleSocket && (o.stdioFds ?? ['ignore', 'ignore', 'ignore']).every((s) => s === 'ignore');
-    const cgroups = this.opts.cgroups;
-    const cgPath = cgroups ? this.cgroupPath(id, spec) : '';
     // Through the helper server, the cgroup is made while the monitor sets
     // itself up (forked, its sockets and pipes made): the plan is gated, and
     // the gate opens once the cgroup is there.
@@ -317,10 +317,7 @@ export class Runtime {
       return made;
     };
     try {
-      if (cgroups) {
-        this.store.note(id, 'cgroup', cgPath);
-        cgroup = gated ? cgroups.handle(cgPath) : await makeCgroup();
-      }
+      if (cgroups) cgroup = gated ? cgroups.handle(cgPath) : await makeCgroup();
       const records = planCreate({
         id,
         spec,

@@ -7,7 +7,7 @@
 // a thread-pool round trip costs more than the call on the container start
 // path.
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, fsync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { startTimeSync } from '../../proto/shared/proc.js';
 import { alreadyExists, invalidArgument, LxrError, notFound } from '../../proto/shared/errors.js';
@@ -59,6 +59,12 @@ export async function writeAtomic(file: string, data: string | Buffer, mode = 0o
 /** writeAtomic without a turn of the event loop in between (read-modify-write stays whole). */
 export function writeAtomicSync(file: string, data: string | Buffer, mode = 0o600, durable = true): void {
   const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
+  writeAtomicBody(tmp, data, mode, durable);
+  renameSync(tmp, file);
+}
+
+/** The temporary file of an atomic write: created, written, fsynced when durable. */
+function writeAtomicBody(tmp: string, data: string | Buffer, mode: number, durable: boolean): void {
   const fd = openSync(tmp, 'w', mode);
   try {
     writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
@@ -66,7 +72,6 @@ export function writeAtomicSync(file: string, data: string | Buffer, mode = 0o60
   } finally {
     closeSync(fd);
   }
-  renameSync(tmp, file);
 }
 
 /** A record written ahead of its time: see stageAtomic. */
@@ -79,37 +84,26 @@ export interface StagedWrite {
 
 /**
  * writeAtomic (durable) in two halves, for a record whose content is known
- * before it may be put in place: written to a temporary name now and
- * fsynced on the thread pool while the caller goes on with other work;
- * commit() waits for the fsync and renames it into place. The temporary
+ * before it may be put in place: written and fsynced under a temporary
+ * name now (by a caller with time on its hands, such as while the helper
+ * makes a container: synchronously, because a thread-pool round trip
+ * wakes two more threads); commit() renames it into place. The temporary
  * name is writeAtomic's, so a crash in between leaves what a repair
  * already removes.
  */
 export function stageAtomic(file: string, data: string | Buffer, mode = 0o600): StagedWrite {
   const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
-  const fd = openSync(tmp, 'w', mode);
   try {
-    writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
+    writeAtomicBody(tmp, data, mode, true);
   } catch (e) {
-    closeSync(fd);
     rmSync(tmp, { force: true });
     throw e;
   }
-  const durable = new Promise<void>((resolve, reject) =>
-    fsync(fd, (err) => {
-      closeSync(fd);
-      if (err) reject(err);
-      else resolve();
-    }),
-  );
-  durable.catch(() => {}); // commit() reports it
   return {
     async commit() {
-      await durable;
       renameSync(tmp, file);
     },
     async discard() {
-      await durable.catch(() => {});
       rmSync(tmp, { force: true });
     },
   };
@@ -143,8 +137,12 @@ export class StateStore {
     };
   }
 
-  /** Claims the id: fails with ALREADY_EXISTS if a container has it. */
-  async claim(id: string): Promise<void> {
+  /**
+   * Claims the id: fails with ALREADY_EXISTS if a container has it. `notes`
+   * is what a repair needs should the create die (its cgroup), in the same
+   * file: one write less on the create path.
+   */
+  async claim(id: string, notes: { cgroup?: string } = {}): Promise<void> {
     mkdirSync(this.root, { recursive: true, mode: 0o700 });
     const dir = this.dir(id);
     try {
@@ -158,15 +156,28 @@ export class StateStore {
       mkdirSync(dir, { mode: 0o700 });
     }
     // The claimer's pid and start time: a reused pid is not mistaken for it.
-    writeFileSync(path.join(dir, 'claim'), `${process.pid} ${ownStartTime()}`);
+    const lines = [`${process.pid} ${ownStartTime()}`, ...Object.entries(notes).map(([k, v]) => `${k} ${v}`)];
+    writeFileSync(path.join(dir, 'claim'), lines.join('\n') + '\n');
   }
 
-  /** Remembers something about a claimed id that a repair needs (e.g. its cgroup). */
-  note(id: string, key: 'cgroup', value: string): void {
-    writeFileSync(path.join(this.dir(id), `claim-${key}`), value);
+  /** The claim's first line (claimer pid and start time) and its notes; null when there is none to read. */
+  private readClaim(id: string): { pid: number; start: string; notes: Map<string, string> } | null {
+    let text: string;
+    try {
+      text = readFileSync(path.join(this.dir(id), 'claim'), 'utf8');
+    } catch {
+      return null;
+    }
+    const [first = '', ...rest] = text.split('\n');
+    const [pid, start = ''] = first.split(' ');
+    const notes = new Map(rest.filter((l) => l.includes(' ')).map((l) => [l.slice(0, l.indexOf(' ')), l.slice(l.indexOf(' ') + 1)] as const));
+    return { pid: Number(pid), start, notes };
   }
 
+  /** What the claim of `id` noted for a repair (see claim), or the separate file earlier agents wrote. */
   readNote(id: string, key: 'cgroup'): string | null {
+    const noted = this.readClaim(id)?.notes.get(key);
+    if (noted !== undefined) return noted;
     try {
       return readFileSync(path.join(this.dir(id), `claim-${key}`), 'utf8');
     } catch {
@@ -178,15 +189,10 @@ export class StateStore {
   staleClaim(id: string): boolean {
     const p = this.paths(id);
     if (existsSync(p.state)) return false;
-    let pid: number;
-    let start: string;
-    try {
-      [pid, start = ''] = ((s) => [Number(s[0]), s[1]] as const)(readFileSync(path.join(p.dir, 'claim'), 'utf8').split(' '));
-    } catch {
-      return false; // mid-claim, or not ours to judge
-    }
-    const now = startTimeSync(pid);
-    return now === null || (start !== '' && now !== start);
+    const claim = this.readClaim(id);
+    if (!claim) return false; // mid-claim, or not ours to judge
+    const now = startTimeSync(claim.pid);
+    return now === null || (claim.start !== '' && now !== claim.start);
   }
 
   async write(rec: ContainerRecord): Promise<void> {
@@ -209,6 +215,8 @@ export class StateStore {
   }
 
   async readExit(id: string): Promise<ExitRecord | null> {
+    // Asked at every state(): no exception for the usual answer.
+    if (!existsSync(this.paths(id).exit)) return null;
     try {
       return JSON.parse(readFileSync(this.paths(id).exit, 'utf8')) as ExitRecord;
     } catch (e) {

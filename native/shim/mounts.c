@@ -205,10 +205,30 @@ static int open_parent(int rootfd, const char *path, char *base, size_t cap, con
 	return fd;
 }
 
-static int make_device(int rootfd, const struct dev_op *d, struct lxr_err *err)
+/* The parent last opened: devices and links mostly share /dev, and nothing
+ * else runs in the rootfs while they are made. */
+struct parent_cache { char dir[PATH_MAX]; int fd; };
+
+static int parent_of(int rootfd, const char *path, char *base, size_t cap, const char *step, struct parent_cache *c, struct lxr_err *err)
+{
+	const char *slash = strrchr(path, '/');
+	size_t dlen = slash ? (size_t)(slash - path) : 0;
+	if (c->fd >= 0 && slash && slash[1] && dlen < sizeof c->dir && !strncmp(c->dir, path, dlen) && c->dir[dlen] == 0) {
+		snprintf(base, cap, "%s", slash + 1);
+		return c->fd;
+	}
+	int fd = open_parent(rootfd, path, base, cap, step, err);
+	if (fd < 0) return -1;
+	if (c->fd >= 0) close(c->fd);
+	c->fd = fd;
+	snprintf(c->dir, sizeof c->dir, "%.*s", (int)dlen, path);
+	return fd;
+}
+
+static int make_device(int rootfd, const struct dev_op *d, struct parent_cache *c, struct lxr_err *err)
 {
 	char base[NAME_MAX + 1];
-	int dir = open_parent(rootfd, d->path, base, sizeof base, "create device", err);
+	int dir = parent_of(rootfd, d->path, base, sizeof base, "create device", c, err);
 	if (dir < 0) return -1;
 	mode_t type = d->type == 'b' ? S_IFBLK : d->type == 'p' ? S_IFIFO : S_IFCHR;
 	unlinkat(dir, base, 0);
@@ -219,14 +239,13 @@ static int make_device(int rootfd, const struct dev_op *d, struct lxr_err *err)
 		rc = lxr_fail(err, errno, "create device", "chown %s", d->path);
 	else if (fchmodat(dir, base, d->mode & 07777, 0) < 0)
 		rc = lxr_fail(err, errno, "create device", "chmod %s", d->path);
-	close(dir);
 	return rc;
 }
 
-static int make_symlink(int rootfd, const struct kv *s, struct lxr_err *err)
+static int make_symlink(int rootfd, const struct kv *s, struct parent_cache *c, struct lxr_err *err)
 {
 	char base[NAME_MAX + 1];
-	int dir = open_parent(rootfd, s->b, base, sizeof base, "create symlink", err);
+	int dir = parent_of(rootfd, s->b, base, sizeof base, "create symlink", c, err);
 	if (dir < 0) return -1;
 	int rc = 0;
 	/* Ours replaces whatever the image has there (e.g. its own /dev/ptmx). */
@@ -234,7 +253,6 @@ static int make_symlink(int rootfd, const struct kv *s, struct lxr_err *err)
 		rc = lxr_fail(err, errno, "create symlink", "replace %s", s->b);
 	else if (symlinkat(s->a, dir, base) < 0)
 		rc = lxr_fail(err, errno, "create symlink", "%s -> %s", s->b, s->a);
-	close(dir);
 	return rc;
 }
 
@@ -290,8 +308,10 @@ int setup_rootfs(const struct plan *p, struct lxr_err *err)
 	if (rootfd < 0) return lxr_fail(err, errno, "open rootfs", "%s", p->rootfs);
 	int rc = 0;
 	for (size_t i = 0; !rc && i < p->mounts.n; i++) rc = do_mount(rootfd, &p->mounts.v[i], err);
-	for (size_t i = 0; !rc && i < p->devs.n; i++) rc = make_device(rootfd, &p->devs.v[i], err);
-	for (size_t i = 0; !rc && i < p->symlinks.n; i++) rc = make_symlink(rootfd, &p->symlinks.v[i], err);
+	struct parent_cache parent = { .fd = -1 };
+	for (size_t i = 0; !rc && i < p->devs.n; i++) rc = make_device(rootfd, &p->devs.v[i], &parent, err);
+	for (size_t i = 0; !rc && i < p->symlinks.n; i++) rc = make_symlink(rootfd, &p->symlinks.v[i], &parent, err);
+	if (parent.fd >= 0) close(parent.fd);
 	close(rootfd);
 	if (rc) return rc;
 	return pivot(p->rootfs, err);

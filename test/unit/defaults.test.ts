@@ -156,6 +156,27 @@ describe('buildSpec', () => {
   };
   const req: ContainerRequest = { id: 'c1', env: ['MODE=request', 'EXTRA=1'] };
 
+  it('users of a rootfs that never changes (an unpacked layer) are looked up once; each spec gets its own copy', () => {
+    const layer = mkdtempSync(join(tmpdir(), 'lxr-defaults-layer-'));
+    try {
+      mkdirSync(join(layer, 'etc'));
+      writeFileSync(join(layer, 'etc/passwd'), 'app:x:1000:1000::/home/app:/bin/sh\n');
+      writeFileSync(join(layer, 'etc/group'), 'extra:x:2000:app\n');
+      const o = { rootfs: layer, cgroupsPath: '/lxr/c1', nofileHard: 1 << 30, rootfsImmutable: true };
+      const first = buildSpec({ Cmd: ['sh'] }, { id: 'c1', user: 'app' }, o).process!.user;
+      assert.deepEqual(first, { uid: 1000, gid: 1000, additionalGids: [2000] });
+      first.additionalGids!.push(9);
+      // A layer never changes: a change here is not seen, which shows the lookup was kept.
+      writeFileSync(join(layer, 'etc/passwd'), 'app:x:1001:1001::/home/app:/bin/sh\n');
+      assert.deepEqual(buildSpec({ Cmd: ['sh'] }, { id: 'c2', user: 'app' }, o).process!.user, { uid: 1000, gid: 1000, additionalGids: [2000] });
+      // Without the promise, every spec reads the files again; a user not there is still refused.
+      assert.equal(buildSpec({ Cmd: ['sh'] }, { id: 'c3', user: 'app' }, { ...o, rootfsImmutable: false }).process!.user.uid, 1001);
+      assert.throws(() => buildSpec({ Cmd: ['sh'] }, { id: 'c4', user: 'nobody-here' }, o), (e: LxrError) => e.field === 'process.user');
+    } finally {
+      rmSync(layer, { recursive: true, force: true });
+    }
+  });
+
   it('passes validateSpec', () => {
     const spec = buildSpec(image, req, opts());
     assert.equal(validateSpec(JSON.parse(JSON.stringify(spec))).ociVersion, spec.ociVersion);

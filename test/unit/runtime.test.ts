@@ -412,8 +412,9 @@ describe('a claim left by a create that died', () => {
     // a dead creator (pid 2^22+1 is above pid_max's default ceiling) leaves it reclaimable
     await writeFile(path.join(store.paths('a').dir, 'claim'), String(4194305));
     assert.equal(store.staleClaim('a'), true);
-    await store.claim('a');
-    assert.equal(await readFile(path.join(store.paths('a').dir, 'claim'), 'utf8'), `${process.pid} ${startTimeSync(process.pid)}`);
+    await store.claim('a', { cgroup: 'lxr/a' });
+    assert.equal(await readFile(path.join(store.paths('a').dir, 'claim'), 'utf8'), `${process.pid} ${startTimeSync(process.pid)}\ncgroup lxr/a\n`);
+    assert.equal(store.readNote('a', 'cgroup'), 'lxr/a');
     // a live pid with another start time is a reused pid: the creator is gone
     await writeFile(path.join(store.paths('a').dir, 'claim'), `${process.pid} 1`);
     assert.equal(store.staleClaim('a'), true);
@@ -425,12 +426,15 @@ describe('a claim left by a create that died', () => {
     const cgroups = new FakeCgroups();
     const rt = new Runtime({ root: path.join(await tempDir('rt'), 's'), cgroups, launcher: new FakeShimLauncher() });
     await rt.create('live', await bundleWith(goodConfig()));
+    // The cgroup noted in the claim (as this agent writes it), or in the file older agents wrote.
     await rt.store.claim('dead');
-    rt.store.note('dead', 'cgroup', 'lxr/dead');
-    await writeFile(path.join(rt.store.paths('dead').dir, 'claim'), String(4194305));
-    assert.deepEqual(await rt.repair(), ['dead']);
+    await writeFile(path.join(rt.store.paths('dead').dir, 'claim'), `${4194305} 123\ncgroup lxr/dead\n`);
+    await rt.store.claim('older');
+    await writeFile(path.join(rt.store.paths('older').dir, 'claim'), String(4194305));
+    await writeFile(path.join(rt.store.paths('older').dir, 'claim-cgroup'), 'lxr/older');
+    assert.deepEqual((await rt.repair()).sort(), ['dead', 'older']);
     assert.deepEqual(await rt.store.list(), ['live']);
-    assert.ok(cgroups.destroyed.includes('lxr/dead'), JSON.stringify(cgroups.destroyed));
+    assert.ok(cgroups.destroyed.includes('lxr/dead') && cgroups.destroyed.includes('lxr/older'), JSON.stringify(cgroups.destroyed));
     assert.deepEqual(await rt.repair(), []);
   });
 });
