@@ -45,13 +45,13 @@ import { ENTRY, type IdeTools, type ToolPaths } from '../ide/tools.js';
 
 /**
  * The steps of a create, in order, as crash points name them: the
- * container's dir, its overlay dirs, its record, then the runtime's claim
- * and cgroup; its spec (written while the helper makes the container, so
+ * container's dir, its overlay dirs, then the runtime's claim and cgroup;
+ * its record and spec (written while the helper makes the container, so
  * before or after "monitor"); the runtime's monitor and state, the
  * runtime's answer, and the container's network (only with a container
  * network).
  */
-export const CREATE_STEPS = ['dir', 'overlay-dirs', 'record', 'runtime-claim', 'cgroup', 'spec', 'monitor', 'runtime-state', 'created', 'network'] as const;
+export const CREATE_STEPS = ['dir', 'overlay-dirs', 'runtime-claim', 'cgroup', 'record', 'spec', 'monitor', 'runtime-state', 'created', 'network'] as const;
 /** Steps of starting a stopped container again (recreate), each a crash point for tests. */
 export const RESTART_STEPS = ['restart-marked', 'restart-created', 'restart-network'] as const;
 
@@ -568,7 +568,7 @@ export class ContainerService {
         }
       }
       const image = await this.ensureImage(req.image, signal);
-      const layers = await this.o.images.rootfsLayers(image.manifestDigest);
+      const layers = this.o.images.rootfsLayersOf(image);
       // Checked before the tools are installed: a musl image is refused at once.
       const tools = ide ? (requireGlibc([...layers].reverse(), req.image, ide), await this.o.ideTools.ensure(signal)) : null;
       const containerDir = path.join(this.dir, name);
@@ -634,23 +634,25 @@ export class ContainerService {
           ...(ports.length > 0 ? { ports } : {}),
           ...(ide ? { ide } : {}),
         };
-        // Not fsynced: it guides the repair after an agent crash, which the page cache
-        // survives; after a power loss nothing it describes (mounts, cgroups, links,
-        // processes) is left, and a container dir without a record is taken over by
-        // the next create of that name.
-        await this.writeRecord(rec, false);
-        cleanups.unshift(() => rm(this.recordPath(name), { force: true }));
-        this.crashPoint('record');
         const done: ContainerRecordFile = { ...rec };
         delete done.phase;
         // With start, the start time goes into the same write (see start()).
         if (req.start) done.startedAt = new Date().toISOString();
         let staged: StagedWrite | null = null;
         cleanups.unshift(async () => staged?.discard());
-        // While the helper makes the container: the bundle's config.json (exec reads it),
-        // and the record as it will be once created, fsynced now and put in place (a
-        // rename) when it is made.
+        // While the helper makes the container: the record saying it is being created
+        // (before the runtime records it: a repair then rolls it back; until then the
+        // runtime's claim does), the bundle's config.json (exec reads it), and the
+        // record as it will be once created, fsynced now and put in place (a rename)
+        // when it is made.
         const meanwhile = async (): Promise<void> => {
+          // Not fsynced: it guides the repair after an agent crash, which the page cache
+          // survives; after a power loss nothing it describes (mounts, cgroups, links,
+          // processes) is left, and a container dir without a record is taken over by
+          // the next create of that name.
+          await this.writeRecord(rec, false);
+          cleanups.unshift(() => rm(this.recordPath(name), { force: true }));
+          this.crashPoint('record');
           await writeAtomic(path.join(containerDir, 'config.json'), JSON.stringify(spec, null, 2) + '\n', 0o600, false);
           this.crashPoint('spec');
           staged = stageAtomic(this.recordPath(name), this.recordText(done));

@@ -407,6 +407,18 @@ export class ImageService {
   }
 
   /**
+   * rootfsLayers of an image just inspected, from what inspect read (a
+   * layer whose record it did not find has no diffId): nothing read twice
+   * on the create path.
+   */
+  rootfsLayersOf(img: ImageInspect): string[] {
+    return img.layers.map((l) => {
+      if (l.diffId === '') throw notFound('layer', l.chainId);
+      return this.layers.fsPath(l.chainId);
+    });
+  }
+
+  /**
    * Deletes blobs and layers no image references and no container uses
    * (`inUse`: chainIDs of running containers' layers; their parents are kept
    * too). Waits for pulls in progress and blocks new ones while it runs.

@@ -164,6 +164,11 @@ describe('image service', { skip }, () => {
     const dirs = await main.rootfsLayers(NAME());
     assert.equal(dirs.length, 3);
     assert.equal(await readFile(path.join(dirs[2]!, 'etc', 'l3'), 'utf8'), 'l3\n');
+    // The same from an inspect, without reading the records again; a layer inspect did not find is NOT_FOUND.
+    const inspected = await main.inspect(NAME());
+    assert.deepEqual(main.rootfsLayersOf(inspected), dirs);
+    const missing = { ...inspected, layers: inspected.layers.map((l, i) => (i === 1 ? { ...l, diffId: '' } : l)) };
+    assert.throws(() => main.rootfsLayersOf(missing), (e: LxrError) => e.reason === 'LXR_NOT_FOUND' && e.message.includes(inspected.layers[1]!.chainId));
   });
 
   test('a container on the overlay of the pulled layers sees the merged tree', T, async () => {
