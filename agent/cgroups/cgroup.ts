@@ -35,6 +35,13 @@ export interface CgroupMountSource {
    * controller ("cpu", "cpuacct" -> "cpu,cpuacct") as hosts and runc do.
    */
   subdir: string;
+  /**
+   * How this hierarchy is mounted afresh from inside the container's own
+   * cgroup namespace (whose root is the container's cgroup): the filesystem
+   * type and its options ("cpu,cpuacct", "none,name=systemd", "" for v2).
+   */
+  fsType: 'cgroup' | 'cgroup2';
+  data: string;
 }
 
 export interface CgroupHandle {

@@ -245,6 +245,14 @@ export class HierarchyCgroupManager implements CgroupManager {
   }
 }
 
+/** A hierarchy's filesystem type and mount options, as a fresh mount of it names them. */
+function freshMount(h: Hierarchy): { fsType: 'cgroup' | 'cgroup2'; data: string } {
+  if (h.version === 2) return { fsType: 'cgroup2', data: '' };
+  const parts = h.controllers.length > 0 ? [...h.controllers] : ['none'];
+  if (h.name) parts.push(`name=${h.name}`);
+  return { fsType: 'cgroup', data: parts.join(',') };
+}
+
 async function readOptional(fs: CgroupFs, file: string): Promise<string | undefined> {
   try {
     return await fs.readFile(file);
@@ -277,7 +285,7 @@ class HierarchyCgroup implements CgroupHandle {
   ) {
     this.placements = cfg.layout.hierarchies.map((hierarchy) => ({ hierarchy, dir: posix.join(hierarchy.mountpoint, path) }));
     this.procsFiles = this.placements.map((p) => posix.join(p.dir, 'cgroup.procs'));
-    this.mountSources = this.placements.map((p) => ({ hostDir: p.dir, subdir: cfg.layout.mode === 'v2' ? '' : p.hierarchy.subdir }));
+    this.mountSources = this.placements.map((p) => ({ hostDir: p.dir, subdir: cfg.layout.mode === 'v2' ? '' : p.hierarchy.subdir, ...freshMount(p.hierarchy) }));
     const mem = this.bound('memory');
     this.oomCounter = mem
       ? { file: posix.join(mem.dir, mem.hierarchy.version === 2 ? V2_FILES.memEvents : V1_FILES.memOom), key: 'oom_kill' }

@@ -86,33 +86,38 @@ function isCgroupMount(m: Mount): boolean {
   return m.type === 'cgroup' || m.type === 'cgroup2';
 }
 
-/** The container's /sys/fs/cgroup: bind mounts of its own cgroup directories. */
-function planCgroupMount(m: Mount, cgroup: CgroupPlacement | null, index: number): PlanRecord[] {
+/**
+ * The container's /sys/fs/cgroup: its own cgroup in each hierarchy. In a
+ * cgroup namespace of its own (which the init enters once it is in its
+ * cgroups, so they are the namespace's root), each hierarchy is mounted
+ * afresh, as runc does: one mount with its flags, the root the container's
+ * cgroup, and /proc/self/mountinfo agreeing with /proc/self/cgroup.
+ * Otherwise, bind mounts of its cgroup directories.
+ */
+function planCgroupMount(m: Mount, cgroup: CgroupPlacement | null, index: number, ownNamespace: boolean): PlanRecord[] {
   if (!cgroup || cgroup.mountSources.length === 0) {
     throw invalidSpec(`mounts[${index}]`, 'a cgroup mount needs the container to have cgroups');
   }
   const o = parseMountOptions(m.options);
   const out: PlanRecord[] = [];
+  const each = (s: CgroupMountSource, dst: string, propagation: number): PlanRecord =>
+    ownNamespace ? ['mount', s.fsType, dst, s.fsType, String(o.flags), String(propagation), s.data] : ['mount', s.hostDir, dst, '', String(o.flags | MS.BIND), String(propagation), ''];
   const single = cgroup.mountSources.length === 1 && cgroup.mountSources[0]!.subdir === '';
-  if (single) {
-    const src = cgroup.mountSources[0]!;
-    return [['mount', src.hostDir, m.destination, '', String(o.flags | MS.BIND), String(o.propagation), '']];
-  }
+  if (single) return [each(cgroup.mountSources[0]!, m.destination, o.propagation)];
   // v1/hybrid: a tmpfs holding one directory per hierarchy, made read-only last.
   const base = o.flags & (MS.NOSUID | MS.NODEV | MS.NOEXEC);
   out.push(['mount', 'tmpfs', m.destination, 'tmpfs', String(base), '0', 'mode=755']);
-  for (const s of cgroup.mountSources) {
-    out.push(['mount', s.hostDir, `${m.destination}/${s.subdir}`, '', String(o.flags | MS.BIND), '0', '']);
-  }
+  for (const s of cgroup.mountSources) out.push(each(s, `${m.destination}/${s.subdir}`, 0));
   if (o.flags & MS.RDONLY) out.push(['remount', m.destination, String(base | MS.RDONLY), '']);
   return out;
 }
 
 function planMounts(spec: Spec, cgroup: CgroupPlacement | null, bundle: string | undefined): PlanRecord[] {
   const out: PlanRecord[] = [];
+  const ownCgroupNs = (spec.linux?.namespaces ?? []).some((n) => n.type === 'cgroup' && !n.path);
   (spec.mounts ?? []).forEach((m, i) => {
     if (isCgroupMount(m)) {
-      out.push(...planCgroupMount(m, cgroup, i));
+      out.push(...planCgroupMount(m, cgroup, i, ownCgroupNs));
       return;
     }
     const o = parseMountOptions(m.options);

@@ -107,6 +107,21 @@ describe('new namespaces', () => {
     for (const line of lines) assert.match(line, /^\d+:[^:]*:\/$/, `cgroup line ${line}`);
     assert.ok(!r.stdout.includes(fx.cgroupParent));
   });
+
+  test('its /sys/fs/cgroup mounts are that namespace\'s own (root /, as /proc/self/cgroup says), read-only, and show its own limits', T, async () => {
+    const cfg = sh("grep ' /sys/fs/cgroup' /proc/self/mountinfo; echo ---; cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max");
+    cfg.linux!.resources = { pids: { limit: 77 } };
+    const r = await fx.run(cfg);
+    assert.equal(r.exitCode, 0, r.stderr);
+    const [mounts, limit] = r.stdout.split('---\n');
+    const cgroupMounts = mounts!.trim().split('\n').map((l) => l.split(' ')).filter((f) => /^cgroup2?$/.test(f[f.indexOf('-') + 1]!));
+    assert.ok(cgroupMounts.length > 0, mounts);
+    for (const f of cgroupMounts) {
+      assert.equal(f[3], '/', `mounted at its namespace's root: ${f.join(' ')}`);
+      assert.match(f[5]!, /(^|,)ro(,|$)/, `read-only: ${f.join(' ')}`);
+    }
+    assert.equal(limit!.trim(), '77');
+  });
 });
 
 describe('joining namespaces by path', () => {

@@ -153,7 +153,8 @@ describe('create: placement', () => {
     assert.deepEqual(sorted(second.filter((c) => c.op === 'mkdir').map((c) => c.path)), sorted(subdirs.map((s) => `${ROOT}/${s}/lxr/c2`)));
     assert.deepEqual(second.filter((c) => c.op === 'subdirs' || c.path.endsWith('/cgroup.procs')), []);
     assert.deepEqual(cg.procsFiles, subdirs.map((s) => `${ROOT}/${s}/lxr/c1/cgroup.procs`));
-    assert.deepEqual(cg.mountSources, subdirs.map((s) => ({ hostDir: `${ROOT}/${s}/lxr/c1`, subdir: s })));
+    const fresh = (s: string) => (s === 'unified' ? { fsType: 'cgroup2', data: '' } : { fsType: 'cgroup', data: s === 'systemd' ? 'none,name=systemd' : s });
+    assert.deepEqual(cg.mountSources, subdirs.map((s) => ({ hostDir: `${ROOT}/${s}/lxr/c1`, subdir: s, ...fresh(s) })));
     assert.deepEqual(cg.oomCounter, { file: `${ROOT}/memory/lxr/c1/memory.oom_control`, key: 'oom_kill' });
     assert.equal(layout.hierarchies.length, subdirs.length);
     // Nothing to delegate: the unified root offers no controllers here.
@@ -164,6 +165,8 @@ describe('create: placement', () => {
     const { manager } = await setup(MOUNTINFO_HYBRID_COMBINED);
     const cg = await manager.create('c1', {});
     assert.deepEqual(cg.mountSources.map((m) => m.subdir), ['unified', 'systemd', 'cpu,cpuacct', 'memory', 'cpuset', 'pids']);
+    // A fresh mount names the controllers mounted together, as mountinfo does.
+    assert.deepEqual(cg.mountSources.map((m) => m.data), ['', 'none,name=systemd', 'cpu,cpuacct', 'memory', 'cpuset', 'pids']);
   });
 
   it('v2: one directory, one mount source with subdir "", memory.events as the OOM counter', async () => {
@@ -171,7 +174,7 @@ describe('create: placement', () => {
     const cg = await manager.create('/lxr/c1', {});
     assert.equal(cg.path, 'lxr/c1');
     assert.deepEqual(cg.procsFiles, [`${ROOT}/lxr/c1/cgroup.procs`]);
-    assert.deepEqual(cg.mountSources, [{ hostDir: `${ROOT}/lxr/c1`, subdir: '' }]);
+    assert.deepEqual(cg.mountSources, [{ hostDir: `${ROOT}/lxr/c1`, subdir: '', fsType: 'cgroup2', data: '' }]);
     assert.deepEqual(cg.oomCounter, { file: `${ROOT}/lxr/c1/memory.events`, key: 'oom_kill' });
   });
 

@@ -89,8 +89,9 @@ describe('planCreate', () => {
   const v1: CgroupPlacement = {
     procsFiles: ['/sys/fs/cgroup/memory/t/c1/cgroup.procs', '/sys/fs/cgroup/pids/t/c1/cgroup.procs'],
     mountSources: [
-      { hostDir: '/sys/fs/cgroup/memory/t/c1', subdir: 'memory' },
-      { hostDir: '/sys/fs/cgroup/pids/t/c1', subdir: 'pids' },
+      { hostDir: '/sys/fs/cgroup/memory/t/c1', subdir: 'memory', fsType: 'cgroup', data: 'memory' },
+      { hostDir: '/sys/fs/cgroup/pids/t/c1', subdir: 'pids', fsType: 'cgroup', data: 'pids' },
+      { hostDir: '/sys/fs/cgroup/systemd/t/c1', subdir: 'systemd', fsType: 'cgroup', data: 'none,name=systemd' },
     ],
     oomCounter: { file: '/sys/fs/cgroup/memory/t/c1/memory.oom_control', key: 'oom_kill' },
   };
@@ -105,6 +106,7 @@ describe('planCreate', () => {
         ['mount', 'tmpfs', '/sys/fs/cgroup', 'tmpfs', String(base3), '0', 'mode=755'],
         ['mount', '/sys/fs/cgroup/memory/t/c1', '/sys/fs/cgroup/memory', '', String(base3 | MS.RDONLY | MS.BIND), '0', ''],
         ['mount', '/sys/fs/cgroup/pids/t/c1', '/sys/fs/cgroup/pids', '', String(base3 | MS.RDONLY | MS.BIND), '0', ''],
+        ['mount', '/sys/fs/cgroup/systemd/t/c1', '/sys/fs/cgroup/systemd', '', String(base3 | MS.RDONLY | MS.BIND), '0', ''],
         ['remount', '/sys/fs/cgroup', String(base3 | MS.RDONLY), ''],
       ],
     );
@@ -112,10 +114,34 @@ describe('planCreate', () => {
     assert.deepEqual(ops(recs, 'oom_counter'), [['oom_counter', v1.oomCounter!.file, 'oom_kill']]);
   });
 
+  it('v1/hybrid in a cgroup namespace of its own: each hierarchy mounted afresh with its flags, as runc does', () => {
+    const recs = planCreate({ ...base, cgroup: v1, spec: spec({ mounts: [cgMount] }, { namespaces: [{ type: 'pid' }, { type: 'mount' }, { type: 'cgroup' }] }) });
+    const base3 = MS.NOSUID | MS.NOEXEC | MS.NODEV;
+    assert.deepEqual(
+      recs.filter((r) => r[0] === 'mount' || r[0] === 'remount'),
+      [
+        ['mount', 'tmpfs', '/sys/fs/cgroup', 'tmpfs', String(base3), '0', 'mode=755'],
+        ['mount', 'cgroup', '/sys/fs/cgroup/memory', 'cgroup', String(base3 | MS.RDONLY), '0', 'memory'],
+        ['mount', 'cgroup', '/sys/fs/cgroup/pids', 'cgroup', String(base3 | MS.RDONLY), '0', 'pids'],
+        ['mount', 'cgroup', '/sys/fs/cgroup/systemd', 'cgroup', String(base3 | MS.RDONLY), '0', 'none,name=systemd'],
+        ['remount', '/sys/fs/cgroup', String(base3 | MS.RDONLY), ''],
+      ],
+    );
+    // Joined by path: the namespace is someone else's, and its root is not this container's cgroup.
+    const joined = planCreate({ ...base, cgroup: v1, spec: spec({ mounts: [cgMount] }, { namespaces: [{ type: 'pid' }, { type: 'mount' }, { type: 'cgroup', path: '/proc/7/ns/cgroup' }] }) });
+    assert.equal(joined.filter((r) => r[0] === 'mount' && r[3] === 'cgroup').length, 0);
+  });
+
+  const v2: CgroupPlacement = { procsFiles: ['/sys/fs/cgroup/t/c1/cgroup.procs'], mountSources: [{ hostDir: '/sys/fs/cgroup/t/c1', subdir: '', fsType: 'cgroup2', data: '' }], oomCounter: null };
+
   it('v2 cgroup mount: one bind of the container cgroup', () => {
-    const v2: CgroupPlacement = { procsFiles: ['/sys/fs/cgroup/t/c1/cgroup.procs'], mountSources: [{ hostDir: '/sys/fs/cgroup/t/c1', subdir: '' }], oomCounter: null };
     const recs = planCreate({ ...base, cgroup: v2, spec: spec({ mounts: [cgMount] }) });
     assert.deepEqual(ops(recs, 'mount'), [['mount', '/sys/fs/cgroup/t/c1', '/sys/fs/cgroup', '', String(MS.NOSUID | MS.NOEXEC | MS.NODEV | MS.RDONLY | MS.BIND), '0', '']]);
+  });
+
+  it('v2 in a cgroup namespace of its own: one fresh cgroup2 mount', () => {
+    const recs = planCreate({ ...base, cgroup: v2, spec: spec({ mounts: [cgMount] }, { namespaces: [{ type: 'pid' }, { type: 'mount' }, { type: 'cgroup' }] }) });
+    assert.deepEqual(ops(recs, 'mount'), [['mount', 'cgroup2', '/sys/fs/cgroup', 'cgroup2', String(MS.NOSUID | MS.NOEXEC | MS.NODEV | MS.RDONLY), '0', '']]);
   });
 
   it('a cgroup mount without cgroups is refused naming the mount', () => {

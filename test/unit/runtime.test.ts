@@ -122,7 +122,7 @@ class FakeCgroups implements CgroupManager {
     return {
       path: p,
       procsFiles: [`/fake/memory/${p}/cgroup.procs`],
-      mountSources: [{ hostDir: `/fake/memory/${p}`, subdir: 'memory' }],
+      mountSources: [{ hostDir: `/fake/memory/${p}`, subdir: 'memory', fsType: 'cgroup', data: 'memory' }],
       oomCounter: null,
       update: async () => {},
       stats: async () => {
