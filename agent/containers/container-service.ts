@@ -661,6 +661,8 @@ export class ContainerService {
         // the monitor starts it as soon as it is ready: no start round trip.
         const startsItself = req.start === true && !address;
         const created = await this.o.runtime.create(name, containerDir, { overlay: plan, stdio: { mode: 'log', path: log }, spec, meanwhile, ...(startsItself ? { start: true } : {}) });
+        // Whatever fails from here (network, the record's rename) takes the runtime's container too.
+        cleanups.unshift(() => this.o.runtime.delete(name, { force: true }));
         this.crashPoint('created');
         if (address && network) {
           // attach and publish undo their own half-made work; registered once they succeeded.

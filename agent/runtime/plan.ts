@@ -100,8 +100,11 @@ function planCgroupMount(m: Mount, cgroup: CgroupPlacement | null, index: number
   }
   const o = parseMountOptions(m.options);
   const out: PlanRecord[] = [];
+  // A fresh mount takes only these of the spec's flags: a bind or remount among them
+  // would make its source ("cgroup") a path, resolved on the host.
+  const fresh = o.flags & (MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC | MS.NOATIME | MS.NODIRATIME | MS.RELATIME | MS.STRICTATIME);
   const each = (s: CgroupMountSource, dst: string, propagation: number): PlanRecord =>
-    ownNamespace ? ['mount', s.fsType, dst, s.fsType, String(o.flags), String(propagation), s.data] : ['mount', s.hostDir, dst, '', String(o.flags | MS.BIND), String(propagation), ''];
+    ownNamespace ? ['mount', s.fsType, dst, s.fsType, String(fresh), String(propagation), s.data] : ['mount', s.hostDir, dst, '', String(o.flags | MS.BIND), String(propagation), ''];
   const single = cgroup.mountSources.length === 1 && cgroup.mountSources[0]!.subdir === '';
   if (single) return [each(cgroup.mountSources[0]!, m.destination, o.propagation)];
   // v1/hybrid: a tmpfs holding one directory per hierarchy, made read-only last.

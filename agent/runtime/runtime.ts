@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { socketAccepts } from '../../proto/shared/grpc-server.js';
-import { failAfterCleanup, invalidArgument, invalidSpec, LxrError, notFound } from '../../proto/shared/errors.js';
+import { failAfterCleanup, invalidArgument, invalidSpec, LxrError, notFound, withSecondFailure } from '../../proto/shared/errors.js';
 import type { CgroupHandle, CgroupLimits, CgroupManager } from '../cgroups/cgroup.js';
 import type { RootfsOverlay } from '../rootfs/overlay.js';
 import { ALWAYS_ALLOWED_DEVICE_RULES } from './devices.js';
@@ -292,7 +292,11 @@ export class Runtime {
 
   async create(id: string, bundle: string, o: CreateOptions = {}): Promise<State> {
     checkId(id);
-    const spec = o.spec ? (checkBundle(bundle), validateSpec(o.spec)) : await this.loadBundle(bundle);
+    let spec: Spec;
+    if (o.spec) {
+      checkBundle(bundle);
+      spec = validateSpec(o.spec);
+    } else spec = await this.loadBundle(bundle);
     const rootfs = path.resolve(bundle, spec.root?.path ?? 'rootfs');
     this.checkSupported(spec);
     const cgroups = this.opts.cgroups;
@@ -346,15 +350,20 @@ export class Runtime {
           cgroup = await makeCgroup();
         } catch (e) {
           openGate(false);
-          await launching.catch(() => {}); // the monitor is called off before anything of it is left
-          throw e;
+          // The monitor is called off before anything of it is left; any other failure of it is told too.
+          const launch = await launching.then(
+            () => null,
+            (le: unknown) => le,
+          );
+          throw launch && !(launch instanceof LxrError && launch.step === 'gate') ? withSecondFailure(e, launch, 'the helper') : e;
         }
         openGate(true);
       }
-      const alongside = o.meanwhile ? o.meanwhile().then(() => null, (e: unknown) => ({ failed: e })) : null;
+      // In a turn of its own: a meanwhile that throws at once fails like one that rejects.
+      const alongside = o.meanwhile ? Promise.resolve().then(o.meanwhile).then(() => null, (e: unknown) => ({ failed: e })) : null;
       const shim = await launching.catch(async (e: unknown) => {
-        await alongside; // nothing of it may still run while the caller cleans up
-        throw e;
+        const side = await alongside; // nothing of it may still run while the caller cleans up
+        throw side ? withSecondFailure(e, side.failed, 'the work meanwhile') : e;
       });
       const pid = shim.first.pid!;
       this.crashPoint('monitor');
@@ -570,10 +579,14 @@ export class Runtime {
   }
 
   private async killAndWait(rec: ContainerRecord): Promise<ExitRecord | null> {
-    try {
-      process.kill(rec.pid, 'SIGKILL');
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ESRCH') throw e;
+    // Only the process recorded (a container that started itself may be gone,
+    // its pid reused, before its start time could be read).
+    if (rec.pidStartTime !== '' && startTimeSync(rec.pid) === rec.pidStartTime) {
+      try {
+        process.kill(rec.pid, 'SIGKILL');
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ESRCH') throw e;
+      }
     }
     const done = await this.waitExitFile(rec.id, 10_000);
     if (!done && (await processStartTime(rec.pid)) === rec.pidStartTime) {

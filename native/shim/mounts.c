@@ -47,12 +47,12 @@ static int mkpath_in_root(int rootfd, const char *path, int want_file, struct lx
 	 * made just before, such as /sys/fs/cgroup): start there when the
 	 * parent resolves, instead of walking down from the root. */
 	int parent = -1;
-	char *last = strrchr(comp, '/');
-	if (last && last[1]) {
-		*last = 0;
+	char *final_slash = strrchr(comp, '/');
+	if (final_slash && final_slash[1]) {
+		*final_slash = 0;
 		parent = open_in_root(rootfd, buf, O_PATH | O_DIRECTORY);
-		*last = '/';
-		if (parent >= 0) comp = last + 1;
+		*final_slash = '/';
+		if (parent >= 0) comp = final_slash + 1;
 	}
 	if (parent < 0) parent = open_in_root(rootfd, "/", O_PATH | O_DIRECTORY);
 	if (parent < 0) return lxr_fail(err, errno, "resolve path", "/");

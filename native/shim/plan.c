@@ -224,15 +224,14 @@ ssize_t plan_select(const char *buf, size_t len, const char *prefix, char **out)
 	return (ssize_t)n_keep;
 }
 
-int plan_scan(const char *buf, size_t len, struct plan_scan *s)
+int plan_scan(const char *buf, size_t len, struct plan_scan *s, struct lxr_err *err)
 {
 	const char *cur = buf, *end = buf + len;
-	struct lxr_err err = { 0 };
 	memset(s, 0, sizeof *s);
 	while (cur < end) {
 		const char *op, *fields, *next;
 		unsigned long long n;
-		if (split_record(cur, end, &op, &n, &fields, &next, &err) < 0) return -1;
+		if (split_record(cur, end, &op, &n, &fields, &next, err) < 0) return -1;
 		/* ns TYPE PATH: an empty PATH is a new namespace. */
 		if (!strcmp(op, "ns") && n == 2) {
 			const char *path = fields + strlen(fields) + 1;

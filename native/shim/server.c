@@ -1,28 +1,6 @@
-/* Server mode: one long-lived helper per agent that forks a container
- * monitor per request, so starting a container costs one fork of this small
- * process instead of a fork of the agent plus an exec (and the fork is the
- * monitor: with SIGCHLD ignored here, nobody waits on it). Requests are lines on
- * stdin, "create TAG PLANFILE"; reports go to the shared report descriptor,
- * each line prefixed with its TAG (lines under PIPE_BUF never interleave).
- * Only plans that need no sealed re-exec come here (the agent decides).
- *
- * A plan with a `gate` is forked at once, and its monitor sets itself up
- * while the agent makes the container's cgroups; "go TAG" then lets it on
- * (one byte down a pipe only it and the server hold), and "abort TAG", or
- * the server's end (the agent went away), calls it off.
- *
- * A new network namespace is the costliest part of clone (about 0.4 ms:
- * every per-namespace init of the network stack), so the server keeps one
- * ready: while idle it sits in a fresh, unused network namespace of its
- * own; the monitor it forks for a plan that asks for a new one stays in it
- * and the init inherits it. The server itself goes back to its original
- * namespace at once, and makes the next spare once no request came for
- * SPARE_IDLE_MS, away from the work of the monitor it just forked (made
- * right after the fork, it delayed that child by as much). A plan that
- * joins a namespace, keeps the original one, or has a user namespace of
- * its own (which must own its network namespace) gets the original one
- * back and clones as before; so does a request that comes before the next
- * spare is made. */
+/* Server mode: the agent's long-lived helper that forks one container
+ * monitor per request, gates a monitor until its cgroups exist, and keeps a
+ * fresh network namespace ready for the next container (../PLAN.md). */
 #include "shim.h"
 
 #include <errno.h>
@@ -35,12 +13,17 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+/* Why one process forks them all: a fork of this small process is cheaper
+ * than a fork of the agent plus an exec, and, with SIGCHLD ignored here, the
+ * fork can be the monitor itself (nobody waits on it). A new network
+ * namespace is the costliest part of clone (about 0.4 ms), so one is made
+ * while idle; made right after a fork, it delayed that child as much. */
 #define SPARE_IDLE_MS 10
-#define GATES_MAX 64
 
-/* The write ends of the gates of monitors not yet let on, by tag. */
-static struct { char tag[64]; int fd; } gates[GATES_MAX];
-static size_t ngates;
+/* The write ends of the gates of monitors not yet let on, by tag (grows
+ * with the creates in flight: only descriptors bound it). */
+static struct gate { char tag[64]; int fd; } *gates;
+static size_t ngates, gates_cap;
 
 /* "go TAG" or "abort TAG": opens or drops that gate; 0 when the line is neither. */
 static int gate_request(const char *line, int report_fd)
@@ -87,11 +70,16 @@ static int serve(char *line, int report_fd, int host_net, int spare)
 	}
 	const struct sock_fprog *filter = seccomp_cached(buf, (size_t)len);
 	struct plan_scan scan;
-	int scanned = plan_scan(buf, (size_t)len, &scan) == 0;
+	/* A plan that does not scan is refused by its monitor's own parse below. */
+	int scanned = plan_scan(buf, (size_t)len, &scan, &err) == 0;
 	int use_spare = spare && scanned && scan.new_net && !scan.new_user;
 	int gate[2] = { -1, -1 };
 	if (scanned && scan.gate) {
-		if (ngates == GATES_MAX) lxr_fail(&err, EAGAIN, "server", "%d creates wait at their gates already", GATES_MAX);
+		if (ngates == gates_cap) {
+			struct gate *grown = realloc(gates, (gates_cap ? gates_cap * 2 : 16) * sizeof *gates);
+			if (grown) { gates = grown; gates_cap = gates_cap ? gates_cap * 2 : 16; }
+		}
+		if (ngates == gates_cap) lxr_fail(&err, ENOMEM, "server", "no room for one more gate");
 		else if (pipe2(gate, O_CLOEXEC) < 0) lxr_fail(&err, errno, "server", "gate pipe");
 		if (gate[0] < 0) {
 			report_tag = tag;
@@ -155,10 +143,14 @@ int cmd_server(int report_fd)
 	int can_spare = host_net >= 0, spare = 0;
 	char in[8192];
 	size_t have = 0;
+	int overlong = 0; /* dropping a line no request is as long as, up to its end */
 	for (;;) {
 		char *nl = memchr(in, '\n', have);
 		if (!nl) {
-			if (have == sizeof in) have = 0; /* no request is that long: dropped */
+			if (have == sizeof in) {
+				have = 0;
+				overlong = 1;
+			}
 			struct pollfd pf = { .fd = 0, .events = POLLIN };
 			int r = poll(&pf, 1, can_spare && !spare ? SPARE_IDLE_MS : -1);
 			if (r == 0) {
@@ -177,7 +169,12 @@ int cmd_server(int report_fd)
 			continue;
 		}
 		*nl = 0;
-		if (serve(in, report_fd, host_net, spare)) {
+		if (overlong) {
+			report_tag = "-";
+			report(report_fd, "{\"type\":\"error\",\"step\":\"server\",\"errno\":\"E2BIG\",\"errnum\":7,\"message\":\"a request longer than %zu bytes\"}", sizeof in);
+			report_tag = NULL;
+			overlong = 0;
+		} else if (serve(in, report_fd, host_net, spare)) {
 			spare = 0;
 			/* Never linger in a container's namespace. */
 			if (setns(host_net, CLONE_NEWNET) < 0) {

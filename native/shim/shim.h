@@ -99,7 +99,7 @@ ssize_t plan_select(const char *buf, size_t len, const char *prefix, char **out)
  * network and a new user namespace, and whether it is gated. < 0 for a
  * malformed plan. */
 struct plan_scan { int new_net, new_user, gate; };
-int plan_scan(const char *buf, size_t len, struct plan_scan *s);
+int plan_scan(const char *buf, size_t len, struct plan_scan *s, struct lxr_err *err);
 
 /* util.c */
 int write_file(const char *path, const char *data, struct lxr_err *err);

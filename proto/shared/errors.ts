@@ -114,10 +114,15 @@ export function asLxrError(e: unknown): LxrError {
  * original's reason and code, and its message names both failures.
  */
 export function withCleanupFailure(original: unknown, cleanup: unknown): LxrError {
+  return withSecondFailure(original, cleanup, 'cleanup');
+}
+
+/** withCleanupFailure for any second failure: `what` says what else failed. */
+export function withSecondFailure(original: unknown, second: unknown, what: string): LxrError {
   const orig = asLxrError(original);
-  const clean = cleanup instanceof Error ? cleanup.message : String(cleanup);
-  const merged = new LxrError(orig.reason, `${orig.message}; cleanup also failed: ${clean}`, {
-    cause: new AggregateError([original, cleanup], 'operation and cleanup both failed'),
+  const other = second instanceof Error ? second.message : String(second);
+  const merged = new LxrError(orig.reason, `${orig.message}; ${what} also failed: ${other}`, {
+    cause: new AggregateError([original, second], `operation and ${what} both failed`),
     ...(orig.field !== undefined ? { field: orig.field } : {}),
     ...(orig.errno !== undefined ? { errno: orig.errno } : {}),
     ...(orig.step !== undefined ? { step: orig.step } : {}),

@@ -28,6 +28,14 @@ async function helperServerPid(): Promise<number> {
   }
   throw new Error('no lxr-shim server runs for this process');
 }
+
+/** The spare network namespace the idle server sits in, once it has made one (it does after 10 ms idle). */
+async function spareNetns(server: number): Promise<string> {
+  const host = await readlink('/proc/self/ns/net');
+  let ns = host;
+  await until('the helper server to make a spare network namespace', async () => (ns = await readlink(`/proc/${server}/ns/net`)) !== host, 5000);
+  return ns;
+}
 const fx = await runtimeFixture();
 
 const NS = ['pid', 'uts', 'ipc', 'net', 'mnt', 'cgroup'] as const;
@@ -156,19 +164,16 @@ describe('joining namespaces by path', () => {
   // is not handed it.
   test('every container gets a network namespace of its own; one without keeps the host\'s; one joined by path is that one', T, async () => {
     const host = await readlink('/proc/self/ns/net');
-    const idle = () => new Promise((r) => setTimeout(r, 100));
     await fx.run(sh('true')); // the server runs from here on
     const server = await helperServerPid();
-    await idle();
-    const spare = await readlink(`/proc/${server}/ns/net`);
-    assert.notEqual(spare, host, 'an idle server sits in a spare network namespace');
+    const spare = await spareNetns(server);
     const a = await startContainer(fx, sh('sleep 30'));
     const na = await readlink(`/proc/${a.pid}/ns/net`);
     assert.equal(na, spare, 'the spare went to the next container');
     assert.notEqual(await readlink(`/proc/${server}/ns/net`), na, 'the server left it');
-    await idle();
+    await spareNetns(server);
     const b = await startContainer(fx, sh('sleep 30'));
-    // Without a pause: no spare is ready yet, and clone makes one.
+    // Right after: with or without a spare made meanwhile, a namespace of its own.
     const c = await startContainer(fx, sh('sleep 30'));
     try {
       const [nb, nc] = await Promise.all([readlink(`/proc/${b.pid}/ns/net`), readlink(`/proc/${c.pid}/ns/net`)]);
@@ -177,7 +182,7 @@ describe('joining namespaces by path', () => {
         const links = (await readFile(`/proc/${pid}/net/dev`, 'utf8')).split('\n').slice(2).map((l) => l.split(':')[0]!.trim()).filter(Boolean);
         assert.deepEqual(links, ['lo'], 'a fresh namespace has only lo');
       }
-      await idle();
+      const idleSpare = await spareNetns(server);
       const noNet = sh('readlink /proc/self/ns/net');
       noNet.linux!.namespaces = noNet.linux!.namespaces!.filter((n) => n.type !== 'network');
       const shared = await fx.run(noNet);
@@ -188,6 +193,7 @@ describe('joining namespaces by path', () => {
       const joined = await fx.run(joins);
       assert.equal(joined.exitCode, 0, joined.stderr);
       assert.equal(joined.stdout.trim(), na);
+      assert.equal(await readlink(`/proc/${server}/ns/net`), idleSpare, 'neither took the spare');
     } finally {
       for (const x of [a, b, c]) await fx.rt.delete(x.id, { force: true });
     }
@@ -245,8 +251,14 @@ describe('user namespace', () => {
     const bundle = await usernsBundle('id -u; id -g; cat /proc/self/uid_map /proc/self/gid_map; stat -c %u:%g /bin/busybox; echo ready; sleep 30');
     const id = uniqueId('c');
     const log = path.join(path.dirname(bundle), `${id}.log`);
+    await fx.run(sh('true')); // the helper server runs from here on
+    const server = await helperServerPid();
+    const spare = await spareNetns(server);
     const st = await fx.rt.create(id, bundle, { stdio: { mode: 'log', path: log } });
     try {
+      // Its network namespace must belong to its own user namespace: not the server's spare.
+      assert.notEqual(await readlink(`/proc/${st.pid}/ns/net`), spare);
+      assert.equal(await readlink(`/proc/${server}/ns/net`), spare, 'the spare is still the next one\'s');
       await fx.rt.start(id);
       await until('the container to print', async () => (await readFile(log, 'utf8').catch(() => '')).includes('ready'));
       const out = parseCriLog(await readFile(log, 'utf8')).stdout.trim().split('\n');

@@ -127,6 +127,12 @@ describe('planCreate', () => {
         ['remount', '/sys/fs/cgroup', String(base3 | MS.RDONLY), ''],
       ],
     );
+    // A bind or remount in the spec's options never reaches a fresh mount (its source "cgroup" would be a host path).
+    const odd = planCreate({ ...base, cgroup: v1, spec: spec({ mounts: [{ ...cgMount, options: [...cgMount.options, 'rbind', 'remount', 'noatime'] }] }, { namespaces: [{ type: 'pid' }, { type: 'mount' }, { type: 'cgroup' }] }) });
+    for (const r of odd.filter((x) => x[0] === 'mount' && x[3] === 'cgroup')) {
+      assert.equal(Number(r[4]) & (MS.BIND | MS.REMOUNT | MS.REC), 0, r.join(' '));
+      assert.equal(Number(r[4]), base3 | MS.RDONLY | MS.NOATIME);
+    }
     // Joined by path: the namespace is someone else's, and its root is not this container's cgroup.
     const joined = planCreate({ ...base, cgroup: v1, spec: spec({ mounts: [cgMount] }, { namespaces: [{ type: 'pid' }, { type: 'mount' }, { type: 'cgroup', path: '/proc/7/ns/cgroup' }] }) });
     assert.equal(joined.filter((r) => r[0] === 'mount' && r[3] === 'cgroup').length, 0);

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { describe, it } from 'node:test';
+import { describe, it, type TestContext } from 'node:test';
 import { LxrError } from '../../proto/shared/errors.js';
 import type { CgroupHandle, CgroupLimits, CgroupManager } from '../../agent/cgroups/cgroup.js';
 import { assertLegal, isLegal, type Operation } from '../../agent/runtime/lifecycle.js';
@@ -159,17 +159,28 @@ async function fakeRuntime() {
   return { launcher, cgroups, root, rt: new Runtime({ root, cgroups, launcher }), bundle: await bundleWith(goodConfig()) };
 }
 
+/**
+ * A live pid the fake's containers can have (they then read as alive): a
+ * child of this test, ended after it, so a signal a regression sends to a
+ * container never reaches the test runner.
+ */
+function liveChildPid(t: TestContext): number {
+  const child = spawn('sleep', ['60'], { stdio: 'ignore' });
+  t.after(() => void child.kill('SIGKILL'));
+  return child.pid!;
+}
+
 describe('Runtime.create over fakes', () => {
-  it('creates the cgroup with the spec’s limits, writes the plan, records the state', async () => {
+  it('creates the cgroup with the spec’s limits, writes the plan, records the state', async (t) => {
     const root = path.join(await tempDir('rt'), 'state');
     const launcher = new FakeShimLauncher();
-    launcher.nextPid = process.pid; // a live pid, so the container reads as alive
+    const live = (launcher.nextPid = liveChildPid(t));
     const cgroups = new FakeCgroups();
     const rt = new Runtime({ root, cgroups, launcher, cgroupParent: 'par' });
     const bundle = await bundleWith(goodConfig());
     const st = await rt.create('c1', bundle, { stdio: { mode: 'log', path: '/x.log' } });
     assert.equal(st.id, 'c1');
-    assert.equal(st.pid, process.pid);
+    assert.equal(st.pid, live);
     assert.deepEqual(cgroups.created, [['par/c1', { memory: { limit: 1 << 26 }, pids: { limit: 10 } }]]);
     assert.equal(launcher.calls.length, 1);
     const plan = decodePlan(await readFile(launcher.calls[0]!.planFile));
@@ -184,15 +195,15 @@ describe('Runtime.create over fakes', () => {
     await assert.rejects(rt.create('c1', bundle), (e: LxrError) => e.reason === 'LXR_ALREADY_EXISTS');
   });
 
-  it('with start: the plan starts itself, started() tells how it went, and it reads as running at once', async () => {
+  it('with start: the plan starts itself, started() tells how it went, and it reads as running at once', async (t) => {
     const launcher = new FakeShimLauncher();
-    launcher.nextPid = process.pid;
+    launcher.nextPid = liveChildPid(t);
     const rt = new Runtime({ root: path.join(await tempDir('rt'), 's'), cgroups: new FakeCgroups(), launcher });
     const bundle = await bundleWith(goodConfig());
     await rt.create('s1', bundle, { start: true });
     const { gate, ...hints } = launcher.calls[0]!.hints!;
     assert.deepEqual(hints, { viaServer: true, startsItself: true });
-    assert.equal(await gate, true, 'gated: the cgroup was made while the monitor set itself up');
+    assert.equal(await gate, true);
     const plan = decodePlan(await readFile(launcher.calls[0]!.planFile));
     assert.deepEqual(plan.filter((r) => r[0] === 'autostart' || r[0] === 'control'), [['autostart']]);
     await rt.started('s1');
@@ -205,9 +216,9 @@ describe('Runtime.create over fakes', () => {
     await assert.rejects(rt.started('nope'), (e: LxrError) => e.reason === 'LXR_INTERNAL');
   });
 
-  it('with start: a start that fails is the start’s error, and the container stays', async () => {
+  it('with start: a start that fails is the start’s error, and the container stays', async (t) => {
     const launcher = new FakeShimLauncher();
-    launcher.nextPid = process.pid;
+    launcher.nextPid = liveChildPid(t);
     launcher.startWith = { type: 'error', step: 'exec', errno: 'ENOEXEC', errnum: 8, exitCode: 126, message: '/bin/x' };
     const rt = new Runtime({ root: path.join(await tempDir('rt'), 's'), cgroups: new FakeCgroups(), launcher });
     const st = await rt.create('f1', await bundleWith(goodConfig()), { start: true });
@@ -217,7 +228,7 @@ describe('Runtime.create over fakes', () => {
     // No report at all (the monitor went away): UNAVAILABLE, not a hang.
     launcher.startWith = null;
     const gone = new FakeShimLauncher();
-    gone.nextPid = process.pid;
+    gone.nextPid = liveChildPid(t);
     const rt2 = new Runtime({ root: path.join(await tempDir('rt'), 's'), cgroups: new FakeCgroups(), launcher: gone });
     const original = gone.create.bind(gone);
     gone.create = async (plan, stdio, hints) => ({ ...(await original(plan, stdio, hints)), started: Promise.resolve(null) });
@@ -249,24 +260,47 @@ describe('Runtime.create over fakes', () => {
       },
     });
     assert.deepEqual(seen, ['begun after 1 launch', 'done']);
-    // The "container" of the failed create is a child of this test: the cleanup SIGKILLs it.
-    const victim = spawn('sleep', ['60'], { stdio: 'ignore' });
-    const died = new Promise<NodeJS.Signals | null>((r) => victim.once('exit', (_c, sig) => r(sig)));
-    launcher.nextPid = victim.pid!;
+    // The "container" of a failed create is a child of this test: the cleanup SIGKILLs it.
+    const victim = () => {
+      const child = spawn('sleep', ['60'], { stdio: 'ignore' });
+      launcher.nextPid = child.pid!;
+      return new Promise<NodeJS.Signals | null>((r) => child.once('exit', (_c, sig) => r(sig)));
+    };
+    let died = victim();
     await assert.rejects(rt.create('w2', bundle, { meanwhile: async () => { throw new Error('disk full'); } }), /disk full/);
     assert.equal(await died, 'SIGKILL');
-    assert.deepEqual(cgroups.destroyed, ['lxr/w2']);
+    // One that throws before it returns a promise is the same failure, with the same cleanup.
+    died = victim();
+    const throwsAtOnce = (() => {
+      throw new Error('no space');
+    }) as unknown as () => Promise<void>;
+    await assert.rejects(rt.create('w2b', bundle, { meanwhile: throwsAtOnce }), /no space/);
+    assert.equal(await died, 'SIGKILL');
+    assert.deepEqual(cgroups.destroyed, ['lxr/w2', 'lxr/w2b']);
     assert.deepEqual(await readdir(root), ['w1'], 'the failed one is gone');
     // A launch that fails waits for the work meanwhile before it reports.
     launcher.failWith = { type: 'error', step: 'mount', errno: 'ENOENT', message: 'gone' };
     let finished = false;
     await assert.rejects(rt.create('w3', bundle, { meanwhile: async () => { await new Promise((r) => setTimeout(r, 20)); finished = true; } }), /gone/);
     assert.equal(finished, true);
+    // Both failed: the launch's error, naming the other too.
+    await assert.rejects(rt.create('w4', bundle, { meanwhile: async () => { throw new Error('disk full'); } }), (e: LxrError) => /gone/.test(e.message) && /the work meanwhile also failed: disk full/.test(e.message));
   });
 
   it('through the helper server the plan is gated: the gate opens once the cgroup is made, and a cgroup that cannot be made calls the monitor off', async () => {
     const { launcher, cgroups, root, rt, bundle } = await fakeRuntime();
+    // What the cgroup sees when it is made: the plan already with the helper, its gate still shut.
+    const seen: string[] = [];
+    const make = cgroups.create.bind(cgroups);
+    cgroups.create = async (p, l) => {
+      let shut = true;
+      void launcher.calls.at(-1)?.hints?.gate?.then(() => (shut = false));
+      await Promise.resolve();
+      seen.push(`${launcher.calls.length} launched, gate ${shut ? 'shut' : 'open'}`);
+      return make(p, l);
+    };
     await rt.create('g1', bundle);
+    assert.deepEqual(seen, ['1 launched, gate shut']);
     const plan = decodePlan(await readFile(launcher.calls[0]!.planFile));
     assert.deepEqual(plan.filter((r) => r[0] === 'gate'), [['gate']]);
     assert.deepEqual(plan.find((r) => r[0] === 'cgroup'), ['cgroup', '/fake/memory/lxr/g1/cgroup.procs'], 'planned before the cgroup was made');

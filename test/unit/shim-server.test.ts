@@ -1,7 +1,9 @@
 // The native create server (`lxr-shim server`, native/shim/server.c) refuses
 // what it cannot read before it forks anything: each bad request is answered
 // on fd 3 with the request's tag and an error naming the problem, and the
-// server goes on serving. No root needed: nothing here gets as far as a clone.
+// server goes on serving; and it holds gated creates until go or abort. No
+// root needed: nothing here touches a mount or a cgroup (a create let on
+// forks an init that refuses a plan without a mount namespace).
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -81,7 +83,15 @@ test('a gated create waits for go: abort calls it off, go lets it on, a gate nob
     server.stdin!.write(`create g1 ${plan}\ncreate g2 ${plan}\ncreate g3 ${plan}\n`);
     await new Promise((r) => setTimeout(r, 200));
     assert.deepEqual(lines, [], 'nothing happens before the gate opens');
+    // More creates in flight than the gate table starts with: it grows.
+    const many = Array.from({ length: 40 }, (_, i) => `m${i}`);
+    server.stdin!.write(many.map((tag) => `create ${tag} ${plan}\n`).join(''));
+    // A line longer than any request is refused as a whole, and the server goes on.
+    server.stdin!.write(`create ${'x'.repeat(9000)}\n`);
     server.stdin!.write('abort g1\ngo g2\ngo nobody\n');
+    server.stdin!.write(many.map((tag) => `abort ${tag}\n`).join(''));
+    for (const tag of many) assert.equal((await reportOf(tag)).step, 'gate', `${tag} was held and called off`);
+    assert.match((await reportOf('-')).message, /a request longer than \d+ bytes/);
     const g1 = await reportOf('g1');
     assert.equal(g1.step, 'gate');
     assert.match(g1.message, /called off/);
