@@ -419,8 +419,6 @@ export class ContainerService {
   }
 
   private readRecordSync(name: string): ContainerRecordFile | null {
-    // A create asks first for one that is not there: no exception for that.
-    if (!existsSync(this.recordPath(name))) return null;
     try {
       return JSON.parse(readFileSync(this.recordPath(name), 'utf8')) as ContainerRecordFile;
     } catch (e) {
@@ -547,7 +545,8 @@ export class ContainerService {
       if (k === '') throw invalidArgument('labels', `empty label key (value ${JSON.stringify(v)})`);
     }
     return this.locked(name, async () => {
-      const existing = await this.readRecord(name);
+      // Usually not there: asked without the cost of an ENOENT exception.
+      const existing = existsSync(this.recordPath(name)) ? await this.readRecord(name) : null;
       if (existing) {
         if (req.requestId && existing.requestId === req.requestId) {
           // The same create again: with start, one whose start failed (still created) is started now.

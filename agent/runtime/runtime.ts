@@ -17,7 +17,7 @@ import type { AttachedExec } from './exec-io.js';
 import { assertLegal, type Operation } from './lifecycle.js';
 import type { Process, Spec, State, Status } from './oci.js';
 import { encodePlan, planCreate, planExec, planExecServer, type Stdio } from './plan.js';
-import { LinuxShimLauncher, reportToError, type ShimLauncher, type ShimProcess, type ShimReport, type ShimStdio } from './shim.js';
+import { LinuxShimLauncher, reportToError, serverCanCreate, type ShimLauncher, type ShimProcess, type ShimReport, type ShimStdio } from './shim.js';
 import { processRunning } from '../../proto/shared/proc.js';
 import { checkId, startTimeSync, StateStore, writeAtomic, type ContainerRecord, type ExitRecord } from './store.js';
 import { sysctlNamespace, validateSpec } from './validate.js';
@@ -307,7 +307,8 @@ export class Runtime {
     const cleanups: Array<() => Promise<void>> = [() => this.store.remove(id)];
     let cgroup: CgroupHandle | null = null;
     const ownPidNs = (spec.linux?.namespaces ?? []).some((n) => n.type === 'pid' && !n.path);
-    const viaServer = ownPidNs && !o.consoleSocket && (o.stdioFds ?? ['ignore', 'ignore', 'ignore']).every((s) => s === 'ignore');
+    const stdioFds = o.stdioFds ?? ['ignore', 'ignore', 'ignore'];
+    const viaServer = serverCanCreate(stdioFds, { viaServer: ownPidNs && !o.consoleSocket });
     // Through the helper server, the cgroup is made while the monitor sets
     // itself up (forked, its sockets and pipes made): the plan is gated, and
     // the gate opens once the cgroup is there.
@@ -337,7 +338,7 @@ export class Runtime {
         ...(gated ? { gate: true } : {}),
       });
       writeFileSync(paths.plan, encodePlan(records), { mode: 0o600 });
-      const launching = this.launcher.create(paths.plan, o.stdioFds ?? ['ignore', 'ignore', 'ignore'], {
+      const launching = this.launcher.create(paths.plan, stdioFds, {
         viaServer,
         ...(o.start ? { startsItself: true } : {}),
         ...(gate ? { gate } : {}),

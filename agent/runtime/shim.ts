@@ -55,6 +55,9 @@ export interface CreateHints {
   gate?: Promise<boolean>;
 }
 
+/** Whether the helper server can make it: it forks its monitors, so it hands over no stdio. */
+export const serverCanCreate = (stdio: ShimStdio, hints: CreateHints): boolean => !!hints.viaServer && stdio.every((s) => s === 'ignore');
+
 export interface ShimLauncher {
   create(planFile: string, stdio: ShimStdio, hints?: CreateHints): Promise<ShimProcess>;
   exec(planFile: string, stdio: ShimStdio): Promise<ShimProcess>;
@@ -252,7 +255,7 @@ export class LinuxShimLauncher implements ShimLauncher {
   constructor(private readonly shimPath: string = defaultShimPath()) {}
 
   async create(planFile: string, stdio: ShimStdio, hints: CreateHints = {}): Promise<ShimProcess> {
-    const viaServer = hints.viaServer && stdio.every((s) => s === 'ignore');
+    const viaServer = serverCanCreate(stdio, hints);
     if (hints.gate && !viaServer) throw new LxrError('LXR_INTERNAL', 'a gated plan goes through the helper server only');
     if (!viaServer) return this.run('create', planFile, stdio, hints);
     if (!this.server || this.server.dead) this.server = new ShimServer(this.shimPath);
@@ -350,16 +353,16 @@ export class FakeShimLauncher implements ShimLauncher {
 
   private async answer(mode: 'create' | 'exec', planFile: string, stdio: ShimStdio, hints: CreateHints = {}): Promise<ShimProcess> {
     this.calls.push({ mode, planFile, stdio, ...(mode === 'create' ? { hints } : {}) });
-    // As the monitor: called off at a gate that opens false.
+    // As the helper: a failure before the gate (a plan it cannot read), then called off at a gate that opens false.
+    if (this.failWith) throw reportToError(this.failWith, mode);
     if (hints.gate && !(await hints.gate)) throw reportToError({ type: 'error', step: 'gate', errno: 'ECANCELED', message: 'the create was called off before its cgroups were made' }, mode);
-    if (this.failWith) return Promise.reject(reportToError(this.failWith, mode));
     const pid = this.nextPid++;
-    return Promise.resolve({
+    return {
       first: { type: mode === 'create' ? 'created' : 'started', pid, monitor: pid - 1 },
       ...(hints.startsItself ? { started: Promise.resolve(this.startWith ?? { type: 'started', pid }) } : {}),
       exited: new Promise<ShimReport | null>(() => {}),
       detach: () => {},
-    });
+    };
   }
 
   create(planFile: string, stdio: ShimStdio, hints?: CreateHints) {

@@ -129,7 +129,9 @@ describe('planCreate', () => {
     );
     // A bind or remount in the spec's options never reaches a fresh mount (its source "cgroup" would be a host path).
     const odd = planCreate({ ...base, cgroup: v1, spec: spec({ mounts: [{ ...cgMount, options: [...cgMount.options, 'rbind', 'remount', 'noatime'] }] }, { namespaces: [{ type: 'pid' }, { type: 'mount' }, { type: 'cgroup' }] }) });
-    for (const r of odd.filter((x) => x[0] === 'mount' && x[3] === 'cgroup')) {
+    const oddMounts = odd.filter((x) => x[0] === 'mount' && x[3] === 'cgroup');
+    assert.equal(oddMounts.length, 3);
+    for (const r of oddMounts) {
       assert.equal(Number(r[4]) & (MS.BIND | MS.REMOUNT | MS.REC), 0, r.join(' '));
       assert.equal(Number(r[4]), base3 | MS.RDONLY | MS.NOATIME);
     }

@@ -309,13 +309,18 @@ describe('Runtime.create over fakes', () => {
     await assert.rejects(rt.create('g2', bundle), (e: LxrError) => e === cgroups.failCreate, 'the cgroup\'s error, not the called-off monitor\'s');
     assert.equal(await launcher.calls[1]!.hints!.gate, false, 'called off');
     assert.deepEqual(await readdir(root), ['g1']);
+    // A helper that failed on its own as well (not called off): both are told, the cgroup's first.
+    launcher.failWith = { type: 'error', step: 'read plan', errno: 'EIO', message: 'cannot read the plan' };
+    await assert.rejects(rt.create('g2b', bundle), (e: LxrError) => e.field === 'linux.resources.pids.limit' && /refused pids\.max; the helper also failed: .*cannot read the plan/.test(e.message));
+    launcher.failWith = null;
+    assert.deepEqual(await readdir(root), ['g1']);
     // A process that joins a pid namespace is created by its own helper: no gate, the cgroup first.
     cgroups.failCreate = null;
     const joins = goodConfig();
     joins.linux!.namespaces = [{ type: 'pid', path: '/proc/1/ns/pid' }, { type: 'mount' }];
     await rt.create('g3', await bundleWith(joins));
-    assert.equal(launcher.calls[2]!.hints!.gate, undefined);
-    assert.deepEqual(decodePlan(await readFile(launcher.calls[2]!.planFile)).filter((r) => r[0] === 'gate'), []);
+    assert.equal(launcher.calls.at(-1)!.hints!.gate, undefined);
+    assert.deepEqual(decodePlan(await readFile(launcher.calls.at(-1)!.planFile)).filter((r) => r[0] === 'gate'), []);
   });
 
   it('an explicit cgroupsPath is used as given (leading slash dropped)', async () => {
